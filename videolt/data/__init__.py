@@ -1,0 +1,1 @@
+"""videolt.data"""

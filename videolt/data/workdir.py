@@ -1,0 +1,168 @@
+"""The workdir: one folder holding a dataset's label lists, manifest, videos, features, runs, reports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from videolt import __version__
+from videolt.data.ids import LIST_ID
+from videolt.data.labels import COUNT_FILE, SPLIT_FILES, LabelSet, load_labels
+from videolt.data.manifest import Manifest
+from videolt.errors import UsageError, WorkdirError
+
+WORKDIR_FILE = "videolt.json"
+WORKDIR_SCHEMA = 1
+LABEL_FILES = (COUNT_FILE, *SPLIT_FILES.values())
+
+
+class Workdir:
+    """Paths and entry points of one workdir; no state beyond its root."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    # -- creation -------------------------------------------------------------------------------
+    @classmethod
+    def init(cls, root: str | Path, labels_dir: str | Path) -> "Workdir":
+        """Create the layout, copy the lists and fill the manifest; a rerun with the same lists is a no-op."""
+        wd = cls(root)
+        labels = load_labels(labels_dir)
+        digest = labels_digest(Path(labels_dir))
+        if (wd.root / WORKDIR_FILE).is_file():
+            meta = wd.meta()
+            if meta.get("labels_sha256") != digest:
+                raise WorkdirError(
+                    f"{wd.root}: already a workdir made from other label lists "
+                    f"({meta.get('labels_source')}); use a new workdir for {Path(labels_dir).resolve()}")
+            return wd
+        wd.root.mkdir(parents=True, exist_ok=True)
+        # A half-made workdir from a killed init is ours to finish; a folder holding anything else is not.
+        foreign = {p.name for p in wd.root.iterdir() if not p.name.startswith("manifest.sqlite")} - _LAYOUT
+        if foreign:
+            raise WorkdirError(f"{wd.root}: not empty and not a videolt workdir ({sorted(foreign)[0]}, ...)")
+        for d in (wd.labels_dir, wd.videos_dir, wd.features_dir, wd.runs_dir, wd.reports_dir):
+            d.mkdir(exist_ok=True)
+        for name in LABEL_FILES:
+            shutil.copyfile(Path(labels_dir) / name, wd.labels_dir / name)
+        tmp = wd.root / "manifest.sqlite.tmp"
+        for stale in wd.root.glob("manifest.sqlite.tmp*"):
+            stale.unlink()
+        Manifest.create(tmp, _rows(labels)).close()
+        for suffix in ("-wal", "-shm"):
+            Path(str(tmp) + suffix).unlink(missing_ok=True)
+        tmp.replace(wd.manifest_path)
+        meta = {"schema_version": WORKDIR_SCHEMA, "videolt_version": __version__,
+                "labels_source": str(Path(labels_dir).resolve()), "labels_sha256": digest,
+                "videos": sum(len(s) for s in labels.splits.values()), "created": time.time()}
+        _atomic_write(wd.root / WORKDIR_FILE, json.dumps(meta, indent=2) + "\n")
+        return wd
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Workdir":
+        wd = cls(root)
+        if not (wd.root / WORKDIR_FILE).is_file():
+            raise WorkdirError(f"{wd.root}: not a videolt workdir (run `videolt init {root} --labels DIR`)")
+        meta = wd.meta()
+        if meta.get("schema_version") != WORKDIR_SCHEMA:
+            raise WorkdirError(f"{wd.root}/{WORKDIR_FILE}: schema {meta.get('schema_version')} is not "
+                               f"{WORKDIR_SCHEMA}")
+        return wd
+
+    def meta(self) -> dict:
+        path = self.root / WORKDIR_FILE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise WorkdirError(f"{path}: unreadable ({e})") from None
+
+    # -- paths ----------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.sqlite"
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.root / "labels"
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.root / "videos"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def manifest(self) -> Manifest:
+        """A new connection (one per thread or process)."""
+        return Manifest(self.manifest_path)
+
+    def labels(self) -> LabelSet:
+        return load_labels(self.labels_dir)
+
+    def video_path(self, video_id: str, ext: str) -> Path:
+        """`videos/<first 2 chars>/<id>.<ext>`; the ID is checked so it can never escape the folder."""
+        if not LIST_ID.match(video_id) or not ext.isalnum():
+            raise UsageError(f"video id {video_id!r} / extension {ext!r} cannot name a file")
+        return self.videos_dir / video_id[:2] / f"{video_id}.{ext}"
+
+    def find_video(self, video_id: str) -> Path | None:
+        folder = self.video_path(video_id, "x").parent
+        hits = sorted(p for p in folder.glob(f"{video_id}.*") if p.suffix[1:].isalnum()) if folder.is_dir() else []
+        return hits[0] if hits else None
+
+    def features_path(self, name: str) -> Path:
+        return self.inside(self.features_dir / f"{_safe_name(name, 'feature set')}.zarr")
+
+    def run_dir(self, run: str) -> Path:
+        return self.inside(self.runs_dir / _safe_name(run, "run"))
+
+    def inside(self, path: str | Path) -> Path:
+        """Resolve `path` and refuse anything outside the workdir."""
+        p = Path(path)
+        p = (p if p.is_absolute() else self.root / p).resolve()
+        if p != self.root and self.root not in p.parents:
+            raise UsageError(f"{path}: outside the workdir {self.root}")
+        return p
+
+
+_LAYOUT = {"labels", "videos", "features", "runs", "reports"}
+
+
+def labels_digest(labels_dir: Path) -> str:
+    """sha256 over the four list files, so `init` can tell the same lists from different ones."""
+    h = hashlib.sha256()
+    for name in LABEL_FILES:
+        h.update(name.encode() + b"\0" + (labels_dir / name).read_bytes())
+    return h.hexdigest()
+
+
+def _rows(labels: LabelSet):
+    from videolt.data.ids import is_valid_id
+
+    for name, split in labels.splits.items():
+        for vid, lab in zip(split.ids, split.labels):
+            yield vid, name, lab, is_valid_id(vid)
+
+
+def _safe_name(name: str, what: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_.=+" for c in name) or name.startswith("."):
+        raise UsageError(f"{what} name {name!r}: use letters, digits and - _ . = + only")
+    return name
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
