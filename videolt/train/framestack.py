@@ -1,0 +1,142 @@
+"""FrameStack (semantics §6): mix two clips along time, by how well their classes are learnt.
+
+A clip's score s_n averages the class scores (running AP by default) over its labels. Paired with
+a partner π(n), it takes β_n = s_n / (s_n + s_π(n)) of its L frames from the partner and the rest
+from itself, and its label becomes (1 − β_n)·y_n + β_n·y_π(n): a clip of well-learnt classes gives
+room to the partner's frames and labels, a clip of poorly learnt classes keeps its own.
+
+The class score of an epoch is the per-class AP of the previous epoch, measured by `RunningAP` on
+the clean clips in train mode. Before the first epoch it is 0, so FrameStack starts at epoch 1
+(`framestack_active`); the trainer stores `RunningAP.state_dict()` in its checkpoints.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from videolt.errors import ConfigError
+from videolt.evaluate.metrics import average_precision
+
+__all__ = ["BETA_RULES", "RunningAP", "class_scores_for", "framestack_active", "framestack_mix"]
+
+BETA_RULES = ("ap", "fixed", "cf")
+_EPS = 1e-5
+
+
+def framestack_active(epoch: int, warmup_epochs: int = 1) -> bool:
+    """FrameStack mixes from epoch `warmup_epochs` on; before it the class scores are still 0."""
+    return epoch >= warmup_epochs
+
+
+class RunningAP:
+    """Per-class AP of one epoch's sigmoid scores, the class score of the next epoch.
+
+    `update` collects a batch, `compute` gives the AP [C] of what was collected, `end_epoch` makes
+    that the current `value` and starts a new collection. `value` is 0 before the first epoch ends.
+    """
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.value = np.zeros(num_classes, dtype=np.float64)  # [C]
+        self._scores: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+
+    def update(self, scores: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray) -> None:
+        """Add a batch: sigmoid scores [B, C] and targets [B, C] (positive where > 0.5)."""
+        self._scores.append(_numpy(scores).astype(np.float32, copy=False))
+        self._targets.append(_numpy(targets) > 0.5)
+
+    def compute(self) -> np.ndarray:
+        """AP [C] over everything collected since the last `end_epoch` (zeros if nothing)."""
+        if not self._scores:
+            return np.zeros(self.num_classes, dtype=np.float64)
+        return average_precision(np.concatenate(self._scores), np.concatenate(self._targets).astype(np.float32))
+
+    def end_epoch(self) -> np.ndarray:
+        """Close the epoch: `value` becomes its AP, the collection restarts; returns `value`."""
+        self.value = self.compute()
+        self._scores, self._targets = [], []
+        return self.value
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        collected = bool(self._scores)
+        empty = np.zeros((0, self.num_classes))
+        return {
+            "value": self.value.copy(),
+            "scores": np.concatenate(self._scores) if collected else empty.astype(np.float32),
+            "targets": np.concatenate(self._targets) if collected else empty.astype(bool),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.value = np.asarray(state["value"], dtype=np.float64)
+        scores = np.asarray(state["scores"], dtype=np.float32)
+        self._scores = [scores] if len(scores) else []
+        self._targets = [np.asarray(state["targets"], dtype=bool)] if len(scores) else []
+
+
+def _numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
+    return a.detach().float().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def class_scores_for(beta_rule: str, ap: np.ndarray, class_counts: np.ndarray) -> torch.Tensor:
+    """The class score [C] that `framestack_mix` uses: AP ("ap"), 1/n_c ("cf"), unused zeros ("fixed")."""
+    _check_beta_rule(beta_rule)
+    if beta_rule == "cf":
+        return torch.as_tensor(1.0 / np.maximum(np.asarray(class_counts, dtype=np.float64), 1.0), dtype=torch.float32)
+    if beta_rule == "ap":
+        return torch.as_tensor(ap, dtype=torch.float32)
+    return torch.zeros(len(ap))
+
+
+def _check_beta_rule(beta_rule: str) -> None:
+    if beta_rule not in BETA_RULES:
+        raise ConfigError(f"beta_rule must be one of {', '.join(BETA_RULES)}, got {beta_rule!r}")
+
+
+def framestack_mix(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    class_score: torch.Tensor,
+    *,
+    eta: float = 0.5,
+    beta_rule: str = "ap",
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix the first ⌊η·B⌋ clips of a batch among themselves; the other rows are returned as they are.
+
+    x [B, T, D], y [B, C], class_score [C] (see `class_scores_for`). π is a random permutation of the
+    first m rows (self-pairs allowed), drawn from the CPU `generator`. Clip n becomes
+    concat(partner frames, own frames) — partner first — with F_p = ⌊β_n·T⌋ partner frames and
+    T − F_p own frames, each at positions trunc(linspace(0, T − 1, F)). As in the reference,
+    s_n = mean_c y[n, c]·score[c] (the mean over C cancels in β, but sets the scale of the 1e-5
+    threshold below which β = 0.5). beta_rule "fixed" uses β = 0.5 throughout.
+    """
+    _check_beta_rule(beta_rule)
+    b, t, d = x.shape
+    m = int(eta * b)
+    if m == 0:
+        return x, y
+    perm_cpu = torch.randperm(m, generator=generator)  # [m]
+    perm = perm_cpu.to(x.device)
+    beta = _betas(y[:m], perm, class_score.to(y), beta_rule)  # [m]
+    n_partner = torch.floor(beta * t).long().tolist()  # F_p per clip
+    # One gather over the flattened frames [B·T, D] builds the whole batch; rows ≥ m gather themselves.
+    src = np.arange(b * t, dtype=np.int64).reshape(b, t)  # [B, T] flat frame index
+    for n, f_p, partner in zip(range(m), n_partner, perm_cpu.tolist()):
+        src[n, :f_p] = partner * t + np.linspace(0, t - 1, f_p).astype(np.int64)
+        src[n, f_p:] = n * t + np.linspace(0, t - 1, t - f_p).astype(np.int64)
+    index = torch.from_numpy(src.reshape(-1)).to(x.device)
+    mixed_x = x.reshape(b * t, d).index_select(0, index).reshape(b, t, d)  # [B, T, D]
+    mixed_y = (1.0 - beta)[:, None] * y[:m] + beta[:, None] * y[perm]  # [m, C]
+    return mixed_x, torch.cat([mixed_y, y[m:]])
+
+
+def _betas(y: torch.Tensor, perm: torch.Tensor, score: torch.Tensor, beta_rule: str) -> torch.Tensor:
+    """β_n [m]: s_n / (s_n + s_π(n)), or 0.5 where that sum is below 1e-5 or the rule is "fixed"."""
+    half = torch.full((len(y),), 0.5, dtype=y.dtype, device=y.device)
+    if beta_rule == "fixed":
+        return half
+    s = (y * score).mean(dim=1)  # [m]
+    total = s + s[perm]  # [m]
+    return torch.where(total < _EPS, half, s / total.clamp_min(_EPS))
