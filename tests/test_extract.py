@@ -1,0 +1,144 @@
+"""The extract stage end to end: features equal an independent computation; failures are recorded;
+a run killed with SIGKILL and rerun gives the arrays of an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torchvision.transforms import v2
+
+from tests.lists import small_lists
+from tests.videos import make_video
+from videolt.data.store import FeatureStore
+from videolt.data.workdir import Workdir
+from videolt.pipeline.extract import ExtractConfig, run_extract
+
+SMALL = dict(frames=6, resize=40, crop=32)
+
+
+def _workdir(root: Path, broken: dict[int, bytes] | None = None, n: int = 5) -> Workdir:
+    wd = Workdir.init(root / "wd", small_lists(root / "lists", n_train=n - 2, n_val=1, n_test=1))
+    broken = broken or {}
+    with wd.manifest() as m:
+        for v in m.videos():
+            path = wd.video_path(v.video_id, "mp4")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if v.index in broken:
+                path.write_bytes(broken[v.index])
+            else:
+                make_video(path, seconds=2.5 + v.index, size=(48, 40), fps=10)
+            m.record("download", v.index, "done", info={"path": str(path.relative_to(wd.root))})
+    return wd
+
+
+def _ffmpeg_frames(path: Path) -> np.ndarray:
+    size = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                           "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    w, h = map(int, size.strip().split(","))
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-an", "-vf", "fps=fps=1:round=up",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+
+
+def test_features_equal_independent_torchvision_computation(tmp_path):
+    wd = _workdir(tmp_path, n=3)
+    weights = tmp_path / "r50.pth"
+    torch.manual_seed(3)
+    ref_model = torchvision.models.resnet50()
+    for mod in ref_model.modules():  # non-trivial BatchNorm statistics
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    torch.save(ref_model.state_dict(), weights)
+    cfg = ExtractConfig(backbones=("resnet50",), weights=str(weights), names=("r50",), workers=0, **SMALL)
+    counts = run_extract(wd, cfg, progress=False)
+    assert counts["done"] == 3 and counts["failed"] == {}
+    store = FeatureStore.open(wd.features_path("r50"))
+    assert store.attrs["weights"]["sha256"] is not None
+    assert store.attrs["preprocessing"]["crop"] == 32
+    ref_model.fc = torch.nn.Identity()
+    ref_model.eval()
+    tf = v2.Compose([v2.Resize(40, antialias=True), v2.CenterCrop(32), v2.ToDtype(torch.float32, scale=True),
+                     v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    with wd.manifest() as m:
+        for v in m.videos():
+            frames = _ffmpeg_frames(wd.find_video(v.video_id))
+            n = len(frames)
+            picks = [int(np.floor(k * (n - 1) / (SMALL["frames"] - 1))) for k in range(SMALL["frames"])]
+            x = tf(torch.from_numpy(frames[picks]).permute(0, 3, 1, 2))
+            with torch.no_grad():
+                ref = ref_model(x).numpy()
+            got = store.read_rows([v.index])[0].astype(np.float32)
+            assert store.n_frames()[v.index] == n
+            np.testing.assert_allclose(got, ref, rtol=2e-3, atol=2e-3 * np.abs(ref).max())
+
+
+def test_failures_recorded_and_batch_goes_on(tmp_path):
+    wd = _workdir(tmp_path, broken={1: b"", 3: b"this is text, not a video\n"})
+    good = wd.find_video(wd.manifest().video(0).video_id).read_bytes()
+    cut = wd.find_video(wd.manifest().video(2).video_id)
+    cut.write_bytes(good[: len(good) // 3])  # truncated mp4
+    cfg = ExtractConfig(backbones=("resnet50",), weights="random", names=("r50",), workers=1, **SMALL)
+    counts = run_extract(wd, cfg, progress=False)
+    assert counts["done"] == 2
+    with wd.manifest() as m:
+        dec = m.states("decode")
+        assert dec[1].failure == "unreadable" and dec[3].failure == "unreadable"
+        assert dec[2].status == "failed" and dec[2].failure in ("corrupt", "unreadable")
+        assert m.counts("features:r50")["done"] == 2
+    st = FeatureStore.open(wd.features_path("r50")).status().tolist()
+    assert st == [1, 2, 2, 2, 1]
+    assert run_extract(wd, cfg, progress=False)["videos"] == 0  # nothing done twice, failures not retried
+
+
+def _cli(wd: Path, name: str) -> list[str]:
+    return [sys.executable, "-m", "videolt", "extract", str(wd), "--backbone", "resnet50", "--weights", "random",
+            "--name", name, "--workers", "1", "--frames", "6", "--resize", "40", "--crop", "32", "--no-progress"]
+
+
+def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    a = _workdir(tmp_path / "a", n=6)
+    b = _workdir(tmp_path / "b", n=6)
+    r = subprocess.run(_cli(a.root, "f"), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen(_cli(b.root, "f"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    path = b.features_path("f")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (path / "zarr.json").exists() and (FeatureStore.open(path).status() == 1).sum() >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (FeatureStore.open(path).status() == 1).sum() < 6, "killed too late to test anything"
+    r = subprocess.run(_cli(b.root, "f") + ["--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    sa, sb = FeatureStore.open(a.features_path("f")), FeatureStore.open(path)
+    assert sa.status().tolist() == sb.status().tolist() == [1] * 6
+    np.testing.assert_array_equal(sa.read_rows(range(6)), sb.read_rows(range(6)))
+    np.testing.assert_array_equal(sa.n_frames(), sb.n_frames())
+    with b.manifest() as m:
+        assert m.counts("features:f")["done"] == 6
+
+
+def test_long_video_window_matches_full_decode(tmp_path):
+    """The bounded-memory path (keep only candidate frames) picks exactly the frames of a full decode."""
+    from videolt.extract.runner import DecodeJob, View, decode_job
+
+    path = make_video(tmp_path / "v.mp4", seconds=40, size=(32, 24), fps=5)
+    job = DecodeJob(0, "x", str(path), (View(24, 24),), frames=7)
+    d = decode_job(job)
+    frames = _ffmpeg_frames(path)
+    assert d.failure is None and d.n_frames == len(frames) == 40
+    picks = np.floor(np.linspace(0, 39, 7)).astype(int)
+    ref = v2.CenterCrop(24)(v2.Resize(24, antialias=True)(torch.from_numpy(frames[picks]).permute(0, 3, 1, 2)))
+    np.testing.assert_array_equal(d.clips[0], ref.numpy())

@@ -1,0 +1,190 @@
+"""The Zarr feature store: roundtrips, refusals, gathers, and concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from videolt.data.store import STATUS_DONE, STATUS_FAILED, STATUS_MISSING, FeatureStore
+from videolt.errors import FeatureSetNotFound, UsageError
+
+IDS = [f"vid{i:08d}" for i in range(12)]
+FRAMES, DIM = 6, 5
+ATTRS = {"backbone": "resnet50", "preprocessing": {"resize": 256, "crop": [256, 256]}}
+
+
+def _row(i: int) -> np.ndarray:
+    """Distinct, reproducible features for row i."""
+    return np.random.default_rng(i).standard_normal((FRAMES, DIM)).astype(np.float32) * 3
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    return FeatureStore.create(tmp_path / "features" / "r50.zarr", IDS, frames=FRAMES, dim=DIM, attrs=ATTRS)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_roundtrip_and_reopen(tmp_path: Path, dtype: str) -> None:
+    path = tmp_path / "features" / "x.zarr"
+    store = FeatureStore.create(path, IDS, frames=FRAMES, dim=DIM, dtype=dtype, attrs=ATTRS)
+    for i in (0, 3, 7):
+        store.write_row(i, _row(i), n_frames=100 + i)
+    store.mark_failed(5)
+
+    again = FeatureStore.open(path)
+    assert (again.n, again.frames, again.dim, again.dtype) == (len(IDS), FRAMES, DIM, np.dtype(dtype))
+    assert list(again.video_ids) == IDS
+    expected_status = np.zeros(len(IDS), np.uint8)
+    expected_status[[0, 3, 7]] = STATUS_DONE
+    expected_status[5] = STATUS_FAILED
+    np.testing.assert_array_equal(again.status(), expected_status)
+    assert again.status().dtype == np.uint8 and again.n_frames().dtype == np.int32
+    assert again.n_frames()[[0, 3, 7, 5, 1]].tolist() == [100, 103, 107, 0, 0]
+    assert again.done_indices().tolist() == [0, 3, 7] and again.done_indices().dtype == np.int64
+    rows = again.read_rows([7, 0, 3])
+    assert rows.dtype == np.dtype(dtype)
+    for k, i in enumerate([7, 0, 3]):
+        np.testing.assert_array_equal(rows[k], _row(i).astype(dtype))
+    assert again.attrs["backbone"] == "resnet50" and again.attrs["preprocessing"]["crop"] == [256, 256]
+    assert again.attrs["versions"]["zarr"] == zarr.__version__ and again.attrs["versions"]["numpy"] == np.__version__
+    assert again.attrs["created"].startswith("20")
+    # the layout is plain zarr: other tools can read it
+    group = zarr.open_group(str(path), mode="r")
+    assert group["feats"].chunks == (1, FRAMES, DIM)
+    assert group["status"][3] == STATUS_DONE
+
+
+def test_create_is_idempotent_and_refuses_mismatch(tmp_path: Path, store: FeatureStore) -> None:
+    store.write_row(2, _row(2), 10)
+    same = FeatureStore.create(store.path, IDS, frames=FRAMES, dim=DIM, attrs=dict(ATTRS))
+    assert same.status()[2] == STATUS_DONE and same.attrs["created"] == store.attrs["created"]
+    with pytest.raises(UsageError, match="frames, dim"):
+        FeatureStore.create(store.path, IDS, frames=FRAMES, dim=DIM + 1, attrs=ATTRS)
+    with pytest.raises(UsageError, match="frames, dim"):
+        FeatureStore.create(store.path, IDS, frames=FRAMES, dim=DIM, dtype="float32", attrs=ATTRS)
+    with pytest.raises(UsageError, match="row 4"):
+        FeatureStore.create(store.path, IDS[:4] + ["other000000"] + IDS[5:], frames=FRAMES, dim=DIM, attrs=ATTRS)
+    with pytest.raises(UsageError, match="provenance for backbone"):
+        FeatureStore.create(store.path, IDS, frames=FRAMES, dim=DIM, attrs={**ATTRS, "backbone": "resnet101"})
+    with pytest.raises(UsageError, match="dtype"):
+        FeatureStore.create(tmp_path / "y.zarr", IDS, frames=FRAMES, dim=DIM, dtype="int8", attrs=ATTRS)
+
+
+def test_concurrent_creators_share_one_set(tmp_path: Path) -> None:
+    path = tmp_path / "features" / "race.zarr"
+    with ThreadPoolExecutor(4) as pool:
+        stores = list(pool.map(lambda _: FeatureStore.create(path, IDS, frames=FRAMES, dim=DIM, attrs=ATTRS), range(4)))
+    assert {s.attrs["created"] for s in stores} == {FeatureStore.open(path).attrs["created"]}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["race.zarr"]  # no temporary group left behind
+
+
+@pytest.mark.parametrize(
+    ("feats", "match"),
+    [
+        (np.zeros((FRAMES, DIM + 1), np.float32), "shape"),
+        (np.zeros((FRAMES * DIM,), np.float32), "shape"),
+        (np.zeros((FRAMES, DIM), np.int32), "float array"),
+        (np.where(np.arange(FRAMES * DIM).reshape(FRAMES, DIM) == 13, np.nan, 0.0), r"NaN/Inf \(first at frame 2\)"),
+        (np.where(np.arange(FRAMES * DIM).reshape(FRAMES, DIM) == 0, -np.inf, 0.0), r"NaN/Inf \(first at frame 0\)"),
+        (np.full((FRAMES, DIM), 1e6, np.float32), "beyond the float16 range"),
+    ],
+)
+def test_write_row_refuses_bad_rows(store: FeatureStore, feats: np.ndarray, match: str) -> None:
+    with pytest.raises(UsageError, match=match) as info:
+        store.write_row(4, feats, 10)
+    assert "vid00000004 (row 4)" in str(info.value)
+    assert store.status()[4] == STATUS_MISSING and store.n_frames()[4] == 0
+
+
+def test_write_row_refuses_bad_index_and_n_frames(store: FeatureStore) -> None:
+    with pytest.raises(UsageError, match=r"row 12 is not in \[0, 12\)"):
+        store.write_row(len(IDS), _row(0), 1)
+    with pytest.raises(UsageError, match="n_frames"):
+        store.write_row(0, _row(0), -1)
+    assert store.status().sum() == 0
+
+
+def test_read_only_refuses_writes(store: FeatureStore) -> None:
+    reader = FeatureStore.open(store.path, mode="r")
+    with pytest.raises(UsageError, match="read-only"):
+        reader.write_row(0, _row(0), 1)
+    with pytest.raises(UsageError, match="read-only"):
+        reader.mark_failed(0)
+    with pytest.raises(ValueError, match="read-only"):  # zarr itself refuses too
+        zarr.open_group(str(store.path), mode="r")["status"][0] = STATUS_DONE
+    assert store.status().sum() == 0
+    with pytest.raises(UsageError, match="mode"):
+        FeatureStore.open(store.path, mode="w")
+
+
+def test_missing_feature_set_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "features" / "nope.zarr"
+    with pytest.raises(FeatureSetNotFound, match="nope.zarr") as info:
+        FeatureStore.open(missing)
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_read_frames_matches_numpy_fancy_indexing(store: FeatureStore) -> None:
+    for i in range(len(IDS)):
+        store.write_row(i, _row(i), 1)
+    rng = np.random.default_rng(0)
+    indices = np.array([9, 2, 2, 11, 0, 5, 9])  # unsorted, with repeats
+    frame_idx = rng.integers(0, FRAMES, size=(len(indices), 4))
+    rows = store.read_rows(indices)
+    expected = rows[np.arange(len(indices))[:, None], frame_idx]
+    got = store.read_frames(indices, frame_idx)
+    assert got.shape == (len(indices), 4, DIM) and got.dtype == np.float16
+    np.testing.assert_array_equal(got, expected)
+    # and both agree with the values written
+    np.testing.assert_array_equal(got[3], _row(11).astype(np.float16)[frame_idx[3]])
+    np.testing.assert_array_equal(store.load_all(), store.read_rows(np.arange(len(IDS))))
+    np.testing.assert_array_equal(store.load_all([4, 1]), np.stack([_row(4), _row(1)]).astype(np.float16))
+    with pytest.raises(UsageError, match="frame_idx"):
+        store.read_frames(indices, np.full((len(indices), 2), FRAMES))
+    with pytest.raises(UsageError, match="row indices"):
+        store.read_rows([0, len(IDS)])
+
+
+def test_pickles_by_path(store: FeatureStore) -> None:
+    store.write_row(1, _row(1), 3)
+    clone = pickle.loads(pickle.dumps(FeatureStore.open(store.path)))
+    np.testing.assert_array_equal(clone.read_rows([1])[0], _row(1).astype(np.float16))
+    with pytest.raises(UsageError, match="read-only"):
+        clone.mark_failed(0)
+
+
+def _writer(path: str, worker: int, workers: int, n: int) -> None:
+    """One process writing every `workers`-th row; row 7 of each stride is failed instead."""
+    store = FeatureStore.open(path, mode="r+")
+    for i in range(worker, n, workers):
+        if i % 7 == 0:
+            store.mark_failed(i)
+        else:
+            store.write_row(i, np.full((FRAMES, DIM), i, np.float32), n_frames=1000 + i)
+
+
+def test_processes_writing_disjoint_rows_lose_nothing(tmp_path: Path) -> None:
+    n, workers = 90, 3  # all rows share one chunk of status/n_frames: the worst case
+    ids = [f"id{i:09d}" for i in range(n)]
+    path = tmp_path / "features" / "mp.zarr"
+    FeatureStore.create(path, ids, frames=FRAMES, dim=DIM, attrs={})
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, workers, n)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * workers
+
+    store = FeatureStore.open(path)
+    failed = np.arange(n) % 7 == 0
+    np.testing.assert_array_equal(store.status(), np.where(failed, STATUS_FAILED, STATUS_DONE))
+    np.testing.assert_array_equal(store.n_frames(), np.where(failed, 0, 1000 + np.arange(n)))
+    done = store.done_indices()
+    np.testing.assert_array_equal(store.read_frames(done, np.zeros((len(done), 1), int))[:, 0, 0], done)

@@ -1,0 +1,121 @@
+"""Failure classes of the download stage: one ordered table at the yt-dlp boundary.
+
+yt-dlp reports YouTube's refusals as `ExtractorError`s whose only distinguishing mark is the message
+text, and after exhausted retries it drops the original exception altogether. So `classify` looks at
+exception *types* first (HTTP status, geo restriction, transport errors) and then walks one ordered
+table of message patterns (`reference/download.md`). The order matters: the rate-limit text starts
+with "Video unavailable", and "Video unavailable. <reason>" must reach the specific reason's row.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator
+
+from yt_dlp.networking.exceptions import HTTPError, TransportError
+from yt_dlp.utils import GeoRestrictedError
+
+
+class Failure(str, enum.Enum):
+    """Why a video could not be fetched; the value is what the manifest stores."""
+
+    INVALID_ID = "invalid_id"
+    TOOLING = "tooling"
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"
+    GEO_BLOCKED = "geo_blocked"
+    AGE_RESTRICTED = "age_restricted"
+    MEMBERS_ONLY = "members_only"
+    PRIVATE = "private"
+    REMOVED = "removed"
+    COPYRIGHT = "copyright"
+    POLICY = "policy"
+    UNKNOWN = "unknown"
+    INTERNAL = "internal"  # a bug on our side (not a yt-dlp error); traceback logged
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Classes worth another try in a later run (bounded by the attempt cap). The others are permanent
+#: until the user asks for a re-check (after an upgrade, or from another location).
+RETRYABLE: frozenset[Failure] = frozenset(
+    {Failure.TRANSIENT, Failure.RATE_LIMITED, Failure.TOOLING, Failure.UNKNOWN, Failure.INTERNAL}
+)
+PERMANENT: frozenset[Failure] = frozenset(Failure) - RETRYABLE
+
+_Q = "['\u2019]"  # YouTube writes both straight and curly apostrophes
+
+#: (class, pattern) in the order they are checked; patterns are case-insensitive regular expressions.
+MESSAGE_TABLE: tuple[tuple[Failure, str], ...] = (
+    (Failure.TOOLING, r"ffmpeg could not be found|ffmpeg is not installed"),
+    (Failure.TOOLING, r"No supported JavaScript runtime|nsig extraction failed|Signature extraction failed"),
+    (Failure.TOOLING, r"Unable to extract"),
+    (Failure.RATE_LIMITED, r"HTTP Error 429|Too Many Requests|try again later|captcha"),
+    (Failure.RATE_LIMITED, rf"confirm you{_Q}re not a bot"),
+    (Failure.TRANSIENT, r"timed out|timeout|connection (?:reset|refused|aborted)|remote end closed"),
+    (Failure.TRANSIENT, r"HTTP Error 5\d\d|HTTP Error 403|Giving up after"),
+    (Failure.TRANSIENT, r"expected \d+ bytes|\d+ more expected|did not get any data blocks|empty file"),
+    (Failure.GEO_BLOCKED, r"not made this video available in your country"),
+    (Failure.AGE_RESTRICTED, r"confirm your age|age[- ]restricted|inappropriate for some users"),
+    (Failure.MEMBERS_ONLY, r"members[- ]only|Join this channel"),
+    (Failure.PRIVATE, r"Private video|This video is private"),
+    (Failure.REMOVED, r"removed by the uploader|account\b.*\bterminated|does not exist"),
+    # "Video unavailable" only when no more specific reason follows it.
+    (Failure.REMOVED, r"This video is not available|Video unavailable(?!\s*[.:]\s*\w)"),
+    (Failure.COPYRIGHT, r"copyright claim|copyright grounds"),
+    (Failure.POLICY, r"Terms of Service|Community Guidelines"),
+)
+_COMPILED = tuple((cls, re.compile(pattern, re.IGNORECASE)) for cls, pattern in MESSAGE_TABLE)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything yt-dlp or Python chained to it (`exc_info`, `cause`, `__cause__`)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        exc_info = getattr(e, "exc_info", None)
+        linked = [exc_info[1] if isinstance(exc_info, tuple) else None, getattr(e, "cause", None)]
+        todo.extend(x for x in (*linked, e.__cause__, e.__context__) if isinstance(x, BaseException))
+
+
+def _classify_type(exc: BaseException) -> Failure | None:
+    for e in _chain(exc):
+        if isinstance(e, HTTPError):
+            if e.status == 429:
+                return Failure.RATE_LIMITED
+            if e.status >= 500 or e.status in (403, 408):  # YouTube's media URLs answer 403 when stale
+                return Failure.TRANSIENT
+            if e.status in (404, 410):
+                return Failure.REMOVED
+            return None  # other 4xx: let the message decide
+        if isinstance(e, GeoRestrictedError):
+            return Failure.GEO_BLOCKED
+        if isinstance(e, (TransportError, TimeoutError, ConnectionError)):
+            return Failure.TRANSIENT
+    return None
+
+
+def classify_message(message: str) -> Failure:
+    """The failure class of an error message alone (first matching row of `MESSAGE_TABLE`)."""
+    for cls, pattern in _COMPILED:
+        if pattern.search(message):
+            return cls
+    return Failure.UNKNOWN
+
+
+def classify(exc_or_message: BaseException | str) -> Failure:
+    """Classify a yt-dlp error (or its message): exception types first, then the message table."""
+    if isinstance(exc_or_message, str):
+        return classify_message(exc_or_message)
+    by_type = _classify_type(exc_or_message)
+    if by_type is not None:
+        return by_type
+    # After exhausted retries yt-dlp keeps no exception, only text: match every message in the chain.
+    return classify_message(" | ".join(str(e) for e in _chain(exc_or_message)))

@@ -1,0 +1,285 @@
+"""Importers: bring existing data into a workdir instead of producing it.
+
+- `import_features`: the official VideoLT release (`<id>.npy`, float32 [150, D] per video) into a
+  feature set, row i = manifest index i, each file's outcome recorded in stage `features:<name>`.
+- `import_videos`: a folder of `<id>.<ext>` video files registered as downloaded.
+
+Both are resumable and idempotent: the feature store's `status` and the manifest's `download`
+stage are the record of what is done, and a rerun only touches what is not.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, TypeVar
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from videolt.data.manifest import Manifest, VideoRow
+from videolt.data.store import STATUS_DONE, FeatureStore
+from videolt.data.workdir import Workdir
+from videolt.errors import UsageError
+
+__all__ = ["ImportFailure", "import_features", "import_videos"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class ImportFailure(str, enum.Enum):
+    """Why an imported file was not accepted; the value is what the manifest stores."""
+
+    MISSING = "missing"  # no file for this video
+    UNREADABLE = "unreadable"  # truncated, not an .npy / not a media file
+    WRONG_SHAPE = "wrong_shape"  # not a float array [frames, dim]
+    NON_FINITE = "non_finite"  # NaN or Inf (or beyond the store's float range)
+    NO_VIDEO_STREAM = "no_video_stream"  # a media file without a video stream
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class _Rejected(Exception):
+    """One file's failure class and reason (raised and caught inside this module only)."""
+
+    def __init__(self, failure: ImportFailure, reason: str):
+        super().__init__(reason)
+        self.failure = failure
+
+
+def _as_workdir(workdir: Workdir | str | Path) -> Workdir:
+    return workdir if isinstance(workdir, Workdir) else Workdir.open(workdir)
+
+
+def _bounded_map(fn: Callable[[_T], _R], items: Iterable[_T], workers: int) -> Iterator[_R]:
+    """`fn` over `items` on a thread pool, results as they finish, a few tasks in flight at a time.
+
+    Submitting 256k tasks at once would hold 256k futures; a window keeps memory flat.
+    """
+    window = max(1, workers) * 4
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="import") as pool:
+        pending: set[Future[_R]] = set()
+        for item in items:
+            pending.add(pool.submit(fn, item))
+            if len(pending) >= window:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        for f in pending:
+            yield f.result()
+
+
+# -- features ------------------------------------------------------------------------------------
+
+
+def _read_npy(path: Path, frames: int, dim: int | None) -> np.ndarray:
+    """Load one release file and check it is a finite float array [frames, dim]."""
+    if not path.is_file():
+        raise _Rejected(ImportFailure.MISSING, f"no file {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise _Rejected(ImportFailure.UNREADABLE, f"{path}: not a readable .npy file ({exc})") from None
+    if not isinstance(data, np.ndarray):  # an .npz archive
+        raise _Rejected(ImportFailure.UNREADABLE, f"{path}: not a single .npy array")
+    want = f"[{frames}, {dim if dim is not None else 'D'}]"
+    if data.dtype.kind != "f" or data.ndim != 2 or data.shape[0] != frames or dim not in (None, data.shape[1]):
+        raise _Rejected(ImportFailure.WRONG_SHAPE, f"{path}: {data.dtype} {list(data.shape)}, expected float {want}")
+    finite = np.isfinite(data).all(axis=1)
+    if not finite.all():
+        raise _Rejected(ImportFailure.NON_FINITE, f"{path}: NaN/Inf in frame {int(np.flatnonzero(~finite)[0])}")
+    return data
+
+
+def _infer_dim(videos: Sequence[VideoRow], npy_dir: Path, frames: int) -> int:
+    """D of the first good file, in manifest order."""
+    for v in videos:
+        try:
+            return int(_read_npy(npy_dir / f"{v.video_id}.npy", frames, None).shape[1])
+        except _Rejected:
+            continue
+    raise UsageError(f"{npy_dir}: no readable <id>.npy float [{frames}, D] file for any of {len(videos)} videos")
+
+
+def import_features(
+    workdir: Workdir | str | Path,
+    name: str,
+    npy_dir: str | Path,
+    *,
+    dtype: str = "float16",
+    workers: int = 4,
+    splits: Sequence[str] | None = None,
+    frames: int = 150,
+    dim: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Import `<npy_dir>/<id>.npy` files into feature set `name`; returns counts of what happened.
+
+    The set has a row for every manifest video (only `splits`, if given, are imported); D is
+    taken from the first good file unless given. Rows already done in the store are skipped, so
+    a killed import resumes where it stopped. Each video's outcome goes to the manifest stage
+    `features:<name>`: done, or failed as missing / unreadable / wrong_shape / non_finite (the
+    store marks the latter three failed and leaves missing rows at status 0).
+    """
+    wd = _as_workdir(workdir)
+    npy_dir = Path(npy_dir).resolve()
+    if not npy_dir.is_dir():
+        raise UsageError(f"{npy_dir}: not a directory of <id>.npy files")
+    stage = f"features:{name}"
+    path = wd.features_path(name)
+    manifest = wd.manifest()
+    try:
+        everything = manifest.videos()
+        selected = manifest.videos(splits) if splits else everything
+        if dim is None:
+            dim = FeatureStore.open(path).dim if path.exists() else _infer_dim(selected, npy_dir, frames)
+        store = FeatureStore.create(
+            path, [v.video_id for v in everything], frames=frames, dim=dim, dtype=dtype,
+            attrs={"source": "import", "npy_dir": str(npy_dir), "dtype": dtype},
+        )
+        status = store.status()
+        skipped = _reconcile(manifest, stage, [v for v in selected if status[v.index] == STATUS_DONE])
+        todo = [v for v in selected if status[v.index] != STATUS_DONE]
+
+        def one(v: VideoRow) -> tuple[VideoRow, ImportFailure | None, str | None]:
+            try:
+                data = _read_npy(npy_dir / f"{v.video_id}.npy", frames, dim)
+                try:
+                    store.write_row(v.index, data, frames)  # the release keeps no decoded-frame count
+                except UsageError as exc:  # finite float32 beyond the float16 range
+                    raise _Rejected(ImportFailure.NON_FINITE, str(exc)) from None
+            except _Rejected as rej:
+                if rej.failure is not ImportFailure.MISSING:
+                    store.mark_failed(v.index)
+                return v, rej.failure, f"[{stage}] {v.video_id}: {rej}"
+            return v, None, None
+
+        counts: dict[str, Any] = {"videos": len(selected), "skipped": skipped, "done": 0, "failed": {}}
+        bar = tqdm(total=len(todo), desc=f"import {name}", unit="video", file=sys.stderr, disable=not progress)
+        with bar:
+            for v, failure, message in _bounded_map(one, todo, workers):
+                if failure is None:
+                    manifest.record(stage, v.index, "done", info={"source": "import"})
+                    counts["done"] += 1
+                else:
+                    manifest.record(stage, v.index, "failed", failure=failure.value, message=message)
+                    counts["failed"][failure.value] = counts["failed"].get(failure.value, 0) + 1
+                    logger.debug("%s", message)
+                bar.update()
+    finally:
+        manifest.close()
+    logger.info("imported %s into %s: %s", npy_dir, path, counts)
+    return counts
+
+
+def _reconcile(manifest: Manifest, stage: str, done: Sequence[VideoRow]) -> int:
+    """Record rows the store holds as done but the manifest does not (a run killed in between)."""
+    states = manifest.states(stage, [v.index for v in done])
+    for v in done:
+        state = states.get(v.index)
+        if state is None or state.status != "done":
+            manifest.record(stage, v.index, "done", info={"source": "import"}, attempt=False)
+    return len(done)
+
+
+# -- videos --------------------------------------------------------------------------------------
+
+
+def _check_video(path: Path) -> None:
+    """Open with PyAV and decode the first frame of the first video stream."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise _Rejected(ImportFailure.NO_VIDEO_STREAM, f"{path}: no video stream")
+            for _ in container.decode(video=0):
+                return
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise _Rejected(ImportFailure.UNREADABLE, f"{path}: cannot be decoded ({exc})") from None
+    raise _Rejected(ImportFailure.UNREADABLE, f"{path}: no video frame decodes")
+
+
+def _place(src: Path, dst: Path, mode: str) -> None:
+    """Put `src` at `dst` atomically (a temporary name, then a rename)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        if mode == "link":
+            try:
+                os.link(src, tmp)
+            except OSError as exc:
+                raise UsageError(
+                    f"{src}: cannot hard-link into {dst.parent} ({exc.strerror}); use mode 'copy' or 'symlink'"
+                ) from None
+        elif mode == "symlink":
+            os.symlink(src.resolve(), tmp)
+        else:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def import_videos(
+    workdir: Workdir | str | Path,
+    src_dir: str | Path,
+    *,
+    mode: str = "link",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Register the `<id>.<ext>` video files of `src_dir` as downloaded; returns counts.
+
+    A file whose stem is a manifest ID is checked to open as a video (a video stream whose first
+    frame decodes), then hard-linked (`link`), symlinked or copied to `videos/<2>/<id>.<ext>` and
+    recorded in stage `download` as done with info {path, bytes, source: "import"}; a bad file is
+    recorded failed (unreadable / no_video_stream). Videos already done are left alone; files
+    whose stem is no manifest ID are only counted (`unknown_id`).
+    """
+    if mode not in ("link", "copy", "symlink"):
+        raise UsageError(f"import mode must be 'link', 'copy' or 'symlink', got {mode!r}")
+    wd = _as_workdir(workdir)
+    src_dir = Path(src_dir)
+    if not src_dir.is_dir():
+        raise UsageError(f"{src_dir}: not a directory of <id>.<ext> video files")
+    files = sorted(p for p in src_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    counts: dict[str, Any] = {"files": len(files), "unknown_id": 0, "skipped": 0, "done": 0, "failed": {}}
+    manifest = wd.manifest()
+    try:
+        rows = {v.video_id: v for v in manifest.videos()}
+        states = manifest.states("download")
+        for src in tqdm(files, desc="import videos", unit="file", file=sys.stderr, disable=not progress):
+            video = rows.get(src.stem)
+            ext = src.suffix[1:].lower()
+            if video is None or not ext.isalnum():
+                counts["unknown_id"] += 1
+                continue
+            state = states.get(video.index)
+            if state is not None and state.status == "done" and (wd.root / state.info.get("path", "")).is_file():
+                counts["skipped"] += 1
+                continue
+            try:
+                _check_video(src)
+            except _Rejected as rej:
+                manifest.record("download", video.index, "failed", failure=rej.failure.value,
+                                message=f"[download] {video.video_id}: {rej}", info={"source": "import"})
+                counts["failed"][rej.failure.value] = counts["failed"].get(rej.failure.value, 0) + 1
+                continue
+            dst = wd.video_path(video.video_id, ext)
+            _place(src, dst, mode)
+            info = {"path": str(dst.relative_to(wd.root)), "bytes": src.stat().st_size, "source": "import"}
+            manifest.record("download", video.index, "done", info=info)
+            counts["done"] += 1
+    finally:
+        manifest.close()
+    logger.info("imported videos from %s: %s", src_dir, counts)
+    return counts

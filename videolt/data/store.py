@@ -1,0 +1,361 @@
+"""The Zarr v3 feature set: one row of per-frame features per manifest video.
+
+Layout of the group `features/<name>.zarr` (row i is the video with manifest index i):
+
+- `feats` (N, frames, dim) float16 (or float32), one chunk per row, zstd: a row has one writer.
+- `video_id` (N,) variable-length str, written once at creation.
+- `n_frames` (N,) int32: 1-fps frames decoded before temporal sampling.
+- `status` (N,) uint8: 0 missing, 1 done, 2 failed. A chunk's existence proves nothing
+  (empty chunks are not written), so this array is the completion record.
+
+`status` and `n_frames` hold many rows per chunk so reading them stays fast at 256k videos
+(one file per row would take about a minute to read). Setting one element of such a chunk is a
+read-modify-write, so concurrent writers of disjoint rows would lose each other's updates; every
+update therefore holds an exclusive `flock` on a lock file per chunk, kept beside the group in
+`features/.<name>.zarr.locks/` (zarr warns about foreign entries inside a group). Chunk files
+are replaced atomically by zarr, so readers need no lock. A row's data is written first, then
+`n_frames`, then `status`: a writer killed at any point leaves the row "missing", never "done"
+with partial data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from videolt import __version__ as _videolt_version
+from videolt.errors import FeatureSetNotFound, UsageError
+
+__all__ = ["STATUS_DONE", "STATUS_FAILED", "STATUS_MISSING", "FeatureStore"]
+
+logger = logging.getLogger(__name__)
+
+STATUS_MISSING, STATUS_DONE, STATUS_FAILED = 0, 1, 2
+
+_DTYPES = ("float16", "float32")
+_ROW_BLOCK = 4096  # rows per chunk of `status` / `n_frames` (one lock file each)
+_ID_BLOCK = 65536  # rows per chunk of `video_id` (written once, by the creator)
+_READ_THREADS = 8  # measured: 128 random rows x 60 frames, see benchmarks/RESULTS.md "## store"
+_AUTO_ATTRS = ("created", "versions")  # attrs the store adds; not part of the provenance check
+
+
+def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Normalise attrs as they will read back from zarr.json (tuples become lists, ...)."""
+    try:
+        return json.loads(json.dumps(attrs))
+    except TypeError as exc:
+        raise UsageError(f"feature set attrs must be JSON-serialisable: {exc}") from None
+
+
+class FeatureStore:
+    """A feature set on disk; create it once, then open it per process (mode "r" or "r+")."""
+
+    def __init__(self, path: Path, group: zarr.Group, mode: str):
+        """Use `FeatureStore.create` or `FeatureStore.open`; this only wraps an open group."""
+        self._path = path
+        self._mode = mode
+        try:
+            self._feats = group["feats"]
+            self._ids = group["video_id"]
+            self._n_frames = group["n_frames"]
+            self._status = group["status"]
+        except KeyError as exc:
+            raise UsageError(f"{path}: not a videolt feature set (no array {exc})") from None
+        self._attrs = dict(group.attrs)
+        self._video_ids: np.ndarray | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = -1
+
+    # -- creation and opening ---------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        video_ids: Sequence[str],
+        *,
+        frames: int = 150,
+        dim: int = 2048,
+        dtype: str = "float16",
+        attrs: dict[str, Any],
+    ) -> FeatureStore:
+        """Create the feature set, or open it for writing if it exists with the same layout.
+
+        The group is built under a temporary name and renamed into place, so concurrent
+        creators race safely: one rename wins and the others open and check its result.
+        An existing set with other ids, shape, dtype or provenance attrs is refused.
+        `attrs` is the caller's provenance (JSON); the store adds `created` (UTC, ISO 8601) and
+        `versions` (zarr, numpy, videolt, over any `versions` the caller gives).
+        """
+        path = Path(path)
+        if dtype not in _DTYPES:
+            raise UsageError(f"feature dtype must be one of {_DTYPES}, got {dtype!r}")
+        if frames < 1 or dim < 1:
+            raise UsageError(f"feature shape must be positive, got frames={frames}, dim={dim}")
+        ids = np.asarray([str(v) for v in video_ids], dtype=object)
+        provenance = _jsonable(attrs)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+            try:
+                _build(tmp, ids, frames, dim, dtype, provenance)
+                os.rename(tmp, path)
+                logger.info("created feature set %s (%d rows, %dx%d %s)", path, len(ids), frames, dim, dtype)
+            except OSError:
+                if not path.exists():
+                    raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        store = cls.open(path, mode="r+")
+        store._check_layout(ids, frames, dim, dtype, provenance)
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> FeatureStore:
+        """Open an existing feature set; mode "r" refuses every write, "r+" allows row writes."""
+        path = Path(path)
+        if mode not in ("r", "r+"):
+            raise UsageError(f"feature set mode must be 'r' or 'r+', got {mode!r}")
+        if not (path / "zarr.json").is_file():
+            raise FeatureSetNotFound(f"feature set not found: {path}")
+        return cls(path, zarr.open_group(str(path), mode=mode), mode)
+
+    def _check_layout(self, ids: np.ndarray, frames: int, dim: int, dtype: str, attrs: dict[str, Any]) -> None:
+        """Refuse to reuse an existing set whose rows would mean something else."""
+        have = (self.n, self.frames, self.dim, str(self.dtype))
+        want = (len(ids), frames, dim, dtype)
+        if have != want:
+            raise UsageError(
+                f"{self._path}: exists with (rows, frames, dim, dtype) = {have}, requested {want}"
+            )
+        if not np.array_equal(self.video_ids, ids.astype(str)):
+            first = int(np.flatnonzero(self.video_ids != ids.astype(str))[0])
+            raise UsageError(
+                f"{self._path}: exists with other video ids (row {first}: "
+                f"{self.video_ids[first]!r}, requested {ids[first]!r})"
+            )
+        stored = {k: v for k, v in self._attrs.items() if k not in _AUTO_ATTRS}
+        given = {k: v for k, v in attrs.items() if k not in _AUTO_ATTRS}
+        if stored != given:
+            keys = sorted(k for k in stored.keys() | given.keys() if stored.get(k) != given.get(k))
+            raise UsageError(f"{self._path}: exists with other provenance for {', '.join(keys)}")
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def n(self) -> int:
+        return int(self._feats.shape[0])
+
+    @property
+    def frames(self) -> int:
+        return int(self._feats.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self._feats.shape[2])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._feats.dtype)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self._attrs)
+
+    @property
+    def video_ids(self) -> np.ndarray:
+        """Row i's video ID (read once, then cached: the array never changes)."""
+        if self._video_ids is None:
+            # zarr returns numpy's variable-width StringDType; callers get a plain str array
+            self._video_ids = np.array(self._ids[:].tolist(), dtype=str).reshape(-1)
+            self._video_ids.flags.writeable = False
+        return self._video_ids
+
+    def __repr__(self) -> str:
+        shape = f"{self.frames}x{self.dim} {self.dtype}"
+        return f"FeatureStore({str(self._path)!r}, n={self.n}, {shape}, mode={self._mode!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle as (path, mode): a worker process reopens the set itself."""
+        return {"path": str(self._path), "mode": self._mode}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        path = Path(state["path"])
+        self.__init__(path, zarr.open_group(str(path), mode=state["mode"]), state["mode"])  # type: ignore[misc]
+
+    # -- status -----------------------------------------------------------------------------
+
+    def status(self) -> np.ndarray:
+        """Per-row status (uint8 [N]): STATUS_MISSING, STATUS_DONE or STATUS_FAILED."""
+        return np.asarray(self._status[:], dtype=np.uint8)
+
+    def n_frames(self) -> np.ndarray:
+        """Per-row count of decoded frames before sampling (int32 [N])."""
+        return np.asarray(self._n_frames[:], dtype=np.int32)
+
+    def done_indices(self) -> np.ndarray:
+        """Rows whose features are complete (int64, ascending)."""
+        return np.flatnonzero(self.status() == STATUS_DONE).astype(np.int64)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write_row(self, i: int, feats: np.ndarray, n_frames: int) -> None:
+        """Store row i's features [frames, dim], then n_frames, then mark it done."""
+        self._check_writable()
+        i = self._check_row(i)
+        feats = np.asarray(feats)
+        where = f"{self.video_ids[i]} (row {i})"
+        if feats.dtype.kind != "f":
+            raise UsageError(f"{where}: features must be a float array, got dtype {feats.dtype}")
+        if feats.shape != (self.frames, self.dim):
+            raise UsageError(f"{where}: features must have shape {(self.frames, self.dim)}, got {feats.shape}")
+        if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 0:
+            raise UsageError(f"{where}: n_frames must be a non-negative int, got {n_frames!r}")
+        with np.errstate(over="ignore"):  # overflow is reported below, with the row named
+            data = feats.astype(self.dtype, copy=False)
+        finite = np.isfinite(data).all(axis=1)
+        if not finite.all():
+            frame = int(np.flatnonzero(~finite)[0])
+            why = "NaN/Inf" if not np.isfinite(feats[frame]).all() else f"values beyond the {self.dtype} range"
+            raise UsageError(f"{where}: features contain {why} (first at frame {frame})")
+        self._feats[i] = data
+        self._set_flags(i, STATUS_DONE, n_frames)
+
+    def mark_failed(self, i: int) -> None:
+        """Record that row i could not be produced (its data, if any, is not to be read)."""
+        self._check_writable()
+        self._set_flags(self._check_row(i), STATUS_FAILED, None)
+
+    def _check_writable(self) -> None:
+        if self._mode != "r+":
+            raise UsageError(f"{self._path}: feature set is open read-only (open it with mode 'r+' to write)")
+
+    def _check_row(self, i: int) -> int:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.n:
+            raise UsageError(f"{self._path}: row {i!r} is not in [0, {self.n})")
+        return int(i)
+
+    def _set_flags(self, i: int, status: int, n_frames: int | None) -> None:
+        """Update n_frames (if given) and then status, under the row block's lock."""
+        with self._block_lock(i // self._status.chunks[0]):
+            if n_frames is not None:
+                self._n_frames[i] = n_frames
+            self._status[i] = status
+
+    @contextlib.contextmanager
+    def _block_lock(self, block: int) -> Iterator[None]:
+        """Exclusive flock on one lock file per chunk of the small arrays.
+
+        A fresh descriptor per call makes the lock exclusive between threads of one process too.
+        """
+        lock_dir = self._path.with_name(f".{self._path.name}.locks")
+        lock_dir.mkdir(exist_ok=True)
+        fd = os.open(lock_dir / f"{block}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read_rows(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Rows `indices` in the given order ([len, frames, dim], store dtype); each row read once."""
+        idx = self._check_indices(indices)
+        out = np.empty((len(idx), self.frames, self.dim), dtype=self.dtype)
+
+        def put(row: np.ndarray, at: np.ndarray) -> None:
+            out[at] = row
+
+        self._for_each_row(idx, put)
+        return out
+
+    def read_frames(self, indices: Sequence[int] | np.ndarray, frame_idx: np.ndarray) -> np.ndarray:
+        """out[k, t] = row indices[k], frame frame_idx[k, t] ([len, T, dim], store dtype)."""
+        idx = self._check_indices(indices)
+        frame_idx = np.asarray(frame_idx)
+        if frame_idx.ndim != 2 or frame_idx.shape[0] != len(idx) or frame_idx.dtype.kind not in "iu":
+            raise UsageError(f"frame_idx must be an int array [{len(idx)}, T], got {frame_idx.dtype} {frame_idx.shape}")
+        if frame_idx.size and (frame_idx.min() < 0 or frame_idx.max() >= self.frames):
+            raise UsageError(f"frame_idx must lie in [0, {self.frames})")
+        out = np.empty((len(idx), frame_idx.shape[1], self.dim), dtype=self.dtype)
+
+        def put(row: np.ndarray, at: np.ndarray) -> None:
+            out[at] = row[frame_idx[at]]
+
+        self._for_each_row(idx, put)
+        return out
+
+    def load_all(self, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Preload rows (all by default) into RAM, e.g. for training without disk reads."""
+        idx = np.arange(self.n) if indices is None else indices
+        logger.info("loading %d rows of %s (%.2f GiB)", len(idx), self._path,
+                    len(idx) * self.frames * self.dim * self.dtype.itemsize / 2**30)
+        return self.read_rows(idx)
+
+    def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise UsageError(f"row indices must be a 1-D int array, got {idx.dtype} {idx.shape}")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise UsageError(f"{self._path}: row indices must lie in [0, {self.n})")
+        return idx
+
+    def _for_each_row(self, idx: np.ndarray, put: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        """Read each distinct row once (concurrently) and hand it to `put` with its output positions.
+
+        Per-row reads from a thread pool beat one orthogonal selection over all rows (measured
+        in benchmarks/RESULTS.md "## store"): zarr then decodes the chunks concurrently.
+        """
+        rows, inverse = np.unique(idx, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        groups = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(rows)))[:-1])
+
+        def one(k: int) -> None:
+            put(self._feats[int(rows[k])], groups[k])
+
+        if len(rows) <= 1:
+            for k in range(len(rows)):
+                one(k)
+            return
+        list(self._threads().map(one, range(len(rows))))
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """The read pool, recreated after a fork (a forked child inherits no pool threads)."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="featurestore")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+
+def _build(path: Path, ids: np.ndarray, frames: int, dim: int, dtype: str, attrs: dict[str, Any]) -> None:
+    """Write a complete, empty feature set at `path` (a fresh temporary directory)."""
+    versions = {**attrs.get("versions", {}), "zarr": zarr.__version__, "numpy": np.__version__,
+                "videolt": _videolt_version}
+    full = {**attrs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}
+    group = zarr.open_group(str(path), mode="w-", attributes=full)
+    n = len(ids)
+    group.create_array("feats", shape=(n, frames, dim), chunks=(1, frames, dim), dtype=dtype, fill_value=0)
+    names = group.create_array("video_id", shape=(n,), chunks=(_ID_BLOCK,), dtype=str)
+    if n:
+        names[:] = ids
+    group.create_array("n_frames", shape=(n,), chunks=(_ROW_BLOCK,), dtype="int32", fill_value=0)
+    group.create_array("status", shape=(n,), chunks=(_ROW_BLOCK,), dtype="uint8", fill_value=STATUS_MISSING)

@@ -1,0 +1,234 @@
+"""The extract stage's two halves, as plain functions the executors call.
+
+`decode_job` (CPU, one process per core): decode one video at 1 fps, pick the 150 sampled frames,
+resize and centre-crop them (uint8, so little crosses process boundaries). It never raises: a
+failure comes back as data. `FeatureSink.consume` (one per device): normalise, run every backbone,
+write each feature set's row (data first, status last) and say what happened.
+
+Memory stays bounded for long videos: the stream's declared duration predicts n, the number of 1-fps
+frames, and only frames that floor(linspace(0, n − 1, 150)) could pick for any n near the prediction
+are kept. When the real n falls outside that window (a lying header), the video is decoded again
+keeping exactly the right frames, so the result is always exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from videolt.extract.decode import DecodeError, iter_frames
+from videolt.extract.sampling import sample_indices
+from videolt.extract.transforms import CenterCrop, Normalize, ResizeShortSide, ToFloat
+
+log = logging.getLogger(__name__)
+
+# Frames-per-video window around the predicted n whose sampled frames are kept on the first pass.
+_WINDOW = 3
+
+
+@dataclass(frozen=True)
+class View:
+    """One spatial preprocessing shared by some backbones: short side `resize`, centre crop `crop`."""
+
+    resize: int
+    crop: int
+    interpolation: str = "bilinear"
+    antialias: bool = True
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    index: int
+    video_id: str
+    path: str
+    views: tuple[View, ...]
+    fps: float = 1.0
+    frames: int = 150
+    decoder: str = "pyav"
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decode result: `clips[v]` is uint8 [frames, 3, crop, crop] for view v, or a failure."""
+
+    index: int
+    video_id: str
+    n_frames: int = 0
+    clips: tuple[np.ndarray, ...] = ()
+    failure: str | None = None
+    message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """What the sink did with one video: per feature set, None (written) or a failure class."""
+
+    index: int
+    video_id: str
+    n_frames: int
+    decode_failure: str | None
+    message: str | None
+    sets: dict[str, str | None] = field(default_factory=dict)
+    decode_seconds: float = 0.0
+    infer_seconds: float = 0.0
+
+
+def decode_job(job: DecodeJob) -> Decoded:
+    """Decode, sample and crop one video; failures are returned, never raised."""
+    start = time.perf_counter()
+    try:
+        n, clips = _decode_sampled(job)
+    except DecodeError as e:
+        return Decoded(job.index, job.video_id, failure=e.failure, message=str(e),
+                       seconds=time.perf_counter() - start)
+    except Exception as e:  # a bug or an unforeseen library error: keep the traceback, go on
+        return Decoded(job.index, job.video_id, failure="internal",
+                       message=f"[decode] {job.video_id}: {type(e).__name__}: {e}\n{traceback.format_exc()}",
+                       seconds=time.perf_counter() - start)
+    return Decoded(job.index, job.video_id, n, clips, seconds=time.perf_counter() - start)
+
+
+def _decode_sampled(job: DecodeJob) -> tuple[int, tuple[np.ndarray, ...]]:
+    crops = [(ResizeShortSide(v.resize, v.interpolation, v.antialias), CenterCrop(v.crop)) for v in job.views]
+
+    def prepare(image: np.ndarray) -> list[np.ndarray]:
+        x = torch.from_numpy(image).unsqueeze(0)  # [1, H, W, 3] uint8
+        return [crop(resize(x))[0].contiguous().numpy() for resize, crop in crops]  # [3, c, c] each
+
+    predicted = _predict_ticks(Path(job.path), job.fps)
+    keep = None if predicted is None else _candidates(predicted, job.frames)
+    n, kept = _collect(job, keep, prepare)
+    if keep is not None and not set(sample_indices(n, job.frames).tolist()) <= kept.keys():
+        log.info("%s: %d frames at %g fps, header predicted %d; decoding again", job.video_id, n, job.fps, predicted)
+        n2, kept = _collect(job, set(sample_indices(n, job.frames).tolist()), prepare)
+        if n2 != n:
+            raise DecodeError("corrupt", job.path, f"two decodes gave {n} and {n2} frames")
+    picks = sample_indices(n, job.frames)
+    return n, tuple(np.stack([kept[int(i)][v] for i in picks]) for v in range(len(job.views)))
+
+
+def _collect(job: DecodeJob, keep: set[int] | None, prepare) -> tuple[int, dict[int, list[np.ndarray]]]:
+    """Stream the video; prepare the frames whose tick index is in `keep` (all when None)."""
+    kept: dict[int, list[np.ndarray]] = {}
+    n = 0
+    for n, (_, image) in enumerate(iter_frames(job.path, job.fps, backend=job.decoder, timeout=job.timeout), 1):
+        if keep is None or n - 1 in keep:
+            kept[n - 1] = prepare(image)
+    if n == 0:
+        raise DecodeError("empty", job.path, "no frame before the end of the stream")
+    return n, kept
+
+
+def _predict_ticks(path: Path, fps: float) -> int | None:
+    """The number of 1-fps ticks the container header promises, or None when it does not say."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif c.duration is not None:
+                seconds = c.duration / 1_000_000
+            else:
+                return None
+    except (av.FFmpegError, IndexError, OSError):
+        return None  # the decoder proper will classify the failure
+    return max(math.ceil(seconds * fps), 1)
+
+
+def _candidates(predicted: int, frames: int) -> set[int]:
+    """Every index that sampling could pick if the real n is within the window around `predicted`."""
+    out: set[int] = set()
+    for n in range(max(predicted - _WINDOW, 1), predicted + _WINDOW + 1):
+        out.update(sample_indices(n, frames).tolist())
+    return out
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """One feature set the sink writes: which backbone, which view of the frames, where."""
+
+    name: str
+    backbone: str
+    weights: str
+    store_path: str
+    view: int
+    seed: int = 0
+    opts: tuple[tuple[str, Any], ...] = ()
+
+
+class FeatureSink:
+    """Runs every backbone on a decoded video and writes their rows; one per device."""
+
+    def __init__(self, specs: Sequence[SinkSpec], *, device: str = "cpu", batch_size: int = 150,
+                 amp: bool | None = None, channels_last: bool | None = None, compile: bool = False):
+        from videolt.data.store import FeatureStore
+        from videolt.extract.backbones import create_backbone
+
+        self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.amp = cuda if amp is None else amp
+        self.channels_last = cuda if channels_last is None else channels_last
+        self.batch_size = batch_size
+        self.specs = list(specs)
+        self.models = []
+        for spec in self.specs:
+            bb = create_backbone(spec.backbone, weights=spec.weights, seed=spec.seed, **dict(spec.opts)).to(self.device)
+            if self.channels_last:
+                bb = bb.to(memory_format=torch.channels_last)
+            forward = torch.compile(bb) if compile else bb
+            self.models.append((bb, forward))
+        self.stores = [FeatureStore.open(spec.store_path, mode="r+") for spec in self.specs]
+        self.to_input = [(ToFloat(), Normalize(bb.cfg.mean, bb.cfg.std)) for bb, _ in self.models]
+
+    def consume(self, d: Decoded) -> RowResult:
+        if d.failure is not None:
+            for store in self.stores:
+                store.mark_failed(d.index)
+            return RowResult(d.index, d.video_id, d.n_frames, d.failure, d.message,
+                             {s.name: d.failure for s in self.specs}, d.seconds)
+        start = time.perf_counter()
+        sets: dict[str, str | None] = {}
+        message = None
+        for spec, (bb, forward), store, (to_float, norm) in zip(self.specs, self.models, self.stores, self.to_input):
+            try:
+                feats = self._features(d.clips[spec.view], bb, forward, to_float, norm)
+                store.write_row(d.index, feats, d.n_frames)
+                sets[spec.name] = None
+            except Exception as e:  # one video's inference failure never stops the batch
+                store.mark_failed(d.index)
+                sets[spec.name] = "inference"
+                message = f"[extract] {d.video_id}: {spec.name}: {type(e).__name__}: {e}"
+                log.warning(message)
+        return RowResult(d.index, d.video_id, d.n_frames, None, message, sets, d.seconds,
+                         time.perf_counter() - start)
+
+    @torch.inference_mode()
+    def _features(self, clip: np.ndarray, bb, forward, to_float, norm) -> np.ndarray:
+        x = torch.from_numpy(clip)  # [T, 3, c, c] uint8
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = norm(to_float(x))  # [T, 3, c, c] float32
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        step = len(x) if bb.cfg.temporal else self.batch_size  # a temporal model needs the whole clip
+        outs = []
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            for i in range(0, len(x), step):
+                chunk = x[i:i + step]
+                n = len(chunk)
+                if n < step and not bb.cfg.temporal:  # static shapes for torch.compile
+                    chunk = torch.cat([chunk, chunk[-1:].expand(step - n, *chunk.shape[1:])])
+                outs.append(forward(chunk)[:n].float())
+        return torch.cat(outs).cpu().numpy()  # [T, dim] float32
