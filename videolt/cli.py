@@ -246,6 +246,198 @@ def _import_videos(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train, evaluate, decouple ---------------------------------------------------------------------
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    p.add_argument("--features", required=True, metavar="NAME", help="feature set (features/<name>.zarr)")
+    p.add_argument("--run", required=True, metavar="RUN", help="run name (runs/<run>/)")
+    p.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML/TOML training config")
+    p.add_argument("--model", default=None, help="aggregator: nonlinear | netvlad")
+    p.add_argument("--method", default=None, help="baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack")
+    p.add_argument("--loss", default=None, help="loss overriding the method's: bce, focal, cb, ldam, eql")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--select-on", choices=("test", "val"), default=None,
+                   help="split picking best.pt (test: the reference's protocol)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    p.add_argument("--preload", action="store_true", default=None, help="load the train split into memory once")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config field, e.g. method_opts.eta=0.3 or milestones=[30,60]")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+
+
+@command("train", "train an aggregator with a long-tail method; writes runs/RUN/", _train_args)
+def _train(args: argparse.Namespace) -> int:
+    from videolt.config import load_config
+    from videolt.train.trainer import TrainConfig, train_run
+
+    flags = {"features": args.features, "model": args.model, "method": args.method, "loss": args.loss,
+             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+             "select_on": args.select_on, "workers": args.workers, "preload": args.preload,
+             "device": args.device, "amp": args.amp}
+    base = {k: v for k, v in flags.items() if v is not None}
+    cfg = load_config(TrainConfig, files=args.config, overrides=args.overrides, base=base)
+    metrics = train_run(args.workdir, args.run, cfg, resume=args.resume, progress=not args.no_progress)
+    _print_metrics(metrics, args.json)
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    p.add_argument("--run", required=True, metavar="RUN")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+@command("evaluate", "score a run on a split: mAP overall/head/medium/tail, Acc@1/5", _evaluate_args)
+def _evaluate(args: argparse.Namespace) -> int:
+    from videolt.evaluate.evaluator import evaluate_run
+
+    metrics = evaluate_run(args.workdir, args.run, split=args.split, checkpoint=args.checkpoint,
+                           device=args.device, batch_size=args.batch_size)
+    _print_metrics(metrics, args.json)
+    return 0
+
+
+def _decouple_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    p.add_argument("--from", dest="source", required=True, metavar="RUN", help="the trained run")
+    p.add_argument("--run", required=True, metavar="NEW", help="the new run")
+    p.add_argument("--stage", required=True, choices=("crt", "lws", "tau_norm"))
+    p.add_argument("--epochs", type=int, default=None, help="cRT/LWS epochs (default 10)")
+    p.add_argument("--tau", type=float, default=1.0, help="τ of τ-normalisation")
+    p.add_argument("--json", action="store_true")
+
+
+@command("decouple", "decoupling baselines on a trained run: cRT, LWS, τ-normalisation", _decouple_args)
+def _decouple(args: argparse.Namespace) -> int:
+    from videolt.train.decoupling import crt_run, lws_run, tau_norm_run
+
+    if args.stage == "tau_norm":
+        metrics = tau_norm_run(args.workdir, args.source, args.run, tau=args.tau)
+    else:
+        fn = crt_run if args.stage == "crt" else lws_run
+        metrics = fn(args.workdir, args.source, args.run, **({"epochs": args.epochs} if args.epochs else {}))
+    _print_metrics(metrics, args.json)
+    return 0
+
+
+def _print_metrics(metrics: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json(metrics)
+        return
+    keys = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
+    print("  ".join(f"{k:>11}" for k in keys))
+    print("  ".join(f"{metrics[k]:>11.4f}" for k in keys))
+
+
+# -- benchmark and report -------------------------------------------------------------------------
+def _benchmark_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    p.add_argument("--config", required=True, metavar="FILE", help="benchmark grid, e.g. configs/table1_resnet50.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a grid key, e.g. train.epochs=10 or seeds=[1,2]")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained side by side, one process each")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and which are done; train nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+@command("benchmark", "train and evaluate a grid of runs; write paper-style tables and plots", _benchmark_args)
+def _benchmark(args: argparse.Namespace) -> int:
+    from videolt.evaluate.benchmark import load_benchmark, run_benchmark
+
+    config = load_benchmark(args.config, args.overrides)
+    result = run_benchmark(args.workdir, config, jobs=args.jobs, dry_run=args.dry_run, progress=not args.no_progress)
+    if args.json:
+        _print_json(result)
+        return 0
+    for r in result["runs"]:
+        print(f"{r['status']:<8} {r['run']}")
+    report = result.get("report") or {}
+    if report.get("dir"):
+        print(f"report: {report['dir']}/report.md ({report.get('finished')}/{report.get('total')} runs finished)")
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    p.add_argument("--runs", nargs="+", required=True, metavar="RUN",
+                   help="the first run is compared with each other run")
+    p.add_argument("--out", default=None, metavar="DIR", help="plot folder (default WORKDIR/reports/compare)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test videos (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+@command("report", "compare runs: paired differences with bootstrap intervals, per-class AP plots", _report_args)
+def _report(args: argparse.Namespace) -> int:
+    from videolt.evaluate.compare import compare_runs, format_comparison
+
+    result = compare_runs(args.workdir, args.runs, args.out, n_resamples=args.bootstrap, seed=args.seed)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_comparison(result))
+    return 0
+
+
+# -- run, demo ------------------------------------------------------------------------------------
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="run config (configs/videolt.yaml, configs/demo.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set extract.workers=8 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print what each stage did as JSON")
+
+
+@command("run", "run every stage of a config file in order, skipping done work (resumable)", _run_args)
+def _run(args: argparse.Namespace) -> int:
+    from videolt.pipeline.run import format_summary, load_run_config, run_pipeline
+
+    summary = run_pipeline(load_run_config(args.config, args.overrides), progress=not args.no_progress)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR", nargs="?", default="demo-workdir",
+                   help="workdir to create or reuse (default ./demo-workdir; the clips go to WORKDIR-source)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the random weights and training")
+    p.add_argument("--weights", default="random", metavar="PATH", help="ResNet-50 weights file (default: random)")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (0: decode in this process)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo config (configs/demo.yaml), e.g. --set demo.classes=6")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+@command("demo", "the whole pipeline offline on generated videos (minutes on a CPU)", _demo_args)
+def _demo(args: argparse.Namespace) -> int:
+    from videolt.pipeline.demo import demo_config, format_demo, run_demo
+
+    config = demo_config(args.workdir, seed=args.seed, weights=args.weights, workers=args.workers,
+                         overrides=args.overrides)
+    result = run_demo(config, progress=not args.no_progress)
+    if args.json:
+        _print_json({k: v for k, v in result.items() if k != "summary"})
+    else:
+        print(format_demo(result))
+    return 0
+
+
 # -- entry point ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videolt", description=__doc__.split("\n")[0])

@@ -1,0 +1,234 @@
+"""Benchmark grids: config parsing, run naming, dry runs, reports from hand-made runs, and one real smoke grid."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.lists import small_lists
+from tests.synthetic import make_workdir
+from videolt.config import to_dict
+from videolt.data.workdir import Workdir
+from videolt.errors import ConfigError, UsageError
+from videolt.evaluate import benchmark
+from videolt.evaluate.benchmark import MethodEntry, load_benchmark, plan, run_benchmark, run_name, write_report
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PAPER_CONFIGS = {"table1_resnet50.yaml": (1, 1, 9), "table1_resnet101.yaml": (1, 1, 9), "table2_tsm.yaml": (1, 2, 2),
+                 "table3_beta.yaml": (1, 1, 3), "table4_losses.yaml": (1, 1, 4), "table5_eta.yaml": (1, 1, 5),
+                 "smoke.yaml": (1, 1, 3)}
+
+
+@pytest.fixture(scope="module")
+def tiny_workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    return Workdir.init(root / "wd", small_lists(root / "labels", n_train=30, n_test=40, num_classes=4)).root
+
+
+def write_grid(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+GRID = """
+name: fake
+table: table1
+features: [{name: feats, backbone: resnet50}]
+methods:
+  - {method: baseline, label: baseline (BCE)}
+  - {method: framestack, label: FrameStack}
+  - {method: focal, label: focal-only}
+seeds: [1, 2]
+train: {epochs: 2, group_head: %d, group_tail: %d}
+comparisons: [{treatment: FrameStack, control: focal-only}, {treatment: FrameStack, control: baseline (BCE)}]
+bootstrap: 100
+"""
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_CONFIGS))
+def test_every_config_parses_and_lists_its_runs(name, tiny_workdir):
+    config = load_benchmark(CONFIGS / name)
+    n_features, n_aggregators, n_methods = PAPER_CONFIGS[name]
+    assert (len(config.features), len(config.aggregators), len(config.methods)) == (n_features, n_aggregators,
+                                                                                   n_methods)
+    dry = run_benchmark(tiny_workdir, config, dry_run=True)
+    runs = [r["run"] for r in dry["runs"]]
+    assert len(runs) == n_features * n_aggregators * n_methods * len(config.seeds)
+    assert len(set(runs)) == len(runs)
+    assert runs == [c.run for c in plan(load_benchmark(CONFIGS / name))]  # deterministic
+    assert {r["status"] for r in dry["runs"]} == {"todo"}
+    assert not (Workdir.open(tiny_workdir).reports_dir / config.name).exists()  # a dry run writes nothing
+    if name != "smoke.yaml":
+        assert config.seeds == (2021, 2022, 2023)
+        cell = plan(config)[0].config
+        assert (cell.epochs, cell.batch_size, cell.lr, cell.milestones) == (100, 128, 1e-4, (30, 60))
+
+
+def test_issue9_controls_are_in_table1_and_table4():
+    for name in ("table1_resnet50.yaml", "table1_resnet101.yaml", "table4_losses.yaml"):
+        config = load_benchmark(CONFIGS / name)
+        assert "focal" in [m.method for m in config.methods]
+        assert {(c.treatment, c.control) for c in config.comparisons} >= {("FrameStack", "focal-only"),
+                                                                          ("FrameStack", "baseline (BCE)")}
+
+
+def test_run_names_are_systematic_and_stable():
+    assert run_name(MethodEntry(method="baseline"), "resnet50", "nonlinear", 2021) == "baseline_resnet50_nonlinear_s2021"
+    assert run_name(MethodEntry(method="ldam_drw"), "tsm_r50", "netvlad", 7) == "ldam-drw_tsm-r50_netvlad_s7"
+    assert (run_name(MethodEntry(method="framestack", options={"eta": 0.3}), "r50", "nonlinear", 1)
+            == "framestack-eta0.3_r50_nonlinear_s1")
+    assert (run_name(MethodEntry(method="framestack", options={"beta_rule": "cf"}, loss="bce"), "r50", "nonlinear", 1)
+            == "framestack-lossbce-betarulecf_r50_nonlinear_s1")
+    # Options equal to the method's defaults name the same experiment, hence the same run.
+    assert (run_name(MethodEntry(method="framestack", options={"eta": 0.5, "beta_rule": "ap"}, loss="focal"),
+                     "r50", "nonlinear", 1) == "framestack_r50_nonlinear_s1")
+    long = MethodEntry(method="focal", loss_opts={"gamma": 2.0, "alpha": 0.25, "reduction": "sum_classes"})
+    name = run_name(long, "r50", "nonlinear", 1)
+    assert name == run_name(long, "r50", "nonlinear", 1) and len(name.split("_")[0]) <= len("focal-") + 32
+    other = MethodEntry(method="focal", loss_opts={"gamma": 2.0, "alpha": 0.5, "reduction": "sum_classes"})
+    assert run_name(other, "r50", "nonlinear", 1) != name
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nfeatures: [{name: f}]\nmethods: [{method: baseline}]\nsedes: [1]\n", "unknown config key 'sedes'"),
+    ("name: x\nfeatures: [{name: f}]\nmethods: [{method: baseline}]\ntrain: {seed: 3}\n", "train.seed"),
+    ("name: x\nfeatures: [{name: f}]\nmethods: [{method: baseline}]\ntrain: {epoks: 3}\n", "unknown config key"),
+    ("name: x\nfeatures: [{name: f}]\nmethods: [{method: baseline}]\ncomparisons: [{treatment: a, control: b}]\n",
+     "not a method label"),
+    ("name: x\nfeatures: [{name: f}]\nmethods: [{method: baseline}, {method: baseline}]\n", "used twice"),
+    ("name: x\nfeatures: [{name: f}]\nmethods: [{method: framestak}]\n", "did you mean framestack"),
+    ("name: a/b\nfeatures: [{name: f}]\nmethods: [{method: baseline}]\n", "name:"),
+])
+def test_bad_grids_are_usage_errors(tmp_path, text, message):
+    with pytest.raises(UsageError, match=message):  # ConfigError or UnknownNameError, both exit 2
+        plan(load_benchmark(write_grid(tmp_path / "g.yaml", text)))
+
+
+def _fake_run(wd: Workdir, cell, rng, targets, rows, group_of, boost: float) -> dict:
+    """A finished run folder as the trainer leaves it; its metrics are made up, its scores are real."""
+    run_dir = wd.run_dir(cell.run)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"config": to_dict(cell.config)}))
+    metrics = {k: float(v) for k, v in zip(benchmark.tables.METRICS, rng.uniform(0.3, 0.7, 6))}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics | {"split": "test"}))
+    scores = targets * boost + rng.normal(0, 1, targets.shape)
+    from videolt.evaluate.metrics import average_precision
+
+    ap = average_precision(scores.astype(np.float16).astype(np.float64), targets)
+    with open(run_dir / "per_class_ap.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["class_id", "name", "group", "train_count", "ap"])
+        w.writerows([c, f"Class{c}", group_of[c], 0, f"{ap[c]:.6f}"] for c in range(len(ap)))
+    np.save(run_dir / "scores_test.npy", scores.astype(np.float16))
+    np.save(run_dir / "rows_test.npy", rows)
+    return metrics
+
+
+def test_report_from_finished_runs(tmp_path):
+    wd = Workdir.init(tmp_path / "wd", small_lists(tmp_path / "labels", n_train=30, n_test=40, num_classes=4))
+    labels, test = wd.labels(), wd.manifest().videos(["test"])
+    ranked = np.sort(labels.counts)
+    head, tail = int(ranked[-2]), int(ranked[0])
+    config = load_benchmark(write_grid(tmp_path / "g.yaml", GRID % (head, tail)))
+    cells = plan(config)
+    targets = np.zeros((len(test), labels.num_classes))
+    for i, v in enumerate(test):
+        targets[i, list(v.labels)] = 1
+    rows = np.array([v.index for v in test])
+    rng = np.random.default_rng(0)
+    boost = {"baseline (BCE)": 0.5, "FrameStack": 3.0, "focal-only": 0.5}
+    done = cells[:-1]  # the last cell (focal-only, seed 2) never ran
+    metrics = {c.run: _fake_run(wd, c, rng, targets, rows, labels.group_of(head, tail), boost[c.label]) for c in done}
+    (wd.run_dir(cells[-1].run)).mkdir()
+    (wd.run_dir(cells[-1].run) / "last.pt").write_bytes(b"")
+    assert [benchmark.run_status(wd, c) for c in cells] == ["done"] * 5 + ["partial"]
+
+    report = write_report(wd, config, cells)
+    out = Path(report["dir"])
+    assert out == wd.reports_dir / "fake" and (report["finished"], report["total"]) == (5, 6)
+    with open(out / "results.csv", newline="") as f:
+        results = list(csv.DictReader(f))
+    ours = {r["method"]: r for r in results if r["source"] == "ours"}
+    fs = [metrics[c.run] for c in cells if c.label == "FrameStack"]
+    assert float(ours["FrameStack"]["overall_map"]) == pytest.approx(np.mean([m["overall_map"] for m in fs]), abs=1e-6)
+    assert float(ours["FrameStack"]["tail_map_std"]) == pytest.approx(np.std([m["tail_map"] for m in fs], ddof=1),
+                                                                       abs=1e-6)
+    focal = metrics[cells[4].run]  # one seed: exactly its metrics.json, std blank
+    assert ours["focal-only"]["seeds"] == "1" and ours["focal-only"]["acc1_std"] == ""
+    assert float(ours["focal-only"]["acc5"]) == pytest.approx(focal["acc5"], abs=1e-6)
+    # Paper rows: backbone resnet50 + nonlinear + FrameStack's settings (Table 1: .516 .683 .569 .397).
+    paper = {r["method"]: r for r in results if r["source"] == "paper"}
+    assert set(paper) == {"baseline (BCE) (paper)", "FrameStack (paper)"}  # no paper row for focal-only
+    assert float(paper["FrameStack (paper)"]["overall_map"]) == 0.516
+    delta = next(r for r in results if r["method"] == "FrameStack − paper")
+    assert float(delta["tail_map"]) == pytest.approx(np.mean([m["tail_map"] for m in fs]) - 0.397, abs=1e-6)
+
+    doc = json.loads((out / "report.json").read_text())
+    vs_focal = next(r for r in doc["paired"] if r["comparison"] == "FrameStack − focal-only")
+    assert vs_focal["seeds"] == 1  # focal-only seed 2 is unfinished
+    vs_base = next(r for r in doc["paired"] if r["comparison"] == "FrameStack − baseline (BCE)")
+    d = [metrics[cells[i].run]["head_map"] - metrics[cells[j].run]["head_map"] for i, j in ((2, 0), (3, 1))]
+    assert vs_base["seeds"] == 2 and vs_base["head_map"] == pytest.approx(np.mean(d))
+    assert vs_base["head_map_positive"] == sum(x > 0 for x in d)
+    assert {r["run"] for r in doc["intervals"]} == {c.run for c in done}
+    overall = [r for r in doc["differences"] if r["group"] == "overall" and "baseline" in r["comparison"]]
+    assert len(overall) == 2 and all(r["includes_zero"] is False and r["diff_low"] > 0 for r in overall)
+    text = (out / "report.md").read_text()
+    assert "FrameStack − focal-only" in text and "includes_zero" in text
+    for png in (out / "plots").glob("*.png"):
+        with Image.open(png) as im:
+            assert im.format == "PNG"
+    assert len(list((out / "plots").glob("ap_difference_*.png"))) == 2
+
+
+def test_changed_settings_do_not_reuse_a_finished_run(tmp_path, tiny_workdir):
+    config = load_benchmark(write_grid(tmp_path / "g.yaml", GRID % (10, 2)))
+    cell = plan(config)[0]
+    wd = Workdir.open(tiny_workdir)
+    run_dir = wd.run_dir(cell.run)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"config": to_dict(cell.config) | {"epochs": 99}}))
+    (run_dir / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match="epochs"):
+        benchmark.run_status(wd, cell)
+
+
+@pytest.mark.slow
+def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
+    root, syn = make_workdir(tmp_path, num_classes=8, videos=(160, 24, 48), dim=32)
+    config = load_benchmark(CONFIGS / "smoke.yaml", [f"train.group_head={syn.head}", f"train.group_tail={syn.tail}"])
+    result = run_benchmark(root, config, progress=False)
+    assert [r["status"] for r in result["runs"]] == ["done"] * 6
+    out = Path(result["report"]["dir"])
+    for name in ("report.md", "results.csv", "paired.csv", "intervals.csv", "report.json"):
+        assert (out / name).stat().st_size > 0
+    wd = Workdir.open(root)
+    results = json.loads((out / "report.json").read_text())["results"]
+    base = next(r for r in results if r["method"] == "baseline (BCE)")
+    runs = [json.loads((wd.run_dir(r) / "metrics.json").read_text()) for r in base["runs"]]
+    assert base["overall_map"] == pytest.approx(np.mean([m["overall_map"] for m in runs]))
+    mtimes = {p: p.stat().st_mtime_ns for p in wd.runs_dir.rglob("metrics.json")}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    with monkeypatch.context() as m:
+        m.setattr(benchmark, "train_run", no_training)
+        again = run_benchmark(root, config, progress=False)
+    assert [r["status"] for r in again["runs"]] == ["done"] * 6
+    assert {p: p.stat().st_mtime_ns for p in wd.runs_dir.rglob("metrics.json")} == mtimes
+
+    # A run with a checkpoint but no metrics.json (killed at the very end) is resumed, not restarted.
+    partial = wd.run_dir(result["runs"][0]["run"])
+    (partial / "metrics.json").unlink()
+    calls = []
+    real = benchmark.train_run
+    monkeypatch.setattr(benchmark, "train_run", lambda *a, **k: calls.append((a[1], k["resume"])) or real(*a, **k))
+    assert run_benchmark(root, config, dry_run=True)["runs"][0]["status"] == "partial"
+    run_benchmark(root, config, progress=False)
+    assert calls == [(partial.name, True)] and (partial / "metrics.json").is_file()

@@ -1,0 +1,106 @@
+"""Feature datasets: clip sampling (§3), batch reads against plain numpy indexing, loader settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from videolt.data.store import FeatureStore
+from videolt.train.datasets import (
+    InMemoryFrames, TestClips, TrainClips, batch_loader, chunks, clip_indices, preload,
+)
+
+N, FRAMES, DIM, C = 40, 150, 16, 5
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[FeatureStore, np.ndarray]:
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((N, FRAMES, DIM)).astype(np.float16)
+    path = tmp_path_factory.mktemp("feats") / "f.zarr"
+    st = FeatureStore.create(path, [f"v{i:010d}" for i in range(N)], frames=FRAMES, dim=DIM, attrs={})
+    for i in range(N):
+        st.write_row(i, data[i], FRAMES)
+    return FeatureStore.open(path), data
+
+
+def _targets(n: int) -> np.ndarray:
+    return np.eye(C, dtype=np.float32)[np.arange(n) % C]
+
+
+def test_clip_indices_sorted_in_range_with_replacement():
+    clips = np.stack([clip_indices(2021, 3, k) for k in range(2000)])
+    assert clips.shape == (2000, 60)
+    assert (np.diff(clips, axis=1) >= 0).all()
+    assert clips.min() >= 0 and clips.max() < 150
+    # With replacement: 60 draws from 150 repeat an index with probability 1 - 150!/(90! 150^60) ≈ 1.
+    assert np.mean([len(np.unique(c)) < 60 for c in clips]) > 0.99
+    # Uniform over [0, 150): every frame is drawn, each about 2000*60/150 = 800 times.
+    counts = np.bincount(clips.ravel(), minlength=150)
+    assert counts.min() > 650 and counts.max() < 950
+
+
+def test_clip_indices_depend_on_seed_epoch_position_only():
+    a = clip_indices(1, 2, 3)
+    np.testing.assert_array_equal(a, clip_indices(1, 2, 3))
+    for other in (clip_indices(0, 2, 3), clip_indices(1, 0, 3), clip_indices(1, 2, 0)):
+        assert not np.array_equal(a, other)
+
+
+def test_train_batch_matches_numpy_gather(store):
+    st, data = store
+    rows = np.array([5, 3, 3, 39, 0])  # a repeated video, as resampling gives
+    ds = TrainClips(st, rows, _targets(5), clip_len=60, seed=7, epoch=2)
+    x, y, pos = ds.__getitems__([4, 1, 2])
+    assert x.shape == (3, 60, DIM) and x.dtype == torch.float16
+    for j, k in enumerate([4, 1, 2]):
+        expected = data[rows[k]][clip_indices(7, 2, k)]
+        np.testing.assert_array_equal(x[j].numpy(), expected)
+        np.testing.assert_array_equal(y[j].numpy(), _targets(5)[k])
+    assert pos.tolist() == [4, 1, 2]
+    # The same video at two positions gets two different clips.
+    assert not torch.equal(ds[1][0], ds[2][0])
+    torch.testing.assert_close(ds[4][0], x[0])
+
+
+def test_test_clips_are_whole_videos(store):
+    st, data = store
+    ds = TestClips(st, [7, 2], _targets(2))
+    x, y, _ = ds.__getitems__([0, 1])
+    np.testing.assert_array_equal(x.numpy(), data[[7, 2]])
+    assert x.shape == (2, FRAMES, DIM)
+
+
+def test_chunks_keep_last_partial_batch():
+    assert [len(b) for b in chunks(10, 4)] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(chunks(10, 4)), np.arange(10))
+
+
+def _epoch(source, workers: int) -> list[torch.Tensor]:
+    rows = np.arange(N)[::-1].copy()
+    ds = TrainClips(source, rows, _targets(N), seed=3, epoch=1)
+    return [torch.cat([x.reshape(len(x), -1).float(), y], 1) for x, y, _ in
+            batch_loader(ds, chunks(N, 8), workers=workers)]
+
+
+def test_same_clips_with_any_worker_count_and_with_preload(store):
+    st, _ = store
+    plain = _epoch(st, 0)
+    assert len(plain) == 5
+    for got in (_epoch(st, 2), _epoch(preload(st, np.arange(N)), 0)):
+        assert len(got) == len(plain)
+        for a, b in zip(plain, got):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_preloaded_subset_reads_like_store(store):
+    st, data = store
+    mem = preload(st, [9, 4, 30, 4])
+    assert isinstance(mem, InMemoryFrames) and mem.data.dtype == np.float16 and len(mem.rows) == 3
+    frame_idx = np.array([[0, 149, 3], [5, 5, 5]])
+    np.testing.assert_array_equal(mem.read_frames(np.array([30, 9]), frame_idx),
+                                  st.read_frames(np.array([30, 9]), frame_idx))
+    np.testing.assert_array_equal(mem.read_rows(np.array([4])), data[[4]])
+    with pytest.raises(KeyError):
+        mem.read_rows(np.array([5]))

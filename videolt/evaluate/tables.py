@@ -1,0 +1,220 @@
+"""Paper-style tables from runs' metrics: pure builders (plain dicts in, rows out) and md/csv/json writers.
+
+A *record* is one finished run: `{"run", "label", "backbone", "features", "aggregator", "seed", "setting",
+"metrics": {overall_map, ...}}`. Rows are grouped into *blocks* (one feature set and aggregator, as the
+paper's column groups) and within a block into one row per label, with the mean ± sample standard
+deviation (ddof=1) over seeds. With a single seed the standard deviation is undefined and left blank
+(`None` in JSON). Paper rows are matched on (backbone, aggregator, setting) and followed by the
+difference ours − paper.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from videolt.evaluate.stats import paired_seed_comparison
+
+__all__ = ["METRICS", "METRIC_TITLES", "TABLE_TITLES", "block_key", "markdown", "mean_std", "paired_rows",
+           "result_rows", "simple_markdown", "write_csv", "write_json", "write_markdown"]
+
+METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
+METRIC_TITLES = {"overall_map": "mAP", "head_map": "head", "medium_map": "medium", "tail_map": "tail",
+                 "acc1": "Acc@1", "acc5": "Acc@5"}
+TABLE_TITLES = {
+    "table1": "Table 1: long-tail methods × backbones (NonLinear aggregator)",
+    "table2": "Table 2: NonLinear vs NetVLAD aggregators",
+    "table3": "Table 3: FrameStack's mixing weight β (AP, fixed 0.5, class frequency)",
+    "table4": "Table 4: loss under FrameStack",
+    "table5": "Table 5: FrameStack's mix ratio η",
+    "custom": "Benchmark results",
+}
+BACKBONE_TITLES = {"resnet50": "ResNet-50", "resnet101": "ResNet-101", "tsm_r50": "TSM-R50"}
+AGGREGATOR_TITLES = {"nonlinear": "NonLinear", "netvlad": "NetVLAD"}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof=1); the deviation is None for fewer than two values."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None)
+
+
+def block_key(record: Mapping) -> tuple[str, str, str]:
+    """(backbone, features, aggregator): one column group of the paper's tables."""
+    return record["backbone"], record["features"], record["aggregator"]
+
+
+def result_rows(records: Iterable[Mapping], paper: Sequence[Mapping] = ()) -> list[dict]:
+    """One row per (block, label) in first-seen order: mean ± std over seeds, then paper and Δ rows.
+
+    A paper entry holds `backbone`, `aggregator`, `setting`, the metric keys it reports and `source`.
+    """
+    groups: dict[tuple, list[Mapping]] = {}
+    for r in records:
+        groups.setdefault((*block_key(r), r["label"]), []).append(r)
+    rows = []
+    for (backbone, features, aggregator, label), runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        row = {"backbone": backbone, "features": features, "aggregator": aggregator, "method": label,
+               "source": "ours", "seeds": len(runs), "runs": [r["run"] for r in runs]}
+        for k in METRICS:
+            values = [r["metrics"][k] for r in runs if r["metrics"].get(k) is not None]
+            row[k], row[f"{k}_std"] = mean_std(values) if values else (None, None)
+        rows.append(row)
+        ref = _match(paper, backbone, aggregator, runs[0]["setting"])
+        if ref is not None:
+            base = {"backbone": backbone, "features": features, "aggregator": aggregator, "seeds": None, "runs": []}
+            rows.append(base | {"method": f"{label} (paper)", "source": "paper", "reference": ref.get("source", ""),
+                                **{k: ref.get(k) for k in METRICS}, **{f"{k}_std": None for k in METRICS}})
+            rows.append(base | {"method": f"{label} − paper", "source": "ours − paper",
+                                **{k: _sub(row[k], ref.get(k)) for k in METRICS},
+                                **{f"{k}_std": None for k in METRICS}})
+    return rows
+
+
+def paired_rows(records: Iterable[Mapping], comparisons: Sequence[tuple[str, str]]) -> list[dict]:
+    """Treatment − control per block over the seeds both have: mean ± std of the differences, n positive."""
+    by: dict[tuple, dict[int, Mapping]] = {}
+    for r in records:
+        by.setdefault((*block_key(r), r["label"]), {})[r["seed"]] = r
+    blocks = list(dict.fromkeys(k[:3] for k in by))
+    rows = []
+    for block in blocks:
+        for treatment, control in comparisons:
+            a, b = by.get((*block, treatment), {}), by.get((*block, control), {})
+            seeds = sorted(set(a) & set(b))
+            if not seeds:
+                continue
+            row = {"backbone": block[0], "features": block[1], "aggregator": block[2],
+                   "comparison": f"{treatment} − {control}", "treatment": treatment, "control": control,
+                   "seeds": len(seeds), "pairs": [[a[s]["run"], b[s]["run"]] for s in seeds]}
+            for k in METRICS:
+                have = [s for s in seeds if a[s]["metrics"].get(k) is not None and b[s]["metrics"].get(k) is not None]
+                if not have:
+                    row[k], row[f"{k}_std"], row[f"{k}_positive"] = None, None, 0
+                    continue
+                stats = paired_seed_comparison({s: a[s]["metrics"][k] for s in have},
+                                               {s: b[s]["metrics"][k] for s in have})
+                std = stats["std_difference"]
+                row[k], row[f"{k}_std"] = stats["mean_difference"], None if math.isnan(std) else std
+                row[f"{k}_positive"] = stats["n_positive"]
+            rows.append(row)
+    return rows
+
+
+def markdown(title: str, rows: Sequence[Mapping], *, kind: str = "results") -> str:
+    """A Markdown section: one table per block, metrics as `mean ± std` (3 decimals)."""
+    out = [f"## {title}", ""]
+    label_col = "comparison" if kind == "paired" else "method"
+    blocks: dict[tuple, list[Mapping]] = {}
+    for r in rows:
+        blocks.setdefault(block_key(r), []).append(r)
+    for (backbone, features, aggregator), block in blocks.items():
+        out += [f"### {BACKBONE_TITLES.get(backbone, backbone)} · {AGGREGATOR_TITLES.get(aggregator, aggregator)}"
+                f" (features `{features}`)", ""]
+        header = [label_col, "seeds", *(METRIC_TITLES[k] for k in METRICS)]
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in block:
+            signed = kind == "paired" or r.get("source") == "ours − paper"
+            cells = [_md_value(r, k, signed=signed, paired=kind == "paired") for k in METRICS]
+            out.append(f"| {r[label_col]} | {'' if r.get('seeds') is None else r['seeds']} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_markdown(path: Path, text: str) -> None:
+    _atomic(path, text)
+
+
+def write_csv(path: Path, rows: Sequence[Mapping]) -> None:
+    """All keys of all rows as columns (lists as JSON); None as an empty cell."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if r.get(c) is None else json.dumps(r[c]) if isinstance(r.get(c), (list, dict))
+                    else _csv_value(r[c]) for c in columns])
+    _atomic(path, buf.getvalue())
+
+
+def write_json(path: Path, data: object) -> None:
+    """Strict JSON: NaN (e.g. the mAP of an empty class group) is written as null."""
+    _atomic(path, json.dumps(_finite(data), indent=2, allow_nan=False, default=_json_default) + "\n")
+
+
+def _finite(data: object) -> object:
+    if isinstance(data, float):
+        return None if math.isnan(data) else data
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _match(paper: Sequence[Mapping], backbone: str, aggregator: str, setting: str) -> Mapping | None:
+    for p in paper:
+        if p["backbone"] == backbone and p["aggregator"] == aggregator and p["setting"] == setting:
+            return p
+    return None
+
+
+def _sub(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _md_value(row: Mapping, key: str, *, signed: bool, paired: bool) -> str:
+    v = row.get(key)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    text = f"{v:+.3f}" if signed else f"{v:.3f}"
+    std = row.get(f"{key}_std")
+    if std is not None:
+        text += f" ± {std:.3f}"
+    if paired:
+        text += f" ({row[f'{key}_positive']}/{row['seeds']} > 0)"
+    return text
+
+
+def _csv_value(v: object) -> str:
+    return f"{v:.6f}" if isinstance(v, float) else str(v)
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def simple_markdown(title: str, columns: Sequence[str], rows: Sequence[Mapping]) -> str:
+    """A plain Markdown table of `columns` (floats to 4 decimals, signed where the column says so)."""
+    out = [f"## {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        out.append("| " + " | ".join(_plain(r.get(c), signed=c in _SIGNED) for c in columns) + " |")
+    return "\n".join(out) + "\n"
+
+
+_SIGNED = {"difference", "diff_low", "diff_high"}
+
+
+def _plain(v: object, *, signed: bool) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:+.4f}" if signed else f"{v:.4f}"
+    return str(v)

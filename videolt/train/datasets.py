@@ -1,0 +1,169 @@
+"""Feature datasets: training clips (60 sorted frames drawn with replacement) and full test videos.
+
+The fast path reads a whole batch with one `read_frames` call (`__getitems__`, which the DataLoader
+calls with a batch sampler), instead of loading each video's whole [150, D] array per item as the
+reference does. Every training item draws its frames from its own generator, seeded by (seed,
+epoch, position in the epoch), so the clips are the same whatever the number of loader workers and
+a resumed run sees exactly the clips of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["FrameSource", "InMemoryFrames", "TestClips", "TrainClips", "batch_loader", "chunks", "clip_indices",
+           "preload"]
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x [B, T, D], y [B, C], positions [B]
+
+
+class FrameSource(Protocol):
+    """What the datasets read from: a `FeatureStore` or an `InMemoryFrames`."""
+
+    frames: int
+    dim: int
+
+    def read_frames(self, indices: np.ndarray, frame_idx: np.ndarray) -> np.ndarray: ...
+
+    def read_rows(self, indices: np.ndarray) -> np.ndarray: ...
+
+
+class InMemoryFrames:
+    """Some store rows held in RAM (float16 numpy) or on a device (torch tensor), read like a store."""
+
+    def __init__(self, rows: np.ndarray, data: np.ndarray | torch.Tensor):
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.data = data  # [len(rows), frames, dim]
+        self.frames, self.dim = int(data.shape[1]), int(data.shape[2])
+        self._order = np.argsort(self.rows)
+
+    def _positions(self, indices: np.ndarray) -> np.ndarray:
+        pos = self._order[np.searchsorted(self.rows, indices, sorter=self._order)]
+        if not np.array_equal(self.rows[pos], indices):
+            raise KeyError(f"rows {np.setdiff1d(indices, self.rows)[:5].tolist()} were not preloaded")
+        return pos
+
+    def read_frames(self, indices: np.ndarray, frame_idx: np.ndarray) -> np.ndarray | torch.Tensor:
+        pos = self._positions(np.asarray(indices, dtype=np.int64))
+        if isinstance(self.data, torch.Tensor):
+            p = torch.as_tensor(pos, device=self.data.device)[:, None]
+            return self.data[p, torch.as_tensor(frame_idx, device=self.data.device)]
+        return self.data[pos[:, None], frame_idx]
+
+    def read_rows(self, indices: np.ndarray) -> np.ndarray | torch.Tensor:
+        pos = self._positions(np.asarray(indices, dtype=np.int64))
+        if isinstance(self.data, torch.Tensor):
+            return self.data[torch.as_tensor(pos, device=self.data.device)]
+        return self.data[pos]
+
+
+def preload(store: FrameSource, rows: Sequence[int], device: torch.device | None = None,
+            max_device_fraction: float = 0.5) -> InMemoryFrames:
+    """Load `rows` into RAM as float16 once; onto `device` (CUDA) too when it takes < half its free memory."""
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    data = np.asarray(store.read_rows(rows), dtype=np.float16)
+    if device is not None and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if data.nbytes < max_device_fraction * free:
+            return InMemoryFrames(rows, torch.from_numpy(data).to(device))
+        log.info("preload: %.1f GB does not fit on %s; keeping it in RAM", data.nbytes / 1e9, device)
+    return InMemoryFrames(rows, data)
+
+
+def clip_indices(seed: int, epoch: int, position: int, frames: int = 150, clip_len: int = 60) -> np.ndarray:
+    """`clip_len` frame indices drawn uniformly with replacement from [0, frames), sorted (semantics §3)."""
+    rng = np.random.default_rng([seed, epoch, position])
+    return np.sort(rng.integers(0, frames, size=clip_len))
+
+
+def _tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+
+
+class TrainClips(Dataset):
+    """Item k = a clip of the video at store row `indices[k]`, with multi-hot `targets[k]`.
+
+    `indices` is this epoch's order (it may repeat videos, e.g. under class-balanced sampling);
+    item k's frames depend only on (seed, epoch, k).
+    """
+
+    def __init__(self, store: FrameSource, indices: Sequence[int], targets: np.ndarray, *, clip_len: int = 60,
+                 seed: int, epoch: int):
+        self.store = store
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.targets = np.asarray(targets, dtype=np.float32)
+        if len(self.targets) != len(self.indices):
+            raise ValueError(f"{len(self.indices)} indices but {len(self.targets)} targets")
+        self.clip_len, self.seed, self.epoch = clip_len, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def frame_idx(self, positions: Sequence[int]) -> np.ndarray:
+        return np.stack([clip_indices(self.seed, self.epoch, int(k), self.store.frames, self.clip_len)
+                         for k in positions])  # [B, T]
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, _ = self.__getitems__([k])
+        return x[0], y[0]
+
+    def __getitems__(self, positions: Sequence[int]) -> Batch:
+        pos = np.asarray(positions, dtype=np.int64)
+        x = self.store.read_frames(self.indices[pos], self.frame_idx(pos))  # [B, T, D], one read
+        return _tensor(x), torch.from_numpy(self.targets[pos]), torch.from_numpy(pos)
+
+
+class TestClips(Dataset):
+    """Item k = all frames of the video at store row `indices[k]` (semantics §3: test on all 150)."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+    def __init__(self, store: FrameSource, indices: Sequence[int], targets: np.ndarray):
+        self.store = store
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.targets = np.asarray(targets, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, _ = self.__getitems__([k])
+        return x[0], y[0]
+
+    def __getitems__(self, positions: Sequence[int]) -> Batch:
+        pos = np.asarray(positions, dtype=np.int64)
+        return _tensor(self.store.read_rows(self.indices[pos])), torch.from_numpy(self.targets[pos]), \
+            torch.from_numpy(pos)
+
+
+def _as_batch(batch: Batch) -> Batch:
+    """The dataset already returns a whole batch; nothing to collate."""
+    return batch
+
+
+def batch_loader(dataset: TrainClips | TestClips, batches: Sequence[Sequence[int]], *, workers: int = 0,
+                 pin_memory: bool = False) -> DataLoader:
+    """A DataLoader yielding `(x, y, positions)` per batch of dataset positions, one read per batch.
+
+    It is given its own generator so that iterating it never draws from the global torch RNG
+    (which would make dropout depend on the loader settings). A preloaded source is gathered in
+    this process: handing each ~30 MB batch over from a worker costs more than the gather itself
+    (benchmarks/RESULTS.md "## train").
+    """
+    in_memory = isinstance(dataset.store, InMemoryFrames)
+    on_device = in_memory and isinstance(dataset.store.data, torch.Tensor)
+    return DataLoader(dataset, batch_sampler=[list(map(int, b)) for b in batches], collate_fn=_as_batch,
+                      num_workers=0 if in_memory else workers, pin_memory=pin_memory and not on_device,
+                      generator=torch.Generator().manual_seed(0))
+
+
+def chunks(n: int, batch_size: int) -> list[np.ndarray]:
+    """Consecutive batches of positions 0..n-1; the last partial batch is kept."""
+    return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]

@@ -1,0 +1,71 @@
+"""Decoupling baselines on a trained run (semantics §6), each producing a new run directory.
+
+- cRT: re-initialise the classifier and retrain only it, with class-balanced sampling (the `cbs`
+  method: a class drawn uniformly, then one of its videos), the rest of the model frozen.
+- LWS: learn one scale per class on the logits of the frozen model, with class-balanced sampling.
+- τ-normalisation: divide each classifier row by its norm ** τ (τ = 1); no training.
+
+The frozen model is the source run's best.pt; the new run records it as `init_from` in its config,
+so `evaluate_run` rebuilds it like any other run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from videolt.config import to_dict
+from videolt.data.store import FeatureStore
+from videolt.data.workdir import Workdir
+from videolt.errors import UsageError
+from videolt.train import rundir
+from videolt.train.model import build_model, tau_normalize
+from videolt.train.trainer import TrainConfig, config_from_run, evaluate_checkpoint, train_run
+
+__all__ = ["crt_run", "lws_run", "tau_norm_run"]
+
+
+def _source(wd: Workdir, source_run: str) -> TrainConfig:
+    config = config_from_run(wd.run_dir(source_run))
+    if config.decouple != "none":
+        raise UsageError(f"run {source_run!r} is already a {config.decouple} stage; decouple its source run")
+    return config
+
+
+def _retrain(workdir: str | Path, source_run: str, run_name: str, mode: str, changes: dict[str, Any],
+             progress: bool) -> dict:
+    config = _source(Workdir.open(workdir), source_run)
+    staged = dataclasses.replace(config, method="cbs", method_opts={}, loss="", loss_opts={},
+                                 init_from=source_run, decouple=mode, **{"epochs": 10, "milestones": (), **changes})
+    return train_run(workdir, run_name, staged, progress=progress)
+
+
+def crt_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, **changes: Any) -> dict:
+    """Classifier re-training; `changes` override config fields (default 10 epochs, no lr decay)."""
+    return _retrain(workdir, source_run, run_name, "crt", changes, progress)
+
+
+def lws_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, **changes: Any) -> dict:
+    """Learnable per-class logit scales; `changes` override config fields (default 10 epochs, no lr decay)."""
+    return _retrain(workdir, source_run, run_name, "lws", changes, progress)
+
+
+def tau_norm_run(workdir: str | Path, source_run: str, run_name: str, *, tau: float = 1.0) -> dict:
+    """τ-normalise the source run's best classifier into a new run and evaluate it on the test split."""
+    wd = Workdir.open(workdir)
+    config = dataclasses.replace(_source(wd, source_run), init_from=source_run, decouple="tau_norm", tau=tau)
+    run_dir = wd.run_dir(run_name)
+    if (run_dir / "config.json").is_file():
+        raise UsageError(f"{run_dir}: run exists; choose another name")
+    state = rundir.load_checkpoint(rundir.checkpoint_path(wd.run_dir(source_run), "best"))
+    store = FeatureStore.open(wd.features_path(config.features))
+    model = build_model(config.model, store.dim, wd.labels().num_classes, config.model_opts)
+    model.load_state_dict(state["model"])
+    tau_normalize(model.classifier, tau)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    provenance = {"source_run": source_run, "source_epoch": state["epoch"]}
+    rundir.write_json(run_dir / "config.json", {"config": to_dict(config), "provenance": provenance})
+    rundir.save_checkpoint(rundir.checkpoint_path(run_dir, "best"),
+                           {"epoch": state["epoch"], "model": model.state_dict()})
+    return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best")

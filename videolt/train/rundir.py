@@ -1,0 +1,115 @@
+"""What a run directory holds, written atomically: checkpoints, config.json, train_log.csv and the
+evaluation outputs (metrics.json, per_class_ap.csv, scores_<split>.npy).
+
+Every file is written to a temporary name and moved into place with `os.replace`, so a run killed
+at any moment leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from videolt.data.labels import LabelSet
+from videolt.errors import UsageError
+from videolt.evaluate import metrics
+
+__all__ = ["capture_rng", "checkpoint_path", "load_checkpoint", "read_config", "restore_rng", "save_checkpoint",
+           "save_npy", "write_csv", "write_json", "write_metrics"]
+
+METRIC_KEYS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _replace(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    _replace(path, lambda tmp: tmp.write_text(buf.getvalue()))
+
+
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    if which not in ("last", "best"):
+        raise UsageError(f"checkpoint must be 'last' or 'best', got {which!r}")
+    return run_dir / f"{which}.pt"
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    _replace(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint of ours (it holds numpy and python RNG states, hence not `weights_only`)."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such checkpoint")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_config(run_dir: Path) -> dict:
+    """The `config` section of a run's config.json."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UsageError(f"{run_dir}: not a run (no config.json)")
+    return json.loads(path.read_text())["config"]
+
+
+def capture_rng() -> dict:
+    """Global RNG states (torch, CUDA, numpy, python) so a resumed run draws what an uninterrupted one would."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_metrics(run_dir: Path, *, split: str, scores: np.ndarray, targets: np.ndarray, rows: np.ndarray,
+                  labels: LabelSet, head: int, tail: int, extra: dict) -> dict:
+    """metrics.json (or metrics_<split>.json for a non-test split), per_class_ap.csv, scores and rows.
+
+    Scores are kept as float16 with the store rows they belong to, for later bootstraps and reports.
+    """
+    groups = labels.groups(head, tail)
+    summary = metrics.summarize(scores, targets, groups)
+    ap = metrics.average_precision(scores, targets)
+    result = {k: float(summary[k]) for k in METRIC_KEYS} | {"split": split, "videos": int(len(rows))} | extra
+    suffix = "" if split == "test" else f"_{split}"
+    write_json(run_dir / f"metrics{suffix}.json", result)
+    group_of = labels.group_of(head, tail)
+    write_csv(run_dir / f"per_class_ap{suffix}.csv", ["class_id", "name", "group", "train_count", "ap"],
+              [[c.id, c.name, group_of[c.id], c.count, f"{ap[c.id]:.6f}"] for c in labels.classes])
+    save_npy(run_dir / f"scores_{split}.npy", scores.astype(np.float16))
+    save_npy(run_dir / f"rows_{split}.npy", np.asarray(rows, dtype=np.int64))
+    return result
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
+            np.save(f, array)
+
+    _replace(path, write)
