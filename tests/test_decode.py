@@ -1,0 +1,246 @@
+"""1-fps decoding against the ffmpeg CLI (byte for byte), per backend, and every failure class."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import FrozenInstanceError
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.videos import make_video, read_counter, vfr_intervals_ms
+from videolt.errors import StageError, UnknownNameError, UsageError
+from videolt.extract.decode import DECODERS, DecodedVideo, DecodeError, iter_frames, read_frames
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
+
+# name → make_video options; all tiny so the whole file runs in seconds.
+CASES = {
+    "h264_25": dict(fps=25, seconds=3.0),
+    "h264_2997": dict(fps=29.97, seconds=3.0),
+    "h264_30": dict(fps=30, seconds=2.5),
+    "vp9_webm": dict(codec="vp9", fps=25, seconds=2.2),
+    "mkv_start_offset": dict(fps=25, seconds=2.5, start_offset=0.72),
+    "short": dict(fps=30, seconds=0.6),
+    "vfr_mp4": dict(vfr=True, seconds=3.0),
+    "vfr_mkv": dict(vfr=True, seconds=3.0, start_offset=0.3),
+    "rotate_90": dict(rotate=90, seconds=2.0),
+    "rotate_270_wide": dict(rotate=-90, size=(96, 64), seconds=2.0),
+    "rotate_180": dict(rotate=180, seconds=2.0),
+    "bt709": dict(colorspace="itu709", seconds=2.0),
+}
+SUFFIX = {"vp9_webm": ".webm", "mkv_start_offset": ".mkv", "vfr_mkv": ".mkv"}
+
+# Documented differences of the optional backends (see videolt/extract/_decode_backends.py).
+EXPECTED_FAILURE = {("decord", "rotate_90"): "corrupt"}
+DROPS_LAST_TICK = {("torchcodec", "vfr_mp4")}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("videos")
+    return {name: make_video(root / f"{name}{SUFFIX.get(name, '.mp4')}", **opts) for name, opts in CASES.items()}
+
+
+def ffmpeg_frames(path: Path, fps: float = 1.0) -> np.ndarray:
+    """The reference: ffmpeg's fps filter with round=up, autorotated, as RGB [n, H, W, 3]."""
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+         "stream=width,height:stream_side_data=rotation", "-of", "json", str(path)],
+        capture_output=True, check=True,
+    )
+    stream = json.loads(probe.stdout)["streams"][0]
+    width, height = stream["width"], stream["height"]
+    rotation = next((sd["rotation"] for sd in stream.get("side_data_list", []) if "rotation" in sd), 0)
+    if rotation % 180:
+        width, height = height, width
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-an", "-vf", f"fps=fps={fps}:round=up",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("backend", ["pyav", "decord", "torchcodec"])
+def test_matches_ffmpeg_cli(videos: dict[str, Path], case: str, backend: str) -> None:
+    if backend != "pyav":
+        pytest.importorskip(backend)
+    reference = ffmpeg_frames(videos[case])
+    if (backend, case) in EXPECTED_FAILURE:
+        with pytest.raises(DecodeError) as err:
+            read_frames(videos[case], backend=backend)
+        assert err.value.failure == EXPECTED_FAILURE[backend, case]
+        return
+    decoded = read_frames(videos[case], backend=backend)
+    if (backend, case) in DROPS_LAST_TICK:
+        reference = reference[:-1]
+    assert decoded.frames.dtype == np.uint8
+    assert decoded.frames.shape == reference.shape
+    assert np.array_equal(decoded.frames, reference)
+    np.testing.assert_array_equal(decoded.timestamps, np.arange(len(reference), dtype=np.float64))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("fps", [0.5, 2.0, Fraction(3, 2)])
+def test_other_rates_match_ffmpeg(videos: dict[str, Path], fps: float) -> None:
+    decoded = read_frames(videos["h264_2997"], fps=fps)
+    assert np.array_equal(decoded.frames, ffmpeg_frames(videos["h264_2997"], fps=float(fps)))
+    np.testing.assert_allclose(decoded.timestamps, np.arange(len(decoded)) / float(fps))
+
+
+def expected_indices(pts_seconds: list[float], end: float, fps: float = 1.0) -> list[int]:
+    """By hand: the last frame with pts ≤ k / fps, for every k / fps < end."""
+    ticks = [k / fps for k in range(int(np.ceil(end * fps - 1e-9)))]
+    return [max(i for i, p in enumerate(pts_seconds) if p <= t + 1e-9) for t in ticks]
+
+
+@pytest.mark.parametrize("case", ["h264_25", "h264_2997", "mkv_start_offset", "short", "vfr_mp4", "vfr_mkv"])
+def test_selected_frames_by_hand(videos: dict[str, Path], case: str) -> None:
+    """The frame counters picked equal the rule computed from the generated timestamps."""
+    opts = CASES[case]
+    if opts.get("vfr"):
+        durations = [d / 1000 for d in vfr_intervals_ms(int(opts["seconds"] * 1000 / 50))]
+        pts = list(np.concatenate([[0.0], np.cumsum(durations)[:-1]]))
+        end = float(np.sum(durations))
+    else:
+        rate = {29.97: 30000 / 1001}.get(opts["fps"], opts["fps"])
+        n = int(round(opts["seconds"] * rate))
+        pts, end = [i / rate for i in range(n)], n / rate
+    decoded = read_frames(videos[case])
+    assert [read_counter(f) for f in decoded.frames] == expected_indices(pts, end)
+
+
+def test_rotation_turns_the_stored_pixels(videos: dict[str, Path]) -> None:
+    stored = read_frames(videos["h264_25"]).frames[0]  # same content, no rotation
+    turned = read_frames(videos["rotate_90"]).frames[0]
+    assert turned.shape == (64, 48, 3)
+    # 90° counter-clockwise display rotation: the stored top row becomes the left column.
+    assert np.abs(np.rot90(stored).astype(int) - turned.astype(int)).mean() < 4
+
+
+def test_iter_frames_streams_the_same_frames(videos: dict[str, Path]) -> None:
+    decoded = read_frames(videos["vfr_mkv"])
+    items = list(iter_frames(videos["vfr_mkv"]))
+    assert [t for t, _ in items] == decoded.timestamps.tolist()
+    assert all(np.array_equal(a, b) for (_, a), b in zip(items, decoded.frames))
+
+
+def test_decoded_video_is_frozen(videos: dict[str, Path]) -> None:
+    decoded = read_frames(videos["short"])
+    assert isinstance(decoded, DecodedVideo) and len(decoded) == 1
+    with pytest.raises(FrozenInstanceError):
+        decoded.frames = np.zeros(1)  # type: ignore[misc]
+
+
+# ---- failures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("broken")
+    good = make_video(root / "good.mp4", seconds=3.0).read_bytes()
+    good_mkv = make_video(root / "good.mkv", seconds=3.0).read_bytes()
+    files = {
+        "truncated_mp4": good[: len(good) // 2],  # moov atom (written last) is gone
+        "truncated_mkv": good_mkv[: len(good_mkv) // 2],  # cluster data cut mid-stream
+        "zero_bytes": b"",
+        "text": b"this is not a video\n" * 20,
+    }
+    paths = {name: root / f"{name}.{'mkv' if 'mkv' in name else 'mp4'}" for name in files}
+    for name, data in files.items():
+        paths[name].write_bytes(data)
+    garbled = bytearray(good)
+    middle = len(garbled) // 3
+    garbled[middle:middle + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    paths["garbled"] = root / "garbled.mp4"
+    paths["garbled"].write_bytes(bytes(garbled))
+    paths["audio_only"] = _write_audio(root / "audio_only.m4a", with_video_stream=False)
+    paths["no_frames"] = _write_audio(root / "no_frames.mkv", with_video_stream=True)
+    paths["missing"] = root / "missing.mp4"
+    return paths
+
+
+def _write_audio(path: Path, *, with_video_stream: bool) -> Path:
+    """An audio file; with `with_video_stream`, it also declares a video stream that has no packet."""
+    with av.open(str(path), "w") as container:
+        if with_video_stream:
+            video = container.add_stream("libx264", rate=25)
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=16000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode(None))
+    return path
+
+
+PYAV_FAILURES = {
+    "truncated_mp4": "unreadable",
+    "truncated_mkv": "corrupt",
+    "garbled": "corrupt",
+    "zero_bytes": "unreadable",
+    "text": "unreadable",
+    "missing": "unreadable",
+    "audio_only": "no_video_stream",
+    "no_frames": "empty",
+}
+# Where an optional backend classifies differently (or does not notice), documented in _decode_backends.
+BACKEND_FAILURES = {
+    "decord": {**PYAV_FAILURES, "truncated_mkv": None, "no_frames": "unreadable"},
+    "torchcodec": {**PYAV_FAILURES, "truncated_mkv": None, "no_frames": "unreadable"},
+}
+
+
+@pytest.mark.parametrize("name", list(PYAV_FAILURES))
+@pytest.mark.parametrize("backend", ["pyav", "decord", "torchcodec"])
+def test_failure_classes(broken: dict[str, Path], name: str, backend: str) -> None:
+    if backend != "pyav":
+        pytest.importorskip(backend)
+    expected = (PYAV_FAILURES if backend == "pyav" else BACKEND_FAILURES[backend])[name]
+    if expected is None:  # decodes what is there without noticing the cut
+        assert len(read_frames(broken[name], backend=backend)) >= 1
+        return
+    with pytest.raises(DecodeError) as err:
+        read_frames(broken[name], backend=backend)
+    assert err.value.failure == expected
+    assert isinstance(err.value, StageError)
+    assert str(broken[name]) in str(err.value)
+
+
+def test_corrupt_message_counts_frames_and_streaming_yields_first(broken: dict[str, Path]) -> None:
+    got = []
+    with pytest.raises(DecodeError, match=r"after \d+ frames") as err:
+        for item in iter_frames(broken["truncated_mkv"]):
+            got.append(item)
+    assert err.value.failure == "corrupt"
+    assert len(got) >= 1  # frames before the cut were streamed out
+
+
+def test_timeout(videos: dict[str, Path]) -> None:
+    with pytest.raises(DecodeError) as err:
+        read_frames(videos["h264_25"], timeout=0.0)
+    assert err.value.failure == "timeout"
+
+
+def test_backend_registry_and_missing_extra(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert {"pyav", "decord", "torchcodec"} <= set(DECODERS.names())
+    with pytest.raises(UnknownNameError, match="pyav"):
+        read_frames(videos["short"], backend="pyva")
+    monkeypatch.setitem(sys.modules, "decord", None)  # import decord now fails
+    with pytest.raises(UsageError, match=r"pip install videolt\[decord\]"):
+        read_frames(videos["short"], backend="decord")
+
+
+def test_bad_fps_is_rejected(videos: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="fps"):
+        read_frames(videos["short"], fps=0)

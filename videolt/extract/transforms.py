@@ -1,0 +1,151 @@
+"""Batched frame preprocessing (resize short side → centre crop → [0, 1] → normalise), torchvision style.
+
+Transforms take a batch of frames as a tensor on any device, either channels-last uint8
+[N, H, W, 3] straight from the decoder or channels-first [N, 3, H, W], and return channels-first
+[N, 3, H, W] (a tensor whose last dimension is 3 and second is not is read as channels-last).
+`Preprocessing` is the frozen, recorded description of the whole chain; its `.to_dict()` goes
+into the feature set's attributes so the features say how their inputs were made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2.functional import InterpolationMode
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CenterCrop",
+    "Compose",
+    "Normalize",
+    "Preprocessing",
+    "ResizeShortSide",
+    "ToFloat",
+    "channels_first",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def channels_first(x: torch.Tensor) -> torch.Tensor:
+    """[N, H, W, 3] → [N, 3, H, W] (a view); [N, 3, H, W] is returned as is."""
+    if x.ndim != 4:
+        raise ValueError(f"expected a batch [N, H, W, 3] or [N, 3, H, W], got shape {tuple(x.shape)}")
+    if x.shape[-1] == 3 and x.shape[1] != 3:
+        return x.permute(0, 3, 1, 2)
+    if x.shape[1] != 3:
+        raise ValueError(f"expected 3 colour channels, got shape {tuple(x.shape)}")
+    return x
+
+
+class ResizeShortSide:
+    """Resize so the short side is `size`, keeping the aspect ratio (long side truncated, as torchvision)."""
+
+    def __init__(self, size: int, interpolation: str = "bilinear", antialias: bool = True):
+        self.size = size
+        self.interpolation = InterpolationMode(interpolation)
+        self.antialias = antialias
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        if height <= width:
+            return self.size, int(self.size * width / height)
+        return int(self.size * height / width), self.size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = channels_first(x)
+        size = self.output_size(x.shape[-2], x.shape[-1])
+        if size == tuple(x.shape[-2:]):
+            return x
+        # A channels-last view goes straight to torch's uint8 kernels (no copy; ~8× faster than NCHW).
+        return F.resize(x, list(size), interpolation=self.interpolation, antialias=self.antialias)
+
+
+class CenterCrop:
+    """Crop the central `size`×`size` window (offsets rounded as torchvision does)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = channels_first(x)
+        height, width = x.shape[-2:]
+        if height < self.size or width < self.size:
+            raise ValueError(f"cannot crop {self.size}×{self.size} from a {height}×{width} frame")
+        top = int(round((height - self.size) / 2.0))
+        left = int(round((width - self.size) / 2.0))
+        return x[..., top:top + self.size, left:left + self.size]
+
+
+class ToFloat:
+    """uint8 [0, 255] → float32 [0, 1]."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = channels_first(x)
+        if x.dtype != torch.uint8:
+            raise TypeError(f"ToFloat expects uint8 frames, got {x.dtype}")
+        return x.to(torch.float32).div_(255.0)
+
+
+class Normalize:
+    """(x − mean) / std per channel, on float frames in [0, 1]."""
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = channels_first(x)
+        if not x.is_floating_point():
+            raise TypeError(f"Normalize expects float frames (use ToFloat first), got {x.dtype}")
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return torch.sub(x, mean).div_(std)  # one new tensor, not two
+
+
+class Compose:
+    """Apply transforms in order."""
+
+    def __init__(self, transforms: Sequence[Callable[[torch.Tensor], torch.Tensor]]):
+        self.transforms = list(transforms)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for transform in self.transforms:
+            x = transform(x)
+        return x
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How frames become network input; defaults are the VideoLT / torchvision ImageNet V1 recipe at crop 256."""
+
+    resize: int = 256  # short side after resizing
+    crop: int = 256  # centre crop side (224 for the classic ImageNet evaluation crop)
+    interpolation: str = "bilinear"
+    antialias: bool = True
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.crop > self.resize:
+            raise ValueError(f"crop ({self.crop}) cannot exceed resize ({self.resize})")
+        InterpolationMode(self.interpolation)  # raises ValueError naming the bad mode
+
+    def build(self) -> Compose:
+        """The transform: uint8 frames [N, H, W, 3] or [N, 3, H, W] → float32 [N, 3, crop, crop]."""
+        return Compose([
+            ResizeShortSide(self.resize, self.interpolation, self.antialias),
+            CenterCrop(self.crop),
+            ToFloat(),
+            Normalize(self.mean, self.std),
+        ])
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values, recorded as provenance."""
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
