@@ -42,9 +42,10 @@ def class_frequency(counts: np.ndarray, path: Path, *, head: int = 500, tail: in
     ax.set_yscale("log")
     ax.set_xlim(0.5, len(counts) + 0.5)
     plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 200, not 2×10²
-    for axis in (ax.xaxis, ax.yaxis):
+    for axis, (lo, hi) in ((ax.xaxis, (1, len(counts))), (ax.yaxis, (max(counts.min(), 0.5), counts.max()))):
         axis.set_major_formatter(plain)
-        axis.set_minor_formatter(ticker.NullFormatter())
+        # Within one decade there may be no major tick at all: label the minor ones instead.
+        axis.set_minor_formatter(plain if hi / lo < 10 else ticker.NullFormatter())
     ax.set_xlabel("class index, sorted by train count (log)")
     ax.set_ylabel("train videos (log)")
     ax.set_title(f"{title}\nhead > {head}, tail ≤ {tail}")

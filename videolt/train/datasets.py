@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["FrameSource", "InMemoryFrames", "TestClips", "TrainClips", "batch_loader", "chunks", "clip_indices",
-           "preload"]
+           "preload", "rank_share"]
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ class TrainClips(Dataset):
         return len(self.indices)
 
     def frame_idx(self, positions: Sequence[int]) -> np.ndarray:
-        return np.stack([clip_indices(self.seed, self.epoch, int(k), self.store.frames, self.clip_len)
-                         for k in positions])  # [B, T]
+        idx = [clip_indices(self.seed, self.epoch, int(k), self.store.frames, self.clip_len) for k in positions]
+        return np.array(idx, dtype=np.int64).reshape(len(idx), self.clip_len)  # [B, T]; B = 0 for an empty DDP share
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y, _ = self.__getitems__([k])
@@ -167,3 +167,15 @@ def batch_loader(dataset: TrainClips | TestClips, batches: Sequence[Sequence[int
 def chunks(n: int, batch_size: int) -> list[np.ndarray]:
     """Consecutive batches of positions 0..n-1; the last partial batch is kept."""
     return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+
+
+def rank_share(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Rank `rank`'s part of a global batch under DDP: the batch cut into `world` consecutive pieces.
+
+    The pieces keep the batch's order and differ in size by at most one (the first `len % world`
+    ranks get one more), so the ranks together read exactly a single process's batch; a piece is
+    empty when the batch has fewer items than ranks (a short last batch).
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"rank must lie in [0, {world}), got {rank}")
+    return np.array_split(np.asarray(batch), world)[rank]

@@ -7,7 +7,10 @@ CBS/SRS sampler's draws and loss masks), clips are read a batch at a time, the b
 clean clips by a no-grad forward in train mode after the loss and before the backward pass), and
 Adam steps with the gradient norm clipped. Every `eval_every` epochs and at the last one the model
 is evaluated on the selection split; `last.pt` and `best.pt` hold everything needed to resume.
-Under torchrun every global batch is split between the ranks; only rank 0 writes.
+Under torchrun every global batch is split between the ranks (`rank_share`), each rank's loss is
+weighted by its share so that DDP's gradient average is the single-process mean over the global
+batch, FrameStack's running AP is measured on the whole epoch gathered from all ranks, and only
+rank 0 writes.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import metrics
 from videolt.train import rundir
-from videolt.train.datasets import FrameSource, TrainClips, batch_loader, chunks, preload
+from videolt.train.datasets import FrameSource, TrainClips, batch_loader, chunks, preload, rank_share
 from videolt.train.framestack import RunningAP, class_scores_for, framestack_active, framestack_mix
 from videolt.train.losses import create_loss, loss_options
 from videolt.train.methods import MethodSpec, create_method
@@ -42,7 +45,8 @@ from videolt.train.mixup import mixup
 from videolt.train.model import Decoupled, autocast, build_model, predict, resolve_amp, resolve_device
 from videolt.train.samplers import create_sampler, sample_mask
 
-__all__ = ["DistEnv", "TrainConfig", "config_from_run", "evaluate_checkpoint", "split_rows", "train_run"]
+__all__ = ["DistEnv", "TrainConfig", "config_from_run", "evaluate_checkpoint", "rank_loss_weight", "split_rows",
+           "train_run"]
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +206,9 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
     dataset = TrainClips(run.source, run.train_rows[order],
                          multi_hot([run.train_labels[i] for i in order], run.labels.num_classes),
                          clip_len=cfg.clip_len, seed=cfg.seed, epoch=epoch)
-    batches = [np.array_split(b, run.env.world)[run.env.rank] for b in chunks(len(order), cfg.batch_size)]
-    loader = batch_loader(dataset, batches, workers=cfg.workers, pin_memory=dev.type == "cuda")
+    global_batches = chunks(len(order), cfg.batch_size)
+    shares = [rank_share(b, run.env.rank, run.env.world) for b in global_batches]
+    loader = batch_loader(dataset, shares, workers=cfg.workers, pin_memory=dev.type == "cuda")
     mix = run.spec.batch_mix
     mix_opts = run.spec.mix_opts
     stack = mix == "framestack" and framestack_active(epoch, mix_opts.get("warmup_epochs", 1))
@@ -212,7 +217,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
     run.net.train()
     total, seen, tic = 0.0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
-    for x, y, pos in bar:
+    for (x, y, pos), batch in zip(bar, global_batches):
         x = x.to(dev, non_blocking=True).float()  # [B, T, D]
         y = y.to(dev, non_blocking=True)  # [B, C]
         mask = None if drawn is None else sample_mask(y, torch.as_tensor(drawn[pos.numpy()], device=dev))
@@ -229,23 +234,49 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
             with torch.no_grad(), autocast(dev, run.amp_dtype):
                 run.running_ap.update(torch.sigmoid(run.model(x).float()), y)
         run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
+        # An empty share (a last batch smaller than the world) still joins DDP's all-reduce, with zero gradients.
+        weighted = loss * rank_loss_weight(len(x), len(batch), run.env.world) if len(x) else logits.sum()
+        run.scaler.scale(weighted).backward()
         if cfg.clip_grad > 0:
             run.scaler.unscale_(run.optimizer)
             nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
         run.scaler.step(run.optimizer)
         run.scaler.update()
-        total += loss.item() * len(x)
+        total += loss.item() * len(x) if len(x) else 0.0
         seen += len(x)
         bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", clips_s=f"{seen / (time.perf_counter() - tic):.0f}")
     run.scheduler.step()
     if mix == "framestack":
-        ap = run.running_ap.end_epoch()
-        if run.env.world > 1:  # every rank mixes with rank 0's AP, so the ranks stay in step
-            t = torch.as_tensor(ap, device=dev)
-            dist.broadcast(t, 0)
-            run.running_ap.value = t.cpu().numpy()
+        if run.env.world > 1:
+            _gather_running_ap(run.running_ap, np.concatenate(shares), len(order))
+        run.running_ap.end_epoch()
     return total / max(seen, 1), seen
+
+
+def rank_loss_weight(n_share: int, n_batch: int, world: int) -> float:
+    """The factor on a rank's batch-mean loss that makes DDP's gradient average the global batch mean.
+
+    DDP averages the ranks' gradients, (1/world)·Σ_r mean_r; with unequal shares (the last batch)
+    that over-weights the samples of the smaller shares. Scaling rank r's mean by n_r·world/n turns
+    the average into (1/n)·Σ_i g_i, what one process computes on the whole batch.
+    """
+    return n_share * world / n_batch
+
+
+def _gather_running_ap(running_ap: RunningAP, positions: np.ndarray, n: int) -> None:
+    """Replace this rank's collected scores by all ranks', in epoch order (`positions`: this rank's).
+
+    Every rank then has the AP of the whole epoch, as one process would: the AP of one rank's shard
+    alone differs, and the ranks must mix with the same class scores.
+    """
+    state = running_ap.state_dict()
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (positions, state["scores"], state["targets"]))
+    scores = np.zeros((n, running_ap.num_classes), dtype=np.float32)  # [N, C]
+    targets = np.zeros((n, running_ap.num_classes), dtype=bool)  # [N, C]
+    for pos, rank_scores, rank_targets in parts:
+        scores[pos], targets[pos] = rank_scores, rank_targets
+    running_ap.load_state_dict({"value": state["value"], "scores": scores, "targets": targets})
 
 
 def _state(run: _Run, epoch: int, best: dict, log_rows: list) -> dict:
@@ -285,9 +316,13 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
 
 def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume: bool = False,
               progress: bool = True) -> dict:
-    """Train `run_name` on `workdir`'s feature set and return the selected checkpoint's test metrics."""
+    """Train `run_name` on `workdir`'s feature set and return the selected checkpoint's test metrics.
+
+    Under torchrun every rank trains its share and returns the metrics; only rank 0 writes the run.
+    """
     env = DistEnv.from_env()
-    if env.world > 1 and not dist.is_initialized():
+    owns_group = env.world > 1 and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
         if torch.cuda.is_available() and config.device != "cpu":
             torch.cuda.set_device(env.local_rank)
@@ -331,11 +366,12 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
             rundir.write_csv(run_dir / "train_log.csv", LOG_HEADER, log_rows)
             if (epoch + 1) % config.checkpoint_every == 0 or final:
                 rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
-    if env.world > 1:
-        dist.barrier()
-    if not writer:
-        return {}
-    return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best")
+    result = [evaluate_checkpoint(wd, run_name, split="test", checkpoint="best") if writer else None]
+    if env.world > 1:  # every rank returns the metrics, so a caller needs no rank check
+        dist.broadcast_object_list(result, src=0)
+    if owns_group:  # left to the interpreter's exit, gloo's threads can abort the process
+        dist.destroy_process_group()
+    return result[0]
 
 
 def _evaluate(run: _Run) -> dict:
