@@ -116,6 +116,9 @@ def _download_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-free-gb", type=float, default=None, help="stop cleanly below this much free disk")
     p.add_argument("--recheck", nargs="+", default=(), choices=sorted(f.value for f in Failure), metavar="CLASS",
                    help="also retry videos that failed with these (permanent) classes")
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: worker threads here; ray: fetch tasks on a Ray cluster, paced by this process")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
@@ -131,8 +134,19 @@ def _download(args: argparse.Namespace) -> int:
              "max_attempts": args.max_attempts, "socket_timeout": args.socket_timeout,
              "min_free_gb": args.min_free_gb}
     cfg = dataclasses.replace(DownloadConfig(), **{k: v for k, v in given.items() if v is not None})
-    counts = download_pending(Workdir.open(args.workdir), cfg, splits=args.splits, limit=args.limit,
-                              recheck=args.recheck, progress=not args.no_progress)
+    wd = Workdir.open(args.workdir)
+    if args.executor == "ray":
+        from videolt.pipeline.download import run_download
+        from videolt.pipeline.executors import create_executor
+
+        executor = create_executor("ray", address=args.ray_address, in_flight=cfg.workers)
+        try:
+            counts = run_download(wd, cfg, executor, splits=args.splits, limit=args.limit, recheck=args.recheck)
+        finally:
+            executor.close()
+    else:
+        counts = download_pending(wd, cfg, splits=args.splits, limit=args.limit, recheck=args.recheck,
+                                  progress=not args.no_progress)
     if args.json:
         _print_json(counts)
     else:
@@ -396,7 +410,7 @@ def _report(args: argparse.Namespace) -> int:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="CONFIG", help="run config (configs/videolt.yaml, configs/demo.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set extract.workers=8 (repeatable)")
+                   help="override a config key, e.g. --set benchmark.jobs=2 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print what each stage did as JSON")
 
@@ -418,7 +432,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
                    help="workdir to create or reuse (default ./demo-workdir; the clips go to WORKDIR-source)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the random weights and training")
     p.add_argument("--weights", default="random", metavar="PATH", help="ResNet-50 weights file (default: random)")
-    p.add_argument("--workers", type=int, default=1, help="decoding processes (0: decode in this process)")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (default 0: decode in this process)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the demo config (configs/demo.yaml), e.g. --set demo.classes=6")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -91,9 +91,13 @@ class RayExecutor:
         except ImportError:
             raise UsageError("--executor ray needs the ray extra: pip install 'videolt[ray]'") from None
         self._ray = ray
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers or None}
-            ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, **kwargs)
+        self._owned = not ray.is_initialized()  # an instance someone else started is theirs to stop
+        if self._owned:
+            # A local instance gets one CPU more than the decode workers: the sink actor holds one for
+            # its lifetime, and with `num_cpus=workers` no decode task could ever be scheduled.
+            kwargs: dict[str, Any] = {"address": address} if address else {
+                "num_cpus": workers + 1 if workers else None}
+            ray.init(log_to_driver=False, include_dashboard=False, **kwargs)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.in_flight = in_flight or 2 * max(workers or cpus, 1)
 
@@ -106,25 +110,30 @@ class RayExecutor:
         pending: list = []
         it = iter(jobs)
         exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < self.in_flight:
-                try:
-                    ref = remote_work.remote(next(it))
-                except StopIteration:
-                    exhausted = True
+        try:
+            while pending or not exhausted:
+                while not exhausted and len(pending) < self.in_flight:
+                    try:
+                        ref = remote_work.remote(next(it))
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending.append(actor.consume.remote(ref) if actor is not None else ref)
+                if not pending:
                     break
-                pending.append(actor.consume.remote(ref) if actor is not None else ref)
-            if not pending:
-                break
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                yield ray.get(ref)
-        if actor is not None:
-            ray.kill(actor)
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    yield ray.get(ref)
+        finally:  # also when the caller stops early or a task raised: no actor outlives its run
+            if actor is not None:
+                ray.kill(actor)
 
     def close(self) -> None:
-        """Leave a cluster we joined running; shut down a local instance we started."""
-        self._ray.shutdown()
+        """Disconnect from what this executor connected to (a joined cluster keeps running; a local
+        instance it started stops); leave alone an instance that was running before it."""
+        if self._owned:
+            self._ray.shutdown()
+            self._owned = False
 
 
 class _SinkActor:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -143,6 +144,7 @@ def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor | None = Non
     """Extract features for every downloaded video not yet done; returns counts of this run."""
     device = resolve_device(cfg.device)
     specs, views = _sink_specs(wd, cfg, device)
+    _reconcile(wd, specs)
     jobs = _jobs(wd, cfg, specs, views)
     counts: dict = {"videos": len(jobs), "done": 0, "failed": {}}
     if not jobs:
@@ -176,6 +178,23 @@ def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor | None = Non
             executor.close()
     counts["seconds"] = time.perf_counter() - start
     return counts
+
+
+def _reconcile(wd: Workdir, specs: list[SinkSpec]) -> None:
+    """Record rows a killed run wrote but could not record: the store's status is the truth."""
+    with wd.manifest() as m:
+        decoded = {i for i, st in m.states("decode").items() if st.status == "done"}
+        for spec in specs:
+            store = FeatureStore.open(spec.store_path)
+            states = m.states(f"features:{spec.name}")
+            n_frames = store.n_frames()
+            for i in np.flatnonzero(store.status() == STATUS_DONE).tolist():
+                info = {"n_frames": int(n_frames[i])}
+                if i not in states or states[i].status != "done":
+                    m.record(f"features:{spec.name}", i, "done", info=info, attempt=False)
+                if i not in decoded:
+                    m.record("decode", i, "done", info=info, attempt=False)
+                    decoded.add(i)
 
 
 def _record(m, r: RowResult) -> None:

@@ -1,0 +1,160 @@
+"""Extract-stage throughput against the bare backbone forward on the same device, in the same run.
+
+    python benchmarks/extract.py [--device cpu|cuda] [--videos 2] [--frames 150] [--crop 224] [--workers 2]
+
+Three figures, frames per second:
+- bare: `backbone(x)` on ready-normalised device tensors, batches of `--batch-size` (the ceiling);
+- sink: `FeatureSink.consume` on pre-decoded uint8 clips (decoding excluded): uint8 → float, normalise,
+  host → device, forward, device → host, Zarr `write_row`;
+- stage: `run_extract` over generated videos (`--seconds` long, 640×360 H.264) with `--workers`
+  decoding processes (decoding included; on a CPU device decoders and inference share the cores).
+On CUDA the sink uses bf16 autocast and channels_last, and so does the bare forward. The decode cost
+per video (from the manifest) gives an estimate of the CPU cores one GPU needs at `--gpu-rate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from videolt.data.store import FeatureStore
+from videolt.data.workdir import Workdir
+from videolt.extract.backbones import create_backbone
+from videolt.extract.runner import Decoded, FeatureSink, SinkSpec
+from videolt.pipeline.executors import create_executor
+from videolt.pipeline.extract import ExtractConfig, run_extract
+
+BACKBONE = "resnet50"
+VIDEOLT_FRAMES = 150  # features per video in VideoLT: what the GPU rate is divided by for the estimate
+
+
+def make_workdir(root: Path, videos: int, seconds: int) -> Workdir:
+    """A workdir whose videos are ffmpeg test patterns, recorded as downloaded."""
+    ids = [f"bench{i:06d}" for i in range(videos)]
+    labels = root / "labels"
+    labels.mkdir(parents=True)
+    (labels / "train.lst").write_text("".join(f"{v} 0\n" for v in ids))
+    (labels / "validate.lst").write_text("")
+    (labels / "test.lst").write_text("")
+    (labels / "count-labels-train.lst").write_text(f"Class0 0 {float(videos)}\n")
+    wd = Workdir.init(root / "wd", labels)
+    with wd.manifest() as m:
+        for v in m.videos():
+            path = wd.video_path(v.video_id, "mp4")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                            f"testsrc2=size=640x360:rate=25:duration={seconds}", "-vf", f"hue=h={37 * v.index}",
+                            "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p",
+                            str(path)], check=True)
+            m.record("download", v.index, "done", info={"path": str(path.relative_to(wd.root))})
+    return wd
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_rate(device: torch.device, videos: int, frames: int, crop: int, batch: int) -> float:
+    """Frames/s of the backbone alone on inputs already normalised and on the device."""
+    bb = create_backbone(BACKBONE, weights="random").to(device)
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    bb = bb.to(memory_format=fmt)
+    x = torch.randn(frames, 3, crop, crop, device=device).contiguous(memory_format=fmt)
+
+    def one_video() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            for i in range(0, frames, batch):
+                chunk = x[i:i + batch]
+                if len(chunk) < batch:  # the sink pads its last batch to a static shape too
+                    chunk = torch.cat([chunk, chunk[-1:].expand(batch - len(chunk), *chunk.shape[1:])])
+                bb(chunk).float().cpu()
+
+    one_video()  # warm-up (cuDNN algorithm choice, allocator)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(videos):
+        one_video()
+    sync(device)
+    return videos * frames / (time.perf_counter() - start)
+
+
+def sink_rate(root: Path, device: torch.device, videos: int, frames: int, crop: int, batch: int) -> float:
+    """Frames/s of `FeatureSink.consume` on pre-decoded clips: everything but decoding."""
+    ids = [f"sink{i:07d}" for i in range(videos + 1)]
+    path = root / "sink.zarr"
+    FeatureStore.create(path, ids, frames=frames, dim=2048, attrs={})
+    sink = FeatureSink([SinkSpec("bench", BACKBONE, "random", str(path), 0)], device=str(device), batch_size=batch)
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 256, (frames, 3, crop, crop), dtype=np.uint8) for _ in range(videos + 1)]
+    sink.consume(Decoded(videos, ids[videos], frames, (clips[videos],)))  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    for i in range(videos):
+        result = sink.consume(Decoded(i, ids[i], frames, (clips[i],)))
+        assert result.sets["bench"] is None, result.message
+    sync(device)
+    return videos * frames / (time.perf_counter() - start)
+
+
+def stage_rate(wd: Workdir, device: str, frames: int, crop: int, resize: int, batch: int,
+               workers: int) -> tuple[float, list[float]]:
+    """Frames/s of `run_extract` (decoding included) and each video's decode seconds."""
+    cfg = ExtractConfig(backbones=(BACKBONE,), weights="random", names=("bench",), device=device, batch_size=batch,
+                        workers=workers, frames=frames, resize=resize, crop=crop)
+    counts = run_extract(wd, cfg, create_executor("local", workers=workers), progress=False)
+    assert counts["done"] == counts["videos"], counts
+    with wd.manifest() as m:
+        decode = [s.info["seconds"] for s in m.states("decode").values()]
+    return counts["done"] * frames / counts["seconds"], decode
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--videos", type=int, default=2, help="videos per measurement")
+    p.add_argument("--frames", type=int, default=150, help="frames per video")
+    p.add_argument("--crop", type=int, default=224)
+    p.add_argument("--resize", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=None, help="frames per forward (default: --frames)")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes for the stage run")
+    p.add_argument("--seconds", type=int, default=None, help="generated video length (default: --frames)")
+    p.add_argument("--gpu-rate", type=float, default=5000.0, help="frames/s one GPU is expected to infer")
+    p.add_argument("--typical-seconds", type=float, default=192.0, help="mean video length for the estimate")
+    args = p.parse_args()
+    args.batch_size = args.batch_size or args.frames  # a short clip padded to 150 would measure the padding
+    device = torch.device(args.device)
+    print(f"# {platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {args.videos} videos x {args.frames} frames, crop {args.crop}, "
+          f"batch {args.batch_size}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        wd = make_workdir(root / "videos", args.videos, args.seconds or args.frames)
+        print(f"# generated {args.videos} videos in {time.perf_counter() - start:.1f} s", flush=True)
+        bare = bare_rate(device, args.videos, args.frames, args.crop, args.batch_size)
+        print(f"bare forward           {bare:8.1f} frames/s", flush=True)
+        sink = sink_rate(root, device, args.videos, args.frames, args.crop, args.batch_size)
+        print(f"sink (decode excluded) {sink:8.1f} frames/s  = {sink / bare:5.1%} of bare (target >= 90%)", flush=True)
+        stage, decode = stage_rate(wd, args.device, args.frames, args.crop, args.resize, args.batch_size,
+                                   args.workers)
+    per_video_s = float(np.mean(decode)) / (args.seconds or args.frames) * args.typical_seconds
+    cores = args.gpu_rate / VIDEOLT_FRAMES * per_video_s
+    print(f"stage (decode incl.)   {stage:8.1f} frames/s  = {stage / bare:5.1%} of bare, {args.workers} workers")
+    print(f"decode: {np.mean(decode):.2f} s per {args.seconds or args.frames}-s 640x360 video "
+          f"(~{per_video_s:.1f} core-s per {args.typical_seconds:.0f}-s video); at {args.gpu_rate:.0f} frames/s "
+          f"one GPU needs ~{cores:.0f} decoding cores (estimate)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The Ray executor: the extract stage on Ray writes the same bits as the local executor, a Ray run
+killed with SIGKILL and rerun completes, and no Ray process outlives the test.
+
+One small local Ray instance (2 CPUs: the sink actor holds one, decode tasks share the other) is
+started per module; its startup dominates this file's run time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from tests.lists import small_lists  # noqa: E402
+from tests.videos import make_video  # noqa: E402
+from videolt.data.store import FeatureStore  # noqa: E402
+from videolt.data.workdir import Workdir  # noqa: E402
+from videolt.pipeline.executors import create_executor  # noqa: E402
+from videolt.pipeline.extract import ExtractConfig, run_extract  # noqa: E402
+
+N = 6
+CFG = ExtractConfig(backbones=("resnet50",), weights="random", names=("r50",), workers=1, frames=6, resize=40,
+                    crop=32)
+# Ray's sockets live under its temp dir and a Unix socket path is limited to ~107 bytes: keep it short.
+_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def _processes() -> dict[int, tuple[int, int, bytes]]:
+    """pid → (parent pid, session id, command line) of every live (non-zombie) process."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            state, ppid, _, sid = stat[stat.rindex(")") + 2:].split()[:4]
+            if state != "Z":
+                out[int(entry.name)] = (int(ppid), int(sid), cmd)
+    return out
+
+
+def _ray_descendants(root: int) -> list[int]:
+    """Ray daemons and workers started by process `root` (workers rename themselves `ray::...`)."""
+    procs = _processes()
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _, cmd) in procs.items():
+            if ppid == parent:
+                frontier.append(pid)
+                if b"ray" in cmd:
+                    found.append(pid)
+    return found
+
+
+def _session(sid: int) -> list[int]:
+    """Every process of session `sid`: Ray workers get their own process group but keep the session."""
+    return [pid for pid, (_, s, _) in _processes().items() if s == sid]
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    os.environ.update(_RAY_ENV)
+    temp_dir = tempfile.mkdtemp(prefix="vlr", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, log_to_driver=False,
+             configure_logging=False, _temp_dir=temp_dir)
+    yield temp_dir
+    ray.shutdown()
+    deadline = time.time() + 10
+    while _ray_descendants(os.getpid()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _ray_descendants(os.getpid()) == [], "Ray processes left behind"
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _workdir(root: Path) -> Workdir:
+    wd = Workdir.init(root / "wd", small_lists(root / "lists", n_train=N - 2, n_val=1, n_test=1))
+    with wd.manifest() as m:
+        for v in m.videos():
+            path = wd.video_path(v.video_id, "mp4")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            make_video(path, seconds=2.5 + v.index, size=(48, 40), fps=10)
+            m.record("download", v.index, "done", info={"path": str(path.relative_to(wd.root))})
+    return wd
+
+
+@pytest.fixture(scope="module")
+def local_result(tmp_path_factory):
+    """The reference: the same videos through the local executor (decoding in this process)."""
+    wd = _workdir(tmp_path_factory.mktemp("local"))
+    counts = run_extract(wd, CFG, create_executor("local", workers=0), progress=False)
+    assert counts["done"] == N
+    store = FeatureStore.open(wd.features_path("r50"))
+    return store.read_rows(range(N)), store.n_frames()
+
+
+def _assert_same(wd: Workdir, local_result) -> None:
+    rows, n_frames = local_result
+    store = FeatureStore.open(wd.features_path("r50"))
+    assert store.status().tolist() == [1] * N
+    np.testing.assert_array_equal(store.n_frames(), n_frames)
+    np.testing.assert_array_equal(store.read_rows(range(N)), rows)  # bit for bit
+    with wd.manifest() as m:
+        assert m.counts("features:r50")["done"] == N and m.counts("decode")["done"] == N
+
+
+def test_ray_executor_writes_the_local_bits(tmp_path, ray_instance, local_result):
+    wd = _workdir(tmp_path)
+    executor = create_executor("ray")
+    try:
+        counts = run_extract(wd, CFG, executor, progress=False)
+    finally:
+        executor.close()
+    assert ray.is_initialized(), "closing the executor stopped an instance it did not start"
+    assert counts["done"] == N and counts["failed"] == {}
+    _assert_same(wd, local_result)
+    executor = create_executor("ray")
+    try:
+        assert run_extract(wd, CFG, executor, progress=False)["videos"] == 0  # nothing done twice
+    finally:
+        executor.close()
+
+
+def test_ray_cli_killed_midway_then_rerun_completes(tmp_path, ray_instance, local_result):
+    wd = _workdir(tmp_path)
+    temp_dir = tempfile.mkdtemp(prefix="vlk", dir="/tmp")  # this run's own Ray instance
+    env = {**os.environ, **_RAY_ENV, "RAY_TMPDIR": temp_dir, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "videolt", "extract", str(wd.root), "--backbone", "resnet50", "--weights", "random",
+           "--name", "r50", "--workers", "1", "--frames", "6", "--resize", "40", "--crop", "32", "--no-progress",
+           "--executor", "ray"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    path = wd.features_path("r50")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (path / "zarr.json").exists() and (FeatureStore.open(path).status() == 1).sum() >= 1:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    finally:
+        for pid in _session(proc.pid):  # the driver, Ray's daemons and its workers, all at once
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 10
+        while _session(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert _session(proc.pid) == [], "the killed run's Ray processes survived it"
+    done_before = int((FeatureStore.open(path).status() == 1).sum())
+    assert 1 <= done_before < N, "killed too late to test anything"
+    executor = create_executor("ray")  # the rerun joins this module's instance
+    try:
+        counts = run_extract(wd, CFG, executor, progress=False)
+    finally:
+        executor.close()
+    assert counts["videos"] == N - done_before  # only the unfinished rows are redone
+    _assert_same(wd, local_result)
+
+
+def test_ray_download_records_what_the_local_runner_records(tmp_path, ray_instance):
+    """Fetches run as Ray tasks, pacing and recording stay in the driver: same manifest outcome."""
+    from tests.http_fixture import BehaviourServer, small_mp4
+    from tests.lists import write_lists
+    from videolt.data.download import DownloadConfig, download_pending
+    from videolt.pipeline.download import run_download
+
+    behaviours = {"rayGone0001": "404", "rayBusy0001": "503", "rayFlaky001": "flaky2"}
+    ids = ["rayOk000001", "rayOk000002", *behaviours, "1234567890"]  # the last: an invalid (10-digit) ID
+
+    def outcome(which: str) -> tuple[dict, dict, dict]:
+        rows = [(vid, [i % 2]) for i, vid in enumerate(ids)]
+        lists = write_lists(tmp_path / which / "lists", train=rows[:-2], val=rows[-2:-1], test=rows[-1:])
+        wd = Workdir.init(tmp_path / which / "wd", lists)
+        config = DownloadConfig(url_template=f"{server.base}/by-id/{{id}}.mp4", retries=1, socket_timeout=2.0,
+                                backoff_base_s=0.01, backoff_cap_s=0.05, rate_per_hour=1e7, burst=100, jitter_s=0.0,
+                                pause_s=0.05, min_free_gb=0.0, max_attempts=3, workers=2)
+        server.hits.clear()
+        if which == "local":
+            counts = download_pending(wd, config, progress=False)
+        else:
+            executor = create_executor("ray", in_flight=config.workers)
+            try:
+                counts = run_download(wd, config, executor)
+            finally:
+                executor.close()
+        with wd.manifest() as m:
+            states = {m.video(i).video_id: (s.status, s.failure, s.attempts) for i, s in m.states("download").items()}
+        for vid, (status, _, _) in states.items():
+            if status == "done":
+                assert wd.find_video(vid).read_bytes() == small_mp4()
+        return counts, states, dict(server.hits)
+
+    with BehaviourServer() as server:
+        server.by_id.update(behaviours)
+        local, on_ray = outcome("local"), outcome("ray")
+    assert on_ray == local
+    assert local[1] == {"rayOk000001": ("done", None, 1), "rayOk000002": ("done", None, 1),
+                        "rayGone0001": ("failed", "removed", 1), "rayBusy0001": ("failed", "transient", 3),
+                        "rayFlaky001": ("done", None, 2), "1234567890": ("failed", "invalid_id", 1)}
+
+
+def test_ray_download_pacing_is_the_drivers(tmp_path, ray_instance):
+    """Two Ray workers, one token every 0.4 s taken in the driver: the k-th fetch starts no earlier than
+    0.4·k s into the run, and once the workers are warm, starts are 0.4 s apart (a worker that starts
+    late, e.g. at its process start, may begin right after the one before: at most `in_flight`)."""
+    from tests.http_fixture import BehaviourServer
+    from tests.lists import write_lists
+    from videolt.data.download import DownloadConfig
+    from videolt.pipeline.download import run_download
+
+    class Timed(BehaviourServer):
+        def count(self, path: str) -> int:
+            hit = super().count(path)
+            if hit == 1:
+                first.append(time.monotonic())
+            return hit
+
+    first: list[float] = []
+    ids = [f"rayPace{i:04d}" for i in range(4)]
+    lists = write_lists(tmp_path / "lists", train=[(v, [0]) for v in ids[:2]], val=[(ids[2], [0])],
+                        test=[(ids[3], [0])])
+    wd = Workdir.init(tmp_path / "wd", lists)
+    with Timed() as server:
+        config = DownloadConfig(url_template=f"{server.base}/ok/{{id}}.mp4", retries=0, socket_timeout=2.0,
+                                rate_per_hour=3600 / 0.4, burst=1, jitter_s=0.0, min_free_gb=0.0, workers=2)
+        executor = create_executor("ray", in_flight=config.workers)
+        try:
+            start = time.monotonic()
+            counts = run_download(wd, config, executor)
+        finally:
+            executor.close()
+    assert counts == {"todo": 4, "done": 4, "failed": {}}
+    starts = np.array(sorted(first)) - start
+    assert len(starts) == 4 and (starts >= 0.4 * np.arange(4) - 0.02).all(), starts
+    assert starts[3] - starts[2] >= 0.35, starts
