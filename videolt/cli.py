@@ -35,6 +35,15 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
 
 
+def _print_counts(counts: dict, as_json: bool, summary: str) -> None:
+    """A stage's counts: JSON, or `summary` (formatted with the counts) and the failures by class."""
+    if as_json:
+        _print_json(counts)
+        return
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(counts["failed"].items())) or "none"
+    print(f"{summary.format(**counts)}; failed: {failed}")
+
+
 def _csv(text: str) -> list[str]:
     return [t for t in (s.strip() for s in text.split(",")) if t]
 
@@ -147,11 +156,7 @@ def _download(args: argparse.Namespace) -> int:
     else:
         counts = download_pending(wd, cfg, splits=args.splits, limit=args.limit, recheck=args.recheck,
                                   progress=not args.no_progress)
-    if args.json:
-        _print_json(counts)
-    else:
-        failed = ", ".join(f"{k} {v}" for k, v in sorted(counts["failed"].items())) or "none"
-        print(f"downloaded {counts['done']} of {counts['todo']}; failed: {failed}")
+    _print_counts(counts, args.json, "downloaded {done} of {todo}")
     return 0
 
 
@@ -198,11 +203,7 @@ def _extract(args: argparse.Namespace) -> int:
         counts = run_extract(Workdir.open(args.workdir), cfg, executor, progress=not args.no_progress)
     finally:
         executor.close()
-    if args.json:
-        _print_json(counts)
-    else:
-        failed = ", ".join(f"{k} {v}" for k, v in sorted(counts["failed"].items())) or "none"
-        print(f"extracted {counts['done']} of {counts['videos']} videos; failed: {failed}")
+    _print_counts(counts, args.json, "extracted {done} of {videos} videos")
     return 0
 
 
@@ -228,11 +229,7 @@ def _import_features(args: argparse.Namespace) -> int:
     counts = import_features(Workdir.open(args.workdir), args.name, args.npy_dir, dtype=args.dtype,
                              workers=args.workers, splits=args.splits, frames=args.frames, dim=args.dim,
                              progress=not args.no_progress)
-    if args.json:
-        _print_json(counts)
-    else:
-        failed = ", ".join(f"{k} {v}" for k, v in sorted(counts["failed"].items())) or "none"
-        print(f"imported {counts['done']} of {counts['videos']} (skipped {counts['skipped']} done); failed: {failed}")
+    _print_counts(counts, args.json, "imported {done} of {videos} (skipped {skipped} done)")
     return 0
 
 
@@ -251,12 +248,7 @@ def _import_videos(args: argparse.Namespace) -> int:
     from videolt.data.workdir import Workdir
 
     counts = import_videos(Workdir.open(args.workdir), args.dir, mode=args.mode, progress=not args.no_progress)
-    if args.json:
-        _print_json(counts)
-    else:
-        failed = ", ".join(f"{k} {v}" for k, v in sorted(counts["failed"].items())) or "none"
-        print(f"registered {counts['done']} of {counts['files']} files (unknown IDs {counts['unknown_id']}); "
-              f"failed: {failed}")
+    _print_counts(counts, args.json, "registered {done} of {files} files (unknown IDs {unknown_id})")
     return 0
 
 
