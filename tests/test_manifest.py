@@ -119,3 +119,14 @@ def test_init_official_lists(tmp_path):
     assert db.execute("SELECT COUNT(*) FROM videos WHERE id_valid = 0").fetchone()[0] == 162
     assert db.execute("SELECT split, COUNT(*) FROM videos GROUP BY split ORDER BY split").fetchall() == [
         ("test", 51239), ("train", 179334), ("val", 25619)]
+
+
+def test_symlinked_video_inside_workdir_is_inside(tmp_path, wd):
+    outside = tmp_path / "elsewhere.mp4"
+    outside.write_bytes(b"x")
+    link = wd.video_path("abcdefghijk", "mp4")
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    assert wd.inside(link.relative_to(wd.root)) == link
+    with pytest.raises(UsageError):
+        wd.inside("videos/../../elsewhere.mp4")

@@ -122,6 +122,12 @@ def _download_args(p: argparse.ArgumentParser) -> None:
                    help="videos started per hour, all workers together (default 250)")
     p.add_argument("--max-attempts", type=int, default=None, help="attempts per video for retryable failures")
     p.add_argument("--socket-timeout", type=float, default=None, help="seconds before a silent connection fails")
+    p.add_argument("--backoff", type=float, default=None, metavar="SECONDS",
+                   help="wait after a video's first transient failure, doubled per attempt (default 30)")
+    p.add_argument("--jitter", type=float, default=None, metavar="SECONDS",
+                   help="up to this many random seconds added to each start (default 5)")
+    p.add_argument("--pause", type=float, default=None, metavar="SECONDS",
+                   help="pause of all workers after a rate-limit answer, doubled per repeat (default 900)")
     p.add_argument("--min-free-gb", type=float, default=None, help="stop cleanly below this much free disk")
     p.add_argument("--recheck", nargs="+", default=(), choices=sorted(f.value for f in Failure), metavar="CLASS",
                    help="also retry videos that failed with these (permanent) classes")
@@ -141,6 +147,7 @@ def _download(args: argparse.Namespace) -> int:
 
     given = {"url_template": args.url_template, "workers": args.workers, "rate_per_hour": args.rate,
              "max_attempts": args.max_attempts, "socket_timeout": args.socket_timeout,
+             "backoff_base_s": args.backoff, "jitter_s": args.jitter, "pause_s": args.pause,
              "min_free_gb": args.min_free_gb}
     cfg = dataclasses.replace(DownloadConfig(), **{k: v for k, v in given.items() if v is not None})
     wd = Workdir.open(args.workdir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import shutil
 import time
@@ -129,9 +130,13 @@ class Workdir:
         return self.inside(self.runs_dir / _safe_name(run, "run"))
 
     def inside(self, path: str | Path) -> Path:
-        """Resolve `path` and refuse anything outside the workdir."""
+        """Make `path` absolute and refuse anything outside the workdir.
+
+        The check is lexical (`..` is normalised away, links are not followed): a link that
+        `import-videos --mode symlink` placed inside the workdir on the user's request is inside.
+        """
         p = Path(path)
-        p = (p if p.is_absolute() else self.root / p).resolve()
+        p = Path(os.path.normpath(p if p.is_absolute() else self.root / p))
         if p != self.root and self.root not in p.parents:
             raise UsageError(f"{path}: outside the workdir {self.root}")
         return p
