@@ -1,15 +1,20 @@
-"""Decode → 150×3×256×256 benchmark: videolt's route vs the ffmpeg CLI route vs the bare decode floor.
+"""Decode → uint8 150×3×256×256 benchmark: videolt's decode stage vs the ffmpeg CLI route vs the bare decode floor.
 
     python benchmarks/decode.py [--repeats 3] [--cache DIR] [--routes ours,ffmpeg_cli,floor]
 
 Generates (once, cached) a 3-minute 1280×720 25 fps H.264 video and its 640×360 version, then times
-in fresh child processes (so each peak RSS is its own):
-- ours: `iter_frames` (PyAV, one pass, RGB only for kept frames) → ResizeShortSide(256) per frame →
-  `sample_indices(n, 150)` → CenterCrop(256) → [0, 1] → Normalize;
-- ffmpeg_cli: `ffmpeg -vf fps=fps=1:round=up,scale=-2:256` piping rgb24 into numpy → the same
-  sampling, crop and normalisation;
-- floor: `ffmpeg -threads N -an -i V -f null -` (decode only, nothing kept).
-Prints one JSON line per measurement and a Markdown table (medians) for benchmarks/RESULTS.md.
+in fresh child processes (so each peak RSS is its own), routes interleaved and their order rotated
+every repeat, all at the caller's `nice` level:
+- ours: `decode_job` exactly as the pipeline runs it (PyAV one pass, RGB only for candidate frames,
+  antialiased bilinear resize to short side 256 and centre crop per kept frame, `sample_indices`)
+  → uint8 [150, 3, 256, 256]; float conversion and normalisation happen on the inference device;
+- ffmpeg_cli: `ffmpeg -vf fps=fps=1:round=up,scale=W:256:flags=bilinear` piping rgb24 into numpy
+  → the same sampling and centre crop → uint8 [150, 3, 256, 256];
+- floor: `ffmpeg -an -i V -f null -` (decode only, nothing converted or kept).
+Every decoder uses FFmpeg's automatic threading (cores + 1 frame threads). Each measurement records
+wall time and CPU time (user + system of the child and of the ffmpeg it runs): on a shared, loaded
+machine CPU time is the steadier measure of work. Prints one JSON line per measurement and a
+Markdown table (medians) for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -79,34 +84,26 @@ def run_tool(cmd: list[str]) -> tuple[bytes, float]:
     return result["io"][0], peak_kb / 1024
 
 
-def _finish(frames_u8, n_decoded: int):  # type: ignore[no-untyped-def]
-    """Shared tail of both routes: [n, 3, h, w] uint8 (short side 256) → [150, 3, 256, 256] float32."""
-    import torch
-
-    from videolt.extract.sampling import sample_indices
-    from videolt.extract.transforms import CenterCrop, Normalize, ToFloat
-
-    picked = frames_u8[torch.from_numpy(sample_indices(n_decoded, FRAMES))]
-    return Normalize()(ToFloat()(CenterCrop(SIDE)(picked)))
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the children it has waited for (user + system)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_ours(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
-    import torch
-
-    from videolt.extract.decode import iter_frames
-    from videolt.extract.transforms import ResizeShortSide
+def run_ours(video: Path) -> tuple[int, tuple[int, ...], float]:
+    from videolt.extract.runner import DecodeJob, View, decode_job
 
     before = _rss_mb()
-    resize = ResizeShortSide(SIDE)
-    small = [resize(torch.from_numpy(rgb)[None]) for _, rgb in iter_frames(video)]
-    decoder_mb = _rss_mb() - before  # decoder + the resized 1-fps frames it hands over
-    out = _finish(torch.cat(small), len(small))
-    return len(small), tuple(out.shape), decoder_mb
+    d = decode_job(DecodeJob(0, video.stem, str(video), (View(SIDE, SIDE),), frames=FRAMES))
+    if d.failure is not None:
+        raise RuntimeError(d.message)
+    return d.n_frames, tuple(d.clips[0].shape), _rss_mb() - before
 
 
-def run_ffmpeg_cli(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
+def run_ffmpeg_cli(video: Path) -> tuple[int, tuple[int, ...], float]:
     import numpy as np
-    import torch
+
+    from videolt.extract.sampling import sample_indices
 
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
@@ -115,61 +112,67 @@ def run_ffmpeg_cli(video: Path, threads: int) -> tuple[int, tuple[int, ...], flo
     width, height = int(probe[0]), int(probe[1])
     out_w = int(SIDE * width / height) // 2 * 2  # ffmpeg's -2: the even width that keeps the aspect
     raw, decoder_mb = run_tool(
-        ["ffmpeg", "-v", "error", "-threads", str(threads), "-i", str(video), "-an", "-vf",
+        ["ffmpeg", "-v", "error", "-i", str(video), "-an", "-vf",
          f"fps=fps=1:round=up,scale={out_w}:{SIDE}:flags=bilinear", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     )
-    frames = torch.from_numpy(np.frombuffer(raw, np.uint8).reshape(-1, SIDE, out_w, 3)).permute(0, 3, 1, 2)
-    out = _finish(frames, len(frames))
-    return len(frames), tuple(out.shape), decoder_mb
+    frames = np.frombuffer(raw, np.uint8).reshape(-1, SIDE, out_w, 3)
+    left = int(round((out_w - SIDE) / 2.0))
+    picked = frames[sample_indices(len(frames), FRAMES), :, left:left + SIDE]
+    out = np.ascontiguousarray(picked.transpose(0, 3, 1, 2))  # uint8 [150, 3, 256, 256]
+    return len(frames), out.shape, decoder_mb
 
 
-def run_floor(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
-    _, decoder_mb = run_tool(
-        ["ffmpeg", "-v", "error", "-threads", str(threads), "-an", "-i", str(video), "-f", "null", "-"]
-    )
+def run_floor(video: Path) -> tuple[int, tuple[int, ...], float]:
+    _, decoder_mb = run_tool(["ffmpeg", "-v", "error", "-an", "-i", str(video), "-f", "null", "-"])
     return 0, (), decoder_mb
 
 
 ROUTES = {"ours": run_ours, "ffmpeg_cli": run_ffmpeg_cli, "floor": run_floor}
 
 
-def child(route: str, video: Path, threads: int) -> dict:
+def child(route: str, video: Path) -> dict:
     """One measurement inside this (fresh) process; imports happen before the clock starts."""
-    import torch  # noqa: F401  (import cost is not decode cost)
+    import numpy  # noqa: F401  (import cost is not decode cost)
 
-    import videolt.extract.decode  # noqa: F401
+    import videolt.extract.runner  # noqa: F401
 
     baseline = _rss_mb()
-    start = time.perf_counter()
-    n, shape, decoder_mb = ROUTES[route](video, threads)
-    seconds = time.perf_counter() - start
+    cpu, start = _cpu_seconds(), time.perf_counter()
+    n, shape, decoder_mb = ROUTES[route](video)
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     return {
-        "route": route, "video": video.name, "seconds": round(seconds, 3), "frames_1fps": n, "output": shape,
-        "decoder_peak_mb": round(decoder_mb, 1), "route_growth_mb": round(_rss_mb() - baseline, 1),
-        "baseline_rss_mb": round(baseline, 1),
+        "route": route, "video": video.name, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+        "frames_1fps": n, "output": shape, "decoder_peak_mb": round(decoder_mb, 1),
+        "route_growth_mb": round(_rss_mb() - baseline, 1), "baseline_rss_mb": round(baseline, 1),
+        "nice": os.nice(0), "load": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "videolt-bench-decode")
     parser.add_argument("--routes", default=",".join(ROUTES))
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--child", choices=list(ROUTES), help=argparse.SUPPRESS)
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.video, args.threads)))
+        print(json.dumps(child(args.child, args.video)))
         return
 
+    routes = args.routes.split(",")
+    load_before = os.getloadavg()
     results: dict[tuple[str, str], list[dict]] = {}
     for name in SIZES:
         video = make_source(args.cache, name)
-        for _ in range(args.repeats):
-            for route in args.routes.split(","):
+        for rep in range(args.repeats):
+            for route in routes[rep % len(routes):] + routes[:rep % len(routes)]:  # rotate the order
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", route, "--video", str(video), "--threads", str(args.threads)],
+                    [sys.executable, __file__, "--child", route, "--video", str(video)],
                     capture_output=True, check=True, text=True,
                 ).stdout
                 row = json.loads(out.strip().splitlines()[-1])
@@ -177,19 +180,21 @@ def main() -> None:
                 results.setdefault((name, route), []).append(row)
 
     print(f"\n{platform.node()} · {platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "
-          f"threads {args.threads} · repeats {args.repeats}\n")
-    print("| video | route | seconds (median) | × floor | decoder peak MB | whole route, extra MB |")
-    print("|---|---|---|---|---|---|")
+          f"repeats {args.repeats} · nice {os.nice(0)} · load average {load_before[0]:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after\n")
+    print("| video | route | wall s (median) | × floor | CPU s (median) | × floor | decoder peak MB | "
+          "whole route, extra MB |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in SIZES:
         floor = results.get((name, "floor"))
-        floor_s = statistics.median(r["seconds"] for r in floor) if floor else None
-        for route in args.routes.split(","):
+        for route in routes:
             rows = results[name, route]
-            secs = statistics.median(r["seconds"] for r in rows)
-            ratio = f"{secs / floor_s:.2f}" if floor_s else "–"
+            wall, cpu = _median(rows, "seconds"), _median(rows, "cpu_seconds")
+            wall_x = f"{wall / _median(floor, 'seconds'):.2f}" if floor else "–"
+            cpu_x = f"{cpu / _median(floor, 'cpu_seconds'):.2f}" if floor else "–"
             decoder = max(r["decoder_peak_mb"] for r in rows)
             growth = max(r["route_growth_mb"] for r in rows)
-            print(f"| {name} | {route} | {secs:.2f} | {ratio} | {decoder:.0f} | {growth:.0f} |")
+            print(f"| {name} | {route} | {wall:.2f} | {wall_x} | {cpu:.2f} | {cpu_x} | {decoder:.0f} | {growth:.0f} |")
 
 
 if __name__ == "__main__":

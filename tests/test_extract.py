@@ -142,3 +142,28 @@ def test_long_video_window_matches_full_decode(tmp_path):
     picks = np.floor(np.linspace(0, 39, 7)).astype(int)
     ref = v2.CenterCrop(24)(v2.Resize(24, antialias=True)(torch.from_numpy(frames[picks]).permute(0, 3, 1, 2)))
     np.testing.assert_array_equal(d.clips[0], ref.numpy())
+
+
+def test_decode_job_one_torch_thread_restored_and_every_view_exact(tmp_path, monkeypatch):
+    """Per-frame preprocessing runs on one torch thread (one decode worker per core), the caller's
+    thread count comes back, and each view's clip is the contiguous torchvision reference."""
+    from videolt.extract import runner
+
+    path = make_video(tmp_path / "v.mp4", seconds=4, size=(48, 40), fps=10)
+    seen: list[int] = []
+    resize = runner.ResizeShortSide.__call__
+    monkeypatch.setattr(runner.ResizeShortSide, "__call__",
+                        lambda self, x: seen.append(torch.get_num_threads()) or resize(self, x))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        d = runner.decode_job(runner.DecodeJob(0, "x", str(path), (runner.View(40, 32), runner.View(36, 36)), frames=3))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert d.failure is None and seen and set(seen) == {1}
+    frames = torch.from_numpy(_ffmpeg_frames(path)[np.floor(np.linspace(0, 3, 3)).astype(int)]).permute(0, 3, 1, 2)
+    for clip, (size, crop) in zip(d.clips, [(40, 32), (36, 36)]):
+        ref = v2.CenterCrop(crop)(v2.Resize(size, antialias=True)(frames))
+        assert clip.dtype == np.uint8 and clip.flags.c_contiguous
+        np.testing.assert_array_equal(clip, ref.numpy())
