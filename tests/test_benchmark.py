@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +212,11 @@ def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
     out = Path(result["report"]["dir"])
     for name in ("report.md", "results.csv", "paired.csv", "intervals.csv", "report.json"):
         assert (out / name).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    # issue 9: the focal-only control row, the paired comparisons, the seed spread and the intervals
+    assert "| focal-only | 2 |" in report
+    assert "FrameStack − focal-only" in report and "FrameStack − baseline (BCE)" in report
+    assert "±" in report and "Bootstrap 95% intervals" in report and "includes_zero" in report
     wd = Workdir.open(root)
     results = json.loads((out / "report.json").read_text())["results"]
     base = next(r for r in results if r["method"] == "baseline (BCE)")
@@ -232,3 +242,38 @@ def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
     assert run_benchmark(root, config, dry_run=True)["runs"][0]["status"] == "partial"
     run_benchmark(root, config, progress=False)
     assert calls == [(partial.name, True)] and (partial / "metrics.json").is_file()
+
+
+def _benchmark_cli(root: Path, syn) -> list[str]:
+    return [sys.executable, "-m", "videolt", "benchmark", str(root), "--config", str(CONFIGS / "smoke.yaml"),
+            "--set", f"train.group_head={syn.head}", "--set", f"train.group_tail={syn.tail}", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_benchmark_killed_with_sigkill_then_rerun_completes_the_grid(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    a, syn = make_workdir(tmp_path / "a", num_classes=8, videos=(160, 24, 48), dim=32)
+    b, _ = make_workdir(tmp_path / "b", num_classes=8, videos=(160, 24, 48), dim=32)
+    r = subprocess.run(_benchmark_cli(a, syn), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen(_benchmark_cli(b, syn), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    runs = Workdir.open(b).runs_dir
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(runs.glob("*/metrics.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(list(runs.glob("*/metrics.json")))
+    assert 2 <= finished < 6, "killed too late to test anything"
+    r = subprocess.run(_benchmark_cli(b, syn), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    done_a = sorted(p.parent.name for p in Workdir.open(a).runs_dir.glob("*/metrics.json"))
+    done_b = sorted(p.parent.name for p in runs.glob("*/metrics.json"))
+    assert done_a == done_b and len(done_b) == 6
+    keys = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
+    for run in done_b:
+        ma = json.loads((Workdir.open(a).run_dir(run) / "metrics.json").read_text())
+        mb = json.loads((runs / run / "metrics.json").read_text())
+        assert {k: ma[k] for k in keys} == {k: mb[k] for k in keys}, run
+    assert (Workdir.open(b).reports_dir / "smoke" / "report.md").is_file()
