@@ -222,6 +222,8 @@ def _finish(video_id: str, info: dict | None, tmp_dir: Path, videos_dir: Path,
 
 
 # -- the batch runner ---------------------------------------------------------------------------
+# `download_pending` (threads) and `videolt.pipeline.download.run_download` (any executor) only
+# schedule; which videos to fetch and what each outcome means are the functions below.
 
 def process_dir_name() -> str:
     """This process's folder under `videos/.partial`: host and pid, so a later run can tell it is dead."""
@@ -253,17 +255,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def select_pending(workdir: Workdir, max_attempts: int, *, splits: Sequence[str] | None = None,
+                   limit: int | None = None, recheck: Collection[str] = ()) -> list[tuple[VideoRow, int]]:
+    """(video, attempts so far) for the first `limit` videos a run should fetch, in manifest order.
 
-def download_pending(workdir: Workdir, config: DownloadConfig = DownloadConfig(), *,
-                     splits: Sequence[str] | None = None, limit: int | None = None,
-                     recheck: Collection[str] = (), progress: bool = True,
-                     ydl_factory: YdlFactory | None = None) -> dict[str, Any]:
-    """Download every pending video of `splits` (all by default); returns counts of this run's outcomes.
-
-    Pending means: never tried, failed with a retryable class below `config.max_attempts`, failed
-    with a class named in `recheck` (a user's explicit choice), or done but its file is gone.
-    Raises `StageError` when the run cannot go on (yt-dlp outdated, rate-limited too often, disk
-    full) and re-raises `KeyboardInterrupt` once the downloads in flight are finished and recorded.
+    Pending means: never tried, failed with a retryable class below `max_attempts`, failed with a
+    class named in `recheck` (a user's explicit choice), or done but its file is gone. Checks the
+    user's `recheck` and `limit` first (`UsageError`).
     """
     known = {f.value for f in Failure}
     if set(recheck) - known:
@@ -271,9 +269,110 @@ def download_pending(workdir: Workdir, config: DownloadConfig = DownloadConfig()
         raise UsageError(f"--recheck {bad!r}: not a failure class ({', '.join(sorted(known))})")
     if limit is not None and limit < 0:
         raise UsageError(f"--limit {limit}: must be >= 0")
+    with workdir.manifest() as m:
+        rows = {v.index: v for v in m.todo(STAGE, splits, retry={f.value for f in RETRYABLE},
+                                            max_attempts=max_attempts)}
+        if recheck:
+            rows.update((v.index, v) for v in m.todo(STAGE, splits, retry=set(recheck)))
+        states = m.states(STAGE)
+        for v in m.videos(splits):
+            s = states.get(v.index)
+            if s is not None and s.status == "done" and not _file_present(workdir, v.video_id, s.info):
+                log.info("%s: recorded as downloaded but its file is gone; fetching it again", v.video_id)
+                rows[v.index] = v
+    return [(rows[i], states[i].attempts if i in states else 0) for i in sorted(rows)][:limit]
+
+
+def _file_present(workdir: Workdir, video_id: str, info: dict[str, Any]) -> bool:
+    path = info.get("path")
+    return (workdir.root / path).is_file() if path else workdir.find_video(video_id) is not None
+
+
+def adopt_existing(manifest: Manifest, workdir: Workdir, row: VideoRow) -> bool:
+    """Record `row` as done, costing no attempt, if its file is already in place; True if it was.
+
+    Such a file was moved into place by a run killed before it could record it.
+    """
+    existing = workdir.find_video(row.video_id) if row.id_valid else None
+    if existing is None:
+        return False
+    manifest.record(STAGE, row.index, "done", info={
+        "path": str(existing.relative_to(workdir.root)), "bytes": existing.stat().st_size}, attempt=False)
+    return True
+
+
+def check_disk(videos_dir: Path, min_free_gb: float) -> None:
+    """Raise `StageError` before a start that could fill the disk (checked per video, not per run)."""
+    free_gb = shutil.disk_usage(videos_dir).free / 1e9
+    if free_gb < min_free_gb:
+        raise StageError(f"{videos_dir}: {free_gb:.1f} GB free, below download.min_free_gb = "
+                         f"{min_free_gb}; free some space and rerun (nothing is lost)")
+
+
+def fetch_guarded(video_id: str, videos_dir: Path, config: DownloadConfig, tmp_root: Path,
+                  ydl_factory: YdlFactory | None = None) -> FetchResult:
+    """`fetch_one`, with a bug on our side turned into an `internal` failure: one video never stops a batch."""
+    try:
+        return fetch_one(video_id, videos_dir, config, tmp_root=tmp_root, ydl_factory=ydl_factory)
+    except Exception as e:
+        log.exception("%s: unexpected error", video_id)
+        return FetchResult(video_id, "failed", Failure.INTERNAL, f"[download] {video_id}: {e!r}")
+
+
+def settle(manifest: Manifest, workdir: Workdir, index: int, result: FetchResult, attempts: int,
+           config: DownloadConfig, breaker: CircuitBreaker) -> float | None:
+    """Record one attempt at video `index` (`attempts` made before it); returns the seconds until its
+    next try, or None once it is settled (tallied as `outcome(result)`).
+
+    A rate-limit answer is not the video's fault: no attempt, every worker pauses, retry at once
+    behind the pause. A tooling failure raises `StageError`: every later video would fail alike.
+    """
+    if result.failure is Failure.RATE_LIMITED:
+        manifest.record(STAGE, index, "failed", failure=result.failure.value, message=result.message,
+                        attempt=False)
+        log.warning("rate-limited; every worker pauses for %.0f s (%s)", breaker.trip(), result.message)
+        return 0.0
+    manifest.record(STAGE, index, result.status, failure=result.failure and result.failure.value,
+                    message=result.message, info=result.info(workdir.root) if result.status == "done" else None)
+    if result.status == "done":
+        breaker.success()
+    elif result.failure is Failure.TOOLING:
+        raise StageError(f"yt-dlp {YTDLP_VERSION} can no longer fetch videos ({result.message}); "
+                         "upgrade it (pip install -U 'yt-dlp[default]') and rerun")
+    elif result.failure is Failure.TRANSIENT and attempts + 1 < config.max_attempts:
+        return config.backoff(attempts + 1)
+    return None
+
+
+def attempts_after(result: FetchResult, attempts: int) -> int:
+    """The attempt count once `result` is recorded (a rate-limit answer costs none)."""
+    return attempts + (result.failure is not Failure.RATE_LIMITED)
+
+
+def outcome(result: FetchResult) -> str:
+    """The key a settled result is counted under: "done" or its failure class."""
+    return result.failure.value if result.failure else "done"
+
+
+def summary(todo: int, tally: Counter[str]) -> dict[str, Any]:
+    """A run's return value: `{"todo", "done", "failed": {class: n}}`."""
+    failed = dict(tally)
+    return {"todo": todo, "done": failed.pop("done", 0), "failed": failed}
+
+
+def download_pending(workdir: Workdir, config: DownloadConfig = DownloadConfig(), *,
+                     splits: Sequence[str] | None = None, limit: int | None = None,
+                     recheck: Collection[str] = (), progress: bool = True,
+                     ydl_factory: YdlFactory | None = None) -> dict[str, Any]:
+    """Download every pending video of `splits` (all by default, see `select_pending`) on threads.
+
+    Returns counts of this run's outcomes (`summary`). Raises `StageError` when the run cannot go
+    on (yt-dlp outdated, rate-limited too often, disk full) and re-raises `KeyboardInterrupt` once
+    the downloads in flight are finished and recorded.
+    """
+    jobs = select_pending(workdir, config.max_attempts, splits=splits, limit=limit, recheck=recheck)
     for d in remove_stale_partials(workdir.videos_dir):
         log.info("removed %s, left by a killed run", d)
-    jobs = _select(workdir, splits, recheck, config.max_attempts)[:limit]
     run = _Run(workdir, config, ydl_factory, deque(jobs),
                tqdm(total=len(jobs), desc="download", unit="video", file=sys.stderr, disable=not progress))
     threads = [threading.Thread(target=run.work, name=f"download-{i}", daemon=True)
@@ -296,30 +395,7 @@ def download_pending(workdir: Workdir, config: DownloadConfig = DownloadConfig()
         shutil.rmtree(run.tmp_root, ignore_errors=True)
     if run.error is not None:
         raise run.error
-    tally = dict(run.tally)
-    return {"todo": len(jobs), "done": tally.pop("done", 0), "failed": tally}
-
-
-def _select(workdir: Workdir, splits: Sequence[str] | None, recheck: Collection[str],
-            max_attempts: int) -> list[tuple[VideoRow, int]]:
-    """(video, attempts so far) for every video this run should fetch, in manifest order."""
-    with workdir.manifest() as m:
-        rows = {v.index: v for v in m.todo(STAGE, splits, retry={f.value for f in RETRYABLE},
-                                            max_attempts=max_attempts)}
-        if recheck:
-            rows.update((v.index, v) for v in m.todo(STAGE, splits, retry=set(recheck)))
-        states = m.states(STAGE)
-        for v in m.videos(splits):
-            s = states.get(v.index)
-            if s is not None and s.status == "done" and not _file_present(workdir, v.video_id, s.info):
-                log.info("%s: recorded as downloaded but its file is gone; fetching it again", v.video_id)
-                rows[v.index] = v
-    return [(rows[i], states[i].attempts if i in states else 0) for i in sorted(rows)]
-
-
-def _file_present(workdir: Workdir, video_id: str, info: dict[str, Any]) -> bool:
-    path = info.get("path")
-    return (workdir.root / path).is_file() if path else workdir.find_video(video_id) is not None
+    return summary(len(jobs), run.tally)
 
 
 class _Run:
@@ -360,59 +436,29 @@ class _Run:
                     self.finished.set()
 
     def _video(self, manifest: Manifest, row: VideoRow, attempts: int) -> None:
-        """Fetch one video, retrying transient failures with backoff; records every attempt."""
-        existing = self.workdir.find_video(row.video_id) if row.id_valid else None
-        if existing is not None:  # moved into place by a run killed before it could record it
-            manifest.record(STAGE, row.index, "done", info={
-                "path": str(existing.relative_to(self.workdir.root)), "bytes": existing.stat().st_size},
-                attempt=False)
+        """Fetch one video, retrying as `settle` says; records every attempt."""
+        if adopt_existing(manifest, self.workdir, row):
             self._count("done")
             return
         while not self.stop.is_set():
             if row.id_valid:  # invalid IDs never reach the network, so they cost no token
-                self._check_disk()
+                check_disk(self.workdir.videos_dir, self.config.min_free_gb)
                 while self.breaker.paused_for() > 0 and not self.stop.is_set():
                     self.breaker.wait()
                 self.bucket.acquire()
                 if self.stop.is_set():
                     return
-            result = self._fetch(row.video_id)
-            if result.failure is Failure.RATE_LIMITED:  # not the video's fault: costs no attempt
-                manifest.record(STAGE, row.index, "failed", failure=result.failure.value,
-                                message=result.message, attempt=False)
-                log.warning("rate-limited; all workers pause for %.0f s (%s)", self.breaker.trip(), result.message)
-                continue
-            attempts += 1
-            manifest.record(STAGE, row.index, result.status, failure=result.failure and result.failure.value,
-                            message=result.message,
-                            info=result.info(self.workdir.root) if result.status == "done" else None)
-            if result.status == "done":
-                self.breaker.success()
-            elif result.failure is Failure.TOOLING:
-                raise StageError(f"yt-dlp {YTDLP_VERSION} can no longer fetch videos ({result.message}); "
-                                 "upgrade it (pip install -U 'yt-dlp[default]') and rerun")
-            elif result.failure is Failure.TRANSIENT and attempts < self.config.max_attempts:
-                self.stop.wait(self.config.backoff(attempts))
-                continue
-            self._count(result.failure.value if result.failure else "done")
-            return
+            result = fetch_guarded(row.video_id, self.workdir.videos_dir, self.config, self.tmp_root,
+                                   self.ydl_factory)
+            retry_in = settle(manifest, self.workdir, row.index, result, attempts, self.config, self.breaker)
+            if retry_in is None:
+                self._count(outcome(result))
+                return
+            attempts = attempts_after(result, attempts)
+            self.stop.wait(retry_in)
 
-    def _fetch(self, video_id: str) -> FetchResult:
-        try:
-            return fetch_one(video_id, self.workdir.videos_dir, self.config, tmp_root=self.tmp_root,
-                             ydl_factory=self.ydl_factory)
-        except Exception as e:  # a bug on our side: one video's failure never stops the batch
-            log.exception("%s: unexpected error", video_id)
-            return FetchResult(video_id, "failed", Failure.INTERNAL, f"[download] {video_id}: {e!r}")
-
-    def _check_disk(self) -> None:
-        free_gb = shutil.disk_usage(self.workdir.videos_dir).free / 1e9
-        if free_gb < self.config.min_free_gb:
-            raise StageError(f"{self.workdir.videos_dir}: {free_gb:.1f} GB free, below download.min_free_gb = "
-                             f"{self.config.min_free_gb}; free some space and rerun (nothing is lost)")
-
-    def _count(self, outcome: str) -> None:
+    def _count(self, key: str) -> None:
         with self._lock:
-            self.tally[outcome] += 1
+            self.tally[key] += 1
             self.bar.set_postfix(self.tally, refresh=False)
             self.bar.update(1)

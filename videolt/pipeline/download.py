@@ -4,13 +4,13 @@
 (`fetch_one`) runs wherever the executor puts it, one per downloader slot, while the token bucket
 and the circuit breaker stay in the driver: a job is handed to the executor only after it took a
 token and no rate-limit pause is in force, so the whole cluster starts at most `rate_per_hour`
-videos an hour. Outcomes are recorded in the manifest as they arrive, with the same rules as
-`download_pending`: a rate-limit answer costs no attempt and pauses everyone, transient failures
-are retried with backoff up to `max_attempts`, a tooling failure stops the run.
+videos an hour. Selection and outcome rules are `download_pending`'s own (`select_pending`,
+`adopt_existing`, `settle`), so both runners record the same manifest for the same answers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -21,14 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from videolt.data.download import (
-    PARTIAL_DIR, STAGE, YTDLP_VERSION, DownloadConfig, FetchResult, YdlFactory, _select, fetch_one,
-    process_dir_name, remove_stale_partials)
-from videolt.data.failures import Failure
+    PARTIAL_DIR, DownloadConfig, FetchResult, YdlFactory, adopt_existing, attempts_after, check_disk, fetch_guarded,
+    outcome, process_dir_name, remove_stale_partials, select_pending, settle, summary)
 from videolt.data.ids import is_valid_id
-from videolt.data.manifest import Manifest
 from videolt.data.pacing import CircuitBreaker, TokenBucket
 from videolt.data.workdir import Workdir
-from videolt.errors import StageError, UsageError
 from videolt.pipeline.executors import Executor, create_executor
 
 log = logging.getLogger(__name__)
@@ -49,13 +46,7 @@ class FetchJob:
 
 def fetch_job(job: FetchJob) -> tuple[FetchJob, FetchResult]:
     """Run `fetch_one` for a job; a bug on our side becomes an `internal` failure, never an exception."""
-    try:
-        result = fetch_one(job.video_id, Path(job.videos_dir), job.config, tmp_root=Path(job.tmp_root),
-                           ydl_factory=job.ydl_factory)
-    except Exception as e:
-        log.exception("%s: unexpected error", job.video_id)
-        result = FetchResult(job.video_id, "failed", Failure.INTERNAL, f"[download] {job.video_id}: {e!r}")
-    return job, result
+    return job, fetch_guarded(job.video_id, Path(job.videos_dir), job.config, Path(job.tmp_root), job.ydl_factory)
 
 
 def run_download(workdir: Workdir, config: DownloadConfig = DownloadConfig(), executor: Executor | None = None, *,
@@ -69,18 +60,12 @@ def run_download(workdir: Workdir, config: DownloadConfig = DownloadConfig(), ex
     (e.g. a fresh Ray worker process) may begin right after the one before, so a burst is at most
     `burst + in_flight`. Returns `{"todo", "done", "failed": {class: n}}`.
     """
-    known = {f.value for f in Failure}
-    if set(recheck) - known:
-        raise UsageError(f"--recheck {sorted(set(recheck) - known)[0]!r}: not a failure class "
-                         f"({', '.join(sorted(known))})")
-    if limit is not None and limit < 0:
-        raise UsageError(f"--limit {limit}: must be >= 0")
+    selected = select_pending(workdir, config.max_attempts, splits=splits, limit=limit, recheck=recheck)
     for d in remove_stale_partials(workdir.videos_dir):
         log.info("removed %s, left by a killed run", d)
     own = executor is None
     executor = executor or create_executor("local", workers=config.workers, in_flight=config.workers)
     tmp_root = workdir.videos_dir / PARTIAL_DIR / process_dir_name()
-    selected = _select(workdir, splits, recheck, config.max_attempts)[:limit]
     tally: Counter[str] = Counter()
     queue: deque[FetchJob] = deque()
     retries: list[tuple[float, FetchJob]] = []  # (monotonic time due, job)
@@ -89,10 +74,7 @@ def run_download(workdir: Workdir, config: DownloadConfig = DownloadConfig(), ex
     try:
         with workdir.manifest() as m:
             for row, attempts in selected:
-                existing = workdir.find_video(row.video_id) if row.id_valid else None
-                if existing is not None:  # moved into place by a run killed before it could record it
-                    m.record(STAGE, row.index, "done", info={"path": str(existing.relative_to(workdir.root)),
-                                                              "bytes": existing.stat().st_size}, attempt=False)
+                if adopt_existing(m, workdir, row):
                     tally["done"] += 1
                 else:
                     queue.append(FetchJob(row.index, row.video_id, attempts, str(workdir.videos_dir),
@@ -105,20 +87,17 @@ def run_download(workdir: Workdir, config: DownloadConfig = DownloadConfig(), ex
                     queue.extend(job for due, job in retries if due <= now)
                     retries = [(due, job) for due, job in retries if due > now]
                 for job, result in executor.run(fetch_job, _paced(queue, workdir, config, bucket, breaker)):
-                    retry_in = _settle(m, job, result, workdir, config, breaker)
+                    retry_in = settle(m, workdir, job.index, result, job.attempts, config, breaker)
                     if retry_in is None:
-                        tally[result.failure.value if result.failure else "done"] += 1
+                        tally[outcome(result)] += 1
                     else:
-                        attempts = job.attempts + (result.failure is not Failure.RATE_LIMITED)
-                        retries.append((time.monotonic() + retry_in, FetchJob(
-                            job.index, job.video_id, attempts, job.videos_dir, job.tmp_root, job.config,
-                            job.ydl_factory)))
+                        retries.append((time.monotonic() + retry_in,
+                                        dataclasses.replace(job, attempts=attempts_after(result, job.attempts))))
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
         if own:
             executor.close()
-    done = tally.pop("done", 0)
-    return {"todo": len(selected), "done": done, "failed": dict(tally)}
+    return summary(len(selected), tally)
 
 
 def _paced(queue: deque[FetchJob], workdir: Workdir, config: DownloadConfig, bucket: TokenBucket,
@@ -127,30 +106,8 @@ def _paced(queue: deque[FetchJob], workdir: Workdir, config: DownloadConfig, buc
     while queue:
         job = queue.popleft()
         if is_valid_id(job.video_id):
-            free_gb = shutil.disk_usage(workdir.videos_dir).free / 1e9
-            if free_gb < config.min_free_gb:
-                raise StageError(f"{workdir.videos_dir}: {free_gb:.1f} GB free, below download.min_free_gb = "
-                                 f"{config.min_free_gb}; free some space and rerun (nothing is lost)")
+            check_disk(workdir.videos_dir, config.min_free_gb)
             while breaker.paused_for() > 0:
                 breaker.wait()
             bucket.acquire()
         yield job
-
-
-def _settle(m: Manifest, job: FetchJob, result: FetchResult, workdir: Workdir, config: DownloadConfig,
-            breaker: CircuitBreaker) -> float | None:
-    """Record one attempt; returns seconds until the video should be tried again, or None if settled."""
-    if result.failure is Failure.RATE_LIMITED:  # not the video's fault: costs no attempt
-        m.record(STAGE, job.index, "failed", failure=result.failure.value, message=result.message, attempt=False)
-        log.warning("rate-limited; every worker pauses for %.0f s (%s)", breaker.trip(), result.message)
-        return 0.0
-    m.record(STAGE, job.index, result.status, failure=result.failure and result.failure.value,
-             message=result.message, info=result.info(workdir.root) if result.status == "done" else None)
-    if result.status == "done":
-        breaker.success()
-    elif result.failure is Failure.TOOLING:
-        raise StageError(f"yt-dlp {YTDLP_VERSION} can no longer fetch videos ({result.message}); "
-                         "upgrade it (pip install -U 'yt-dlp[default]') and rerun")
-    elif result.failure is Failure.TRANSIENT and job.attempts + 1 < config.max_attempts:
-        return config.backoff(job.attempts + 1)
-    return None
