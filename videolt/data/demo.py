@@ -191,6 +191,7 @@ def _write_clip(path: Path, frames: np.ndarray, fps: int) -> None:
     with av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "18", "threads": "1"})
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.thread_count = 1  # PyAV's default (0, auto) overrides the x264 option
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
