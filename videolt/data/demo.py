@@ -186,10 +186,16 @@ def _hue_degrees(c: int, classes: int) -> int:
 
 
 def _write_clip(path: Path, frames: np.ndarray, fps: int) -> None:
-    """H.264 MP4 via PyAV, single-threaded so the bytes depend on the frames alone."""
+    """Lossless H.264 MP4 via PyAV.
+
+    x264's output bytes were seen to vary between runs on a loaded machine even on one thread, so
+    the clips are encoded losslessly (qp 0): whatever the encoder decides, the decoded pixels are
+    exactly the rendered frames (after the deterministic RGB → YUV 4:2:0 conversion), and the demo
+    is deterministic for a seed.
+    """
     tmp = path.with_suffix(".tmp.mp4")
     with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "18", "threads": "1"})
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "qp": "0", "threads": "1"})
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         stream.codec_context.thread_count = 1  # PyAV's default (0, auto) overrides the x264 option
         for image in frames:
