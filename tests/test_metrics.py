@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from videolt.evaluate import metrics
 from videolt.evaluate.metrics import average_precision, descending_order, group_map, summarize, topk_accuracy
 
 
@@ -65,11 +64,33 @@ def test_hand_computed_ap_and_class_without_positives() -> None:
     np.testing.assert_allclose(average_precision(scores, targets), [(1 / 1 + 2 / 3) / 2, 0.0])
 
 
-def test_column_blocks_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    scores, targets = random_case(200, 10, seed=2)
-    whole = average_precision(scores, targets)
-    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", 3 * 200)   # 3 classes per block
-    np.testing.assert_array_equal(average_precision(scores, targets), whole)
+def test_many_classes_across_kernel_blocks_match_direct_loop() -> None:
+    scores, targets = random_case(40, 150, seed=2)      # 150 classes: three blocks of the kernel
+    scores = np.round(scores * 4) / 4                    # ties in every column
+    targets[:, 7] = True                                 # a class of positives only: AP 1
+    targets[:, 8] = False                                # a class without positives: AP 0
+    ap = average_precision(scores, targets)
+    np.testing.assert_allclose(ap, direct_ap(scores, targets), rtol=0, atol=1e-12)
+    assert ap[7] == 1.0 and ap[8] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_sharing_a_bin_are_placed_exactly(dtype: type) -> None:
+    """Scores that differ only in low mantissa bits fall in one bin of the kernel's table and
+    take its exact (value, row) comparison; mixed signs, signed zeros and far-apart values too."""
+    rng = np.random.default_rng(5)
+    eps = np.finfo(dtype).eps
+    near = 1 + eps * rng.integers(0, 6, size=(400, 6))   # one bin, a handful of distinct values
+    far = rng.choice([-3.0, -1e-30, -0.0, 0.0, 2.5, 1e30], size=(400, 6))
+    scores = np.where(rng.random((400, 6)) < 0.5, near, far).astype(dtype)
+    scores[:, 0] *= -1                                    # negative scores in one bin
+    targets = rng.random((400, 6)) < np.array([0.01, 0.05, 0.2, 0.5, 0.9, 0.3])
+    np.testing.assert_allclose(average_precision(scores, targets), direct_ap(scores, targets), rtol=0, atol=1e-12)
+
+
+def test_empty_inputs() -> None:
+    assert average_precision(np.zeros((0, 3), np.float32), np.zeros((0, 3), bool)).tolist() == [0.0, 0.0, 0.0]
+    assert average_precision(np.zeros((5, 0)), np.zeros((5, 0), bool)).shape == (0,)
 
 
 def test_descending_order_is_a_stable_sort_on_both_paths() -> None:

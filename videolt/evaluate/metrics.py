@@ -1,7 +1,7 @@
 """Evaluation metrics for multi-label video recognition: per-class AP, group mAP, Acc@k.
 
-Pure numpy and a leaf module (nothing else in videolt is imported), so training, reports and
-the bootstrap in `videolt.evaluate.stats` all compute the very same numbers.
+A leaf module (it imports only its compiled AP kernel, `videolt.evaluate._ap_kernel`), so
+training, reports and the bootstrap in `videolt.evaluate.stats` all compute the very same numbers.
 
 AP follows the VideoLT reference (non-interpolated): sort a class's scores in descending order,
 and with TP(r) the positives among the top r,
@@ -20,10 +20,6 @@ from collections.abc import Mapping
 import numpy as np
 
 __all__ = ["average_precision", "check_pair", "descending_order", "group_map", "summarize", "topk_accuracy"]
-
-# Elements per column block: bounds the temporary [block, N] arrays to ~50 MB at float64.
-_BLOCK_ELEMENTS = 1 << 22
-
 
 def check_pair(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate [N, C] scores and {0, 1} targets; return float32 (for float16/32 input) or float64
@@ -81,57 +77,18 @@ def descending_order(columns: np.ndarray) -> np.ndarray:
     return order
 
 
-def _stable_ranks(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Sorted 0-based ranks of `rows` in the stable order of `keys` [N], without sorting all N.
-
-    A histogram of the keys' top 16 bits counts everything in lower bins; only the elements
-    sharing a bin with one of `rows` are sorted, to place the rows exactly within their bins.
-    """
-    bins = keys >> np.uint32(16)
-    hist = np.bincount(bins, minlength=1 << 16)
-    lower = np.cumsum(hist) - hist
-    wanted = np.zeros(1 << 16, dtype=bool)
-    wanted[bins[rows]] = True
-    near = np.flatnonzero(wanted[bins])
-    packed = np.sort(_packed(keys[near], near))
-    bin_start = np.searchsorted(packed, bins[rows].astype(np.uint64) << np.uint64(48))
-    return np.sort(lower[bins[rows]] + np.searchsorted(packed, _packed(keys[rows], rows)) - bin_start)
-
-
-def _positive_ranks(columns: np.ndarray, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(class, rank) of every positive, by class then rank; columns and hits are [B, N]."""
-    keys = _descending_keys(columns)
-    if keys is None:
-        order = descending_order(columns)
-        return np.nonzero(np.take_along_axis(hits, order, axis=1))
-    ranks = [_stable_ranks(keys[b], np.flatnonzero(hits[b])) for b in range(columns.shape[0])]
-    cls = np.repeat(np.arange(len(ranks)), [r.size for r in ranks])
-    return cls, np.concatenate(ranks)
-
-
 def average_precision(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per-class AP [C] (float64) of scores [N, C] against {0, 1} targets [N, C].
 
-    Vectorised over classes, and only the positives' ranks are computed (TP(r) of the k-th
-    positive is k). float32-exact scores (all float16/float32 scores) skip the full sort: see
-    `_stable_ranks`.
+    Only the positives' ranks are computed, in one compiled pass over the scores without
+    sorting any column (`videolt.evaluate._ap_kernel`); TP(r) of the k-th positive is k.
     """
+    from videolt.evaluate._ap_kernel import positive_rank_ap    # numba: compiled on first use
+
     scores, targets = check_pair(scores, targets)
-    n, c = scores.shape
-    ap = np.zeros(c, dtype=np.float64)
-    block = max(1, _BLOCK_ELEMENTS // max(n, 1))
-    for c0 in range(0, c, block):
-        cols = slice(c0, min(c0 + block, c))
-        cls, rank0 = _positive_ranks(np.ascontiguousarray(scores[:, cols].T),
-                                     np.ascontiguousarray(targets[:, cols].T))
-        if cls.size == 0:
-            continue
-        width = cols.stop - cols.start
-        npos = np.bincount(cls, minlength=width)
-        first = np.concatenate(([0], np.cumsum(npos)[:-1]))
-        k = np.arange(cls.size) - first[cls] + 1                           # TP at the k-th positive
-        ap[cols] = np.bincount(cls, weights=k / (rank0 + 1), minlength=width) / np.maximum(npos, 1)
-    return ap
+    scores, targets = np.ascontiguousarray(scores), np.ascontiguousarray(targets)
+    width = scores.dtype.itemsize * 8
+    return positive_rank_ap(scores, scores.view(f"uint{width}"), targets, np.flatnonzero(targets), width)
 
 
 def group_map(ap: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, float]:
