@@ -1,18 +1,24 @@
 """Training-data throughput and training speed at VideoLT's feature shape (150 × 2048 float16).
 
 Builds a synthetic Zarr feature set of `--videos` rows (20,000 by default: ~12 GB; pass a smaller
-number for a quick run), then times, in the same process and on the same warm files:
+number for a quick run) with `--compression` none (the default: raw chunks, read without zarr
+by the store's fast path) or zstd, then times, in the same process and on the same warm files:
 
-- `ours (zarr)`: videolt's batch loader streaming from Zarr (one `read_frames` call per batch of
-  128 clips, DataLoader workers);
-- `ours (preload)`: the same loader on the split preloaded into RAM as float16 (`preload: true`);
-- `per-item (zarr)`: the reference code's pattern, each item reading its video's whole [150, 2048]
-  array and taking 60 frames, batches assembled by the default collate;
+- `ours (stream)`: videolt's batch loader streaming from the feature set (one `read_frames` call per
+  batch of 128 clips, `--workers` threads reading ahead);
+- `ours (preload)`: the same loader on the timed rows preloaded into RAM as float16 (`preload: true`;
+  only the rows the timed clips use, so that the rest of the set stays in the page cache);
+- `per-item (store)`: the reference code's pattern, each item reading its video's whole [150, 2048]
+  array (`read_rows`) and taking 60 frames, batches assembled by the default collate;
 - `per-item (np.load)`: the reference code itself: one float32 `<id>.npy` loaded per item
-  (`--npy` of the videos are also written as .npy files for this);
+  (`--npy` of the videos are also written as .npy files for this, and read in turn: a subset that
+  stays in the page cache, which flatters the reference);
 - training steps/s of the NonLinear aggregator (batch 128, 1,004 classes) on preloaded clips.
 
-    .venv/bin/python benchmarks/train.py --videos 4000 --workers 2
+Each loader's clock starts when its first batch arrives, so worker start-up is not counted; the
+loaders are timed `--repeats` times, interleaved, and the median is reported.
+
+    .venv/bin/python benchmarks/train.py --videos 4000 --workers 2 --compression none
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from videolt.data.store import FeatureStore
 from videolt.train.aggregators import create_aggregator
-from videolt.train.datasets import TrainClips, batch_loader, chunks, clip_indices, preload
+from videolt.train.datasets import BatchLoader, TrainClips, chunks, clip_indices, preload
 
 
-def build_store(path: Path, videos: int, frames: int, dim: int, seed: int) -> FeatureStore:
+def build_store(path: Path, videos: int, frames: int, dim: int, compression: str, seed: int) -> FeatureStore:
     """A feature set of random float16 rows (written once; reused when it already exists)."""
     ids = [f"b{i:010d}" for i in range(videos)]
-    store = FeatureStore.create(path, ids, frames=frames, dim=dim, attrs={"backbone": "benchmark"})
+    store = FeatureStore.create(path, ids, frames=frames, dim=dim, compression=compression,
+                                attrs={"backbone": "benchmark"})
     todo = np.flatnonzero(store.status() != 1)
     rng = np.random.default_rng(seed)
     row = rng.standard_normal((frames, dim)).astype(np.float16)
@@ -70,9 +77,13 @@ class PerItemClips(Dataset):
 
 
 def clips_per_s(loader, limit: int) -> tuple[float, int]:
-    seen, start = 0, time.perf_counter()
+    """Clips per second after the first batch (worker start-up excluded), and how many were timed."""
+    seen, start = 0, None
     for batch in loader:
-        seen += len(batch[0])
+        if start is None:
+            start = time.perf_counter()
+        else:
+            seen += len(batch[0])
         if seen >= limit:
             break
     return seen / (time.perf_counter() - start), seen
@@ -99,9 +110,11 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=20000, help="rows of the synthetic feature set")
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--compression", choices=("none", "zstd"), default="none", help="of the feature set")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--clips", type=int, default=4096, help="clips timed per loader")
+    parser.add_argument("--clips", type=int, default=4096, help="clips timed per loader and repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per loader, interleaved; the median counts")
     parser.add_argument("--npy", type=int, default=1000, help="videos also written as float32 .npy (0 skips)")
     parser.add_argument("--steps", type=int, default=20, help="training steps timed")
     parser.add_argument("--dir", type=Path, default=None, help="where to keep the feature set (default: a temp dir)")
@@ -110,40 +123,44 @@ def main() -> None:
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="videolt-bench-"))
     start = time.perf_counter()
-    store = build_store(root / "bench.zarr", args.videos, args.frames, args.dim, args.seed)
+    store = build_store(root / f"bench-{args.compression}.zarr", args.videos, args.frames, args.dim,
+                        args.compression, args.seed)
     size = args.videos * args.frames * args.dim * 2 / 1e9
     print(f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"feature set {args.videos} × {args.frames} × {args.dim} float16 ({size:.1f} GB) ready in "
-          f"{time.perf_counter() - start:.0f} s")
+          f"feature set {args.videos} × {args.frames} × {args.dim} float16, compression {store.compression} "
+          f"({size:.1f} GB) ready in {time.perf_counter() - start:.0f} s")
 
     rng = np.random.default_rng(args.seed)
     rows = rng.permutation(args.videos)
     targets = np.zeros((args.videos, 1), dtype=np.float32)
     start = time.perf_counter()
-    ram = preload(store, rows)
-    print(f"preload: {time.perf_counter() - start:.1f} s")
+    ram = preload(store, rows[:args.clips + args.batch_size])  # the rows the timed batches use
+    print(f"preload of {len(ram.rows)} rows: {time.perf_counter() - start:.1f} s")
 
-    def ours(source) -> DataLoader:
-        return batch_loader(TrainClips(source, rows, targets, seed=args.seed, epoch=0),
+    def ours(source) -> BatchLoader:
+        return BatchLoader(TrainClips(source, rows, targets, seed=args.seed, epoch=0),
                             chunks(len(rows), args.batch_size), workers=args.workers)
 
     loaders = {
-        "per-item (zarr)": DataLoader(PerItemClips(store, rows, args.seed), batch_size=args.batch_size,
+        "per-item (store)": DataLoader(PerItemClips(store, rows, args.seed), batch_size=args.batch_size,
                                       num_workers=args.workers),
-        "ours (zarr)": ours(store),
+        "ours (stream)": ours(store),
         "ours (preload)": ours(ram),
     }
     if args.npy:
         npy = write_npy(store, root / "npy", min(args.npy, args.videos))
-        npy_rows = rng.permutation(len(npy))
+        npy_rows = np.resize(rng.permutation(len(npy)), len(rows))  # cycles over the files, all kept warm
         loaders["per-item (np.load)"] = DataLoader(PerItemClips(store, npy_rows, args.seed, npy),
                                                    batch_size=args.batch_size, num_workers=args.workers)
-    results = {}
-    for name, loader in loaders.items():
-        limit = args.clips if "np.load" not in name else min(args.clips, args.npy)
-        results[name], seen = clips_per_s(loader, limit)
-        print(f"{name:>19}: {results[name]:8.0f} clips/s over {seen} clips, {args.workers} workers")
-    for ours_name in ("ours (zarr)", "ours (preload)"):
+    runs: dict[str, list[float]] = {name: [] for name in loaders}
+    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits every loader alike
+        for name, loader in loaders.items():
+            runs[name].append(clips_per_s(loader, args.clips)[0])
+    results = {name: float(np.median(r)) for name, r in runs.items()}
+    for name, r in runs.items():
+        print(f"{name:>18}: {results[name]:8.0f} clips/s (median of {len(r)}: {min(r):.0f}–{max(r):.0f}), "
+              f"{args.clips} clips each, {args.workers} workers")
+    for ours_name in ("ours (stream)", "ours (preload)"):
         for ref in (k for k in results if k.startswith("per-item")):
             print(f"{ours_name} vs {ref}: {results[ours_name] / results[ref]:.1f}x")
     torch.manual_seed(args.seed)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
 
 from videolt.data.store import FeatureStore
 from videolt.train.datasets import (
-    InMemoryFrames, TestClips, TrainClips, batch_loader, chunks, clip_indices, preload,
+    BatchLoader, InMemoryFrames, TestClips, TrainClips, chunks, clip_indices, preload,
 )
 
 N, FRAMES, DIM, C = 40, 150, 16, 5
@@ -81,7 +84,7 @@ def _epoch(source, workers: int) -> list[torch.Tensor]:
     rows = np.arange(N)[::-1].copy()
     ds = TrainClips(source, rows, _targets(N), seed=3, epoch=1)
     return [torch.cat([x.reshape(len(x), -1).float(), y], 1) for x, y, _ in
-            batch_loader(ds, chunks(N, 8), workers=workers)]
+            BatchLoader(ds, chunks(N, 8), workers=workers)]
 
 
 def test_same_clips_with_any_worker_count_and_with_preload(store):
@@ -92,6 +95,29 @@ def test_same_clips_with_any_worker_count_and_with_preload(store):
         assert len(got) == len(plain)
         for a, b in zip(plain, got):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+class _Slow(TrainClips):
+    """Reads that finish out of order, and one that fails."""
+
+    def __getitems__(self, positions):
+        if positions[0] == 24:
+            raise OSError("disk gone")
+        time.sleep(0.02 * (positions[0] % 16 == 0))
+        return super().__getitems__(positions)
+
+
+def test_read_ahead_keeps_order_propagates_errors_and_stops_early(store):
+    st, _ = store
+    ds = _Slow(st, np.arange(N), _targets(N), seed=3, epoch=1)
+    loader = BatchLoader(ds, chunks(24, 8), workers=3)
+    assert len(loader) == 3
+    assert [pos.tolist() for _, _, pos in loader] == [list(range(k, k + 8)) for k in (0, 8, 16)]
+    with pytest.raises(OSError, match="disk gone"):
+        list(BatchLoader(ds, chunks(N, 8), workers=2))
+    for _ in BatchLoader(ds, chunks(N, 8), workers=2):
+        break                                    # an abandoned loader leaves no thread behind
+    assert not [t for t in threading.enumerate() if t.name.startswith("videolt-loader")]
 
 
 def test_preloaded_subset_reads_like_store(store):

@@ -113,12 +113,13 @@ def test_import_features_records_every_outcome(tmp_path: Path, release) -> None:
 def test_import_features_float32_and_splits(tmp_path: Path, release) -> None:
     labels, ids, expected, npy = release
     wd = Workdir.init(tmp_path / "wd", labels)
-    counts = import_features(wd, "val32", npy, dtype="float32", splits=["val"], workers=1, progress=False)
+    counts = import_features(wd, "val32", npy, dtype="float32", compression="none", splits=["val"], workers=1,
+                             progress=False)
     with wd.manifest() as m:
         val = [v.index for v in m.videos(["val"])]
     assert counts["videos"] == len(val) == 30
     store = FeatureStore.open(wd.features_path("val32"))
-    assert store.n == 200 and store.dtype == np.float32
+    assert store.n == 200 and store.dtype == np.float32 and store.compression == "none"
     done = [i for i in val if expected[ids[i]] == "done"]
     assert store.done_indices().tolist() == done
     np.testing.assert_array_equal(store.read_rows(done), np.stack([_features(i) for i in done]))

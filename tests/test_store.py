@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from videolt.data.store import STATUS_DONE, STATUS_FAILED, STATUS_MISSING, FeatureStore
-from videolt.errors import FeatureSetNotFound, UsageError
+from videolt.errors import FeatureSetNotFound, UsageError, VideoltError
 
 IDS = [f"vid{i:08d}" for i in range(12)]
 FRAMES, DIM = 6, 5
@@ -188,3 +188,84 @@ def test_processes_writing_disjoint_rows_lose_nothing(tmp_path: Path) -> None:
     np.testing.assert_array_equal(store.n_frames(), np.where(failed, 0, 1000 + np.arange(n)))
     done = store.done_indices()
     np.testing.assert_array_equal(store.read_frames(done, np.zeros((len(done), 1), int))[:, 0, 0], done)
+
+
+def _write_same(path: Path, compression: str, dtype: str) -> FeatureStore:
+    """Rows 0, 3, 7 written, 5 failed, 9 written as all zeros (zarr then writes no chunk file), others missing."""
+    store = FeatureStore.create(path, IDS, frames=FRAMES, dim=DIM, dtype=dtype, compression=compression, attrs=ATTRS)
+    for i in (0, 3, 7):
+        store.write_row(i, _row(i), n_frames=i)
+    store.write_row(9, np.zeros((FRAMES, DIM), np.float32), n_frames=9)
+    store.mark_failed(5)
+    return FeatureStore.open(path)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_uncompressed_set_reads_like_zstd(tmp_path: Path, dtype: str) -> None:
+    zstd = _write_same(tmp_path / "zstd.zarr", "zstd", dtype)
+    raw = _write_same(tmp_path / "raw.zarr", "none", dtype)
+    assert (zstd.compression, raw.compression) == ("zstd", "none")
+    assert raw._raw is not None and zstd._raw is None  # the fast path is taken for the raw set only
+    chunk = raw._raw.chunk_path(3)
+    assert chunk.is_file() and chunk.stat().st_size == FRAMES * DIM * np.dtype(dtype).itemsize
+    assert not raw._raw.chunk_path(1).exists() and not raw._raw.chunk_path(9).exists()
+
+    every = np.arange(len(IDS))
+    rows = raw.read_rows(every)
+    assert rows.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(rows, zstd.read_rows(every))
+    np.testing.assert_array_equal(rows[3], _row(3).astype(dtype))
+    assert not rows[[1, 5, 9, 11]].any()  # missing, failed and all-zero rows read as the fill value
+    indices = np.array([9, 3, 3, 11, 0, 7, 1])
+    frame_idx = np.random.default_rng(1).integers(0, FRAMES, size=(len(indices), 8))
+    got = raw.read_frames(indices, frame_idx)
+    np.testing.assert_array_equal(got, zstd.read_frames(indices, frame_idx))
+    np.testing.assert_array_equal(got, rows[indices[:, None], frame_idx])
+    np.testing.assert_array_equal(raw.status(), zstd.status())
+    assert raw.read_frames(indices, np.zeros((len(indices), 0), int)).shape == (len(indices), 0, DIM)
+
+
+def test_fast_path_agrees_with_zarr(tmp_path: Path) -> None:
+    raw = _write_same(tmp_path / "raw.zarr", "none", "float16")
+    via_zarr = FeatureStore.open(raw.path)
+    via_zarr._raw = None
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        indices = rng.integers(0, len(IDS), size=rng.integers(1, 10))
+        frame_idx = np.sort(rng.integers(0, FRAMES, size=(len(indices), rng.integers(1, 2 * FRAMES))), axis=1)
+        np.testing.assert_array_equal(raw.read_frames(indices, frame_idx), via_zarr.read_frames(indices, frame_idx))
+    np.testing.assert_array_equal(raw.read_rows([7, 0]), via_zarr.read_rows([7, 0]))
+    clone = pickle.loads(pickle.dumps(raw))  # a loader worker reopens the set and takes the fast path too
+    assert clone._raw is not None
+    np.testing.assert_array_equal(clone.read_rows([3]), via_zarr.read_rows([3]))
+    raw._raw.chunk_path(3).write_bytes(b"\0" * 10)  # a damaged chunk file is an error, not zeros or garbage
+    with pytest.raises(VideoltError, match="10 bytes"):
+        raw.read_rows([3])
+
+
+def test_fast_path_only_for_plain_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "other.zarr"
+    _write_same(path, "none", "float16")
+    group = zarr.open_group(str(path), mode="r+")
+    del group["feats"]
+    group.create_array("feats", shape=(len(IDS), FRAMES, DIM), chunks=(2, FRAMES, DIM), dtype="float16",
+                       fill_value=0, compressors=None)
+    group["feats"][3] = _row(3).astype(np.float16)
+    store = FeatureStore.open(path)
+    assert store._raw is None and store.compression == "none"
+    np.testing.assert_array_equal(store.read_rows([3])[0], _row(3).astype(np.float16))
+
+
+def test_compression_is_checked_and_recorded(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"compression must be one of \('none', 'zstd'\), got 'lz4'"):
+        FeatureStore.create(tmp_path / "x.zarr", IDS, frames=FRAMES, dim=DIM, compression="lz4", attrs=ATTRS)
+    assert not (tmp_path / "x.zarr").exists()
+    raw = FeatureStore.create(tmp_path / "raw.zarr", IDS, frames=FRAMES, dim=DIM, attrs=ATTRS)  # the default
+    assert raw.attrs["compression"] == "none" and raw.compression == "none"
+    codecs = zarr.open_group(str(raw.path), mode="r")["feats"].metadata.to_dict()["codecs"]
+    assert [c["name"] for c in codecs] == ["bytes"]
+    zstd = FeatureStore.create(tmp_path / "z.zarr", IDS, frames=FRAMES, dim=DIM, compression="zstd", attrs=ATTRS)
+    assert zstd.attrs["compression"] == "zstd" and zstd.compression == "zstd"
+    assert FeatureStore.create(raw.path, IDS, frames=FRAMES, dim=DIM, compression="none", attrs=ATTRS).n == len(IDS)
+    with pytest.raises(UsageError, match=r"compression\) = .*'none'\), requested .*'zstd'\)"):
+        FeatureStore.create(raw.path, IDS, frames=FRAMES, dim=DIM, compression="zstd", attrs=ATTRS)

@@ -185,6 +185,8 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, default=256, help="centre crop side (224 for the ImageNet evaluation crop)")
     p.add_argument("--n-segment", type=int, default=8, help="TSM frames per temporal segment")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature storage dtype")
+    p.add_argument("--compression", default="none", choices=("none", "zstd"),
+                   help="feature chunks: none (raw, read without zarr: fastest to stream in training) or zstd (smaller)")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbones")
     p.add_argument("--retry", nargs="+", default=(), metavar="CLASS", help="retry videos failed with these classes")
     p.add_argument("--executor", default="local", choices=("local", "ray"), help="where decode work runs")
@@ -202,7 +204,8 @@ def _extract(args: argparse.Namespace) -> int:
     cfg = ExtractConfig(backbones=tuple(args.backbone), weights=args.weights, names=tuple(args.name),
                         device=args.device, batch_size=args.batch_size, decoder=args.decoder, workers=args.workers,
                         splits=tuple(args.splits), limit=args.limit, frames=args.frames, resize=args.resize, crop=args.crop, n_segment=args.n_segment,
-                        dtype=args.dtype, compile=args.compile, retry=tuple(args.retry))
+                        dtype=args.dtype, compression=args.compression, compile=args.compile,
+                        retry=tuple(args.retry))
     opts = {"address": args.ray_address, "workers": args.workers} if args.executor == "ray" else {
         "workers": args.workers}
     executor = create_executor(args.executor, **opts)
@@ -220,6 +223,8 @@ def _import_features_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="feature set name (features/<name>.zarr)")
     p.add_argument("--npy-dir", required=True, metavar="DIR", help="official release: <id>.npy float32 [150, D]")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="storage dtype")
+    p.add_argument("--compression", choices=("none", "zstd"), default="none",
+                   help="feature chunks: none (raw, read without zarr: fastest to stream in training) or zstd (smaller)")
     p.add_argument("--workers", type=int, default=4, help="parallel file readers")
     p.add_argument("--splits", type=_csv, default=None, help="comma-separated splits to import (default all)")
     p.add_argument("--frames", type=int, default=150, help="frames per video in the release")
@@ -234,8 +239,8 @@ def _import_features(args: argparse.Namespace) -> int:
     from videolt.data.workdir import Workdir
 
     counts = import_features(Workdir.open(args.workdir), args.name, args.npy_dir, dtype=args.dtype,
-                             workers=args.workers, splits=args.splits, frames=args.frames, dim=args.dim,
-                             progress=not args.no_progress)
+                             compression=args.compression, workers=args.workers, splits=args.splits,
+                             frames=args.frames, dim=args.dim, progress=not args.no_progress)
     _print_counts(counts, args.json, "imported {done} of {videos} (skipped {skipped} done)")
     return 0
 

@@ -118,6 +118,7 @@ def import_features(
     npy_dir: str | Path,
     *,
     dtype: str = "float16",
+    compression: str = "none",
     workers: int = 4,
     splits: Sequence[str] | None = None,
     frames: int = 150,
@@ -130,7 +131,8 @@ def import_features(
     taken from the first good file unless given. Rows already done in the store are skipped, so
     a killed import resumes where it stopped. Each video's outcome goes to the manifest stage
     `features:<name>`: done, or failed as missing / unreadable / wrong_shape / non_finite (the
-    store marks the latter three failed and leaves missing rows at status 0).
+    store marks the latter three failed and leaves missing rows at status 0). `compression` is
+    the store's: "none" or "zstd" (see `FeatureStore.create`).
     """
     wd = _as_workdir(workdir)
     npy_dir = Path(npy_dir).resolve()
@@ -145,7 +147,7 @@ def import_features(
         if dim is None:
             dim = FeatureStore.open(path).dim if path.exists() else _infer_dim(selected, npy_dir, frames)
         store = FeatureStore.create(
-            path, [v.video_id for v in everything], frames=frames, dim=dim, dtype=dtype,
+            path, [v.video_id for v in everything], frames=frames, dim=dim, dtype=dtype, compression=compression,
             attrs={"source": "import", "npy_dir": str(npy_dir), "dtype": dtype},
         )
         status = store.status()

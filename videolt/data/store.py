@@ -2,7 +2,9 @@
 
 Layout of the group `features/<name>.zarr` (row i is the video with manifest index i):
 
-- `feats` (N, frames, dim) float16 (or float32), one chunk per row, zstd: a row has one writer.
+- `feats` (N, frames, dim) float16 (or float32), one chunk per row (a row has one writer),
+  stored raw (default) or zstd-compressed (`compression`, chosen at creation and read back from the array's
+  codecs; the store also records it in attrs).
 - `video_id` (N,) variable-length str, written once at creation.
 - `n_frames` (N,) int32: 1-fps frames decoded before temporal sampling.
 - `status` (N,) uint8: 0 missing, 1 done, 2 failed. A chunk's existence proves nothing
@@ -16,6 +18,12 @@ update therefore holds an exclusive `flock` on a lock file per chunk, kept besid
 are replaced atomically by zarr, so readers need no lock. A row's data is written first, then
 `n_frames`, then `status`: a writer killed at any point leaves the row "missing", never "done"
 with partial data.
+
+Zstd saves little on float features (nothing on random float16) and its decode bounds streaming
+training on few cores. A raw set (`compression="none"`) is read without zarr: the chunk file of a
+`bytes`-only array is the C-order little-endian row, so `read_frames` reads just the frames it
+needs with one `preadv`: 40-100 µs per row where zarr takes 320-420 µs (780-950 µs with zstd),
+measured in benchmarks/RESULTS.md "## train". Any other layout goes through zarr.
 """
 
 from __future__ import annotations
@@ -35,9 +43,11 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import ZstdCodec
+from zarr.storage import LocalStore
 
 from videolt import __version__ as _videolt_version
-from videolt.errors import FeatureSetNotFound, UsageError
+from videolt.errors import FeatureSetNotFound, UsageError, VideoltError
 
 __all__ = ["STATUS_DONE", "STATUS_FAILED", "STATUS_MISSING", "FeatureStore"]
 
@@ -46,10 +56,12 @@ logger = logging.getLogger(__name__)
 STATUS_MISSING, STATUS_DONE, STATUS_FAILED = 0, 1, 2
 
 _DTYPES = ("float16", "float32")
+_COMPRESSORS = {"none": None, "zstd": (ZstdCodec(level=0, checksum=False),)}  # `compression` -> zarr compressors
+_RAW_CODECS = ({"name": "bytes", "configuration": {"endian": "little"}},)  # the only codecs the raw path reads
 _ROW_BLOCK = 4096  # rows per chunk of `status` / `n_frames` (one lock file each)
 _ID_BLOCK = 65536  # rows per chunk of `video_id` (written once, by the creator)
-_READ_THREADS = 8  # measured: 128 random rows x 60 frames, see benchmarks/RESULTS.md "## store"
-_AUTO_ATTRS = ("created", "versions")  # attrs the store adds; not part of the provenance check
+_READ_THREADS = 8  # measured: 128 random rows x 60 frames, see benchmarks/RESULTS.md "## store" and "## train"
+_AUTO_ATTRS = ("created", "versions", "compression")  # attrs the store adds; not part of the provenance check
 
 
 def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +87,7 @@ class FeatureStore:
         except KeyError as exc:
             raise UsageError(f"{path}: not a videolt feature set (no array {exc})") from None
         self._attrs = dict(group.attrs)
+        self._raw = _raw_layout(path, self._feats)
         self._video_ids: np.ndarray | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = -1
@@ -90,19 +103,24 @@ class FeatureStore:
         frames: int = 150,
         dim: int = 2048,
         dtype: str = "float16",
+        compression: str = "none",
         attrs: dict[str, Any],
     ) -> FeatureStore:
         """Create the feature set, or open it for writing if it exists with the same layout.
 
         The group is built under a temporary name and renamed into place, so concurrent
         creators race safely: one rename wins and the others open and check its result.
-        An existing set with other ids, shape, dtype or provenance attrs is refused.
-        `attrs` is the caller's provenance (JSON); the store adds `created` (UTC, ISO 8601) and
-        `versions` (zarr, numpy, videolt, over any `versions` the caller gives).
+        An existing set with other ids, shape, dtype, compression or provenance attrs is refused.
+        `compression` is "none" (default: raw chunks stream several times faster in training,
+        see the module docstring) or "zstd".
+        `attrs` is the caller's provenance (JSON); the store adds `created` (UTC, ISO 8601),
+        `compression` and `versions` (zarr, numpy, videolt, over any `versions` the caller gives).
         """
         path = Path(path)
         if dtype not in _DTYPES:
             raise UsageError(f"feature dtype must be one of {_DTYPES}, got {dtype!r}")
+        if compression not in _COMPRESSORS:
+            raise UsageError(f"feature compression must be one of {tuple(_COMPRESSORS)}, got {compression!r}")
         if frames < 1 or dim < 1:
             raise UsageError(f"feature shape must be positive, got frames={frames}, dim={dim}")
         ids = np.asarray([str(v) for v in video_ids], dtype=object)
@@ -111,16 +129,17 @@ class FeatureStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
             try:
-                _build(tmp, ids, frames, dim, dtype, provenance)
+                _build(tmp, ids, frames, dim, dtype, compression, provenance)
                 os.rename(tmp, path)
-                logger.info("created feature set %s (%d rows, %dx%d %s)", path, len(ids), frames, dim, dtype)
+                logger.info("created feature set %s (%d rows, %dx%d %s, compression %s)", path, len(ids), frames,
+                            dim, dtype, compression)
             except OSError:
                 if not path.exists():
                     raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         store = cls.open(path, mode="r+")
-        store._check_layout(ids, frames, dim, dtype, provenance)
+        store._check_layout(ids, frames, dim, dtype, compression, provenance)
         return store
 
     @classmethod
@@ -133,13 +152,14 @@ class FeatureStore:
             raise FeatureSetNotFound(f"feature set not found: {path}")
         return cls(path, zarr.open_group(str(path), mode=mode), mode)
 
-    def _check_layout(self, ids: np.ndarray, frames: int, dim: int, dtype: str, attrs: dict[str, Any]) -> None:
-        """Refuse to reuse an existing set whose rows would mean something else."""
-        have = (self.n, self.frames, self.dim, str(self.dtype))
-        want = (len(ids), frames, dim, dtype)
+    def _check_layout(self, ids: np.ndarray, frames: int, dim: int, dtype: str, compression: str,
+                      attrs: dict[str, Any]) -> None:
+        """Refuse to reuse an existing set whose rows would mean something else or be stored otherwise."""
+        have = (self.n, self.frames, self.dim, str(self.dtype), self.compression)
+        want = (len(ids), frames, dim, dtype, compression)
         if have != want:
             raise UsageError(
-                f"{self._path}: exists with (rows, frames, dim, dtype) = {have}, requested {want}"
+                f"{self._path}: exists with (rows, frames, dim, dtype, compression) = {have}, requested {want}"
             )
         if not np.array_equal(self.video_ids, ids.astype(str)):
             first = int(np.flatnonzero(self.video_ids != ids.astype(str))[0])
@@ -174,6 +194,12 @@ class FeatureStore:
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(self._feats.dtype)
+
+    @property
+    def compression(self) -> str:
+        """How `feats` chunks are compressed, from the array's own codecs: "zstd", "none" or their names."""
+        names = [c["name"] for c in self._feats.metadata.to_dict()["codecs"] if c["name"] != "bytes"]
+        return "+".join(names) or "none"
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -281,8 +307,8 @@ class FeatureStore:
         idx = self._check_indices(indices)
         out = np.empty((len(idx), self.frames, self.dim), dtype=self.dtype)
 
-        def put(row: np.ndarray, at: np.ndarray) -> None:
-            out[at] = row
+        def put(row: int, at: np.ndarray) -> None:
+            out[at] = self._row_frames(row, 0, self.frames)
 
         self._for_each_row(idx, put)
         return out
@@ -296,9 +322,13 @@ class FeatureStore:
         if frame_idx.size and (frame_idx.min() < 0 or frame_idx.max() >= self.frames):
             raise UsageError(f"frame_idx must lie in [0, {self.frames})")
         out = np.empty((len(idx), frame_idx.shape[1], self.dim), dtype=self.dtype)
+        if not frame_idx.size:
+            return out
 
-        def put(row: np.ndarray, at: np.ndarray) -> None:
-            out[at] = row[frame_idx[at]]
+        def put(row: int, at: np.ndarray) -> None:
+            want = frame_idx[at]  # [len(at), T]
+            lo = int(want.min())
+            out[at] = self._row_frames(row, lo, int(want.max()) + 1)[want - lo]
 
         self._for_each_row(idx, put)
         return out
@@ -319,24 +349,32 @@ class FeatureStore:
             raise UsageError(f"{self._path}: row indices must lie in [0, {self.n})")
         return idx
 
-    def _for_each_row(self, idx: np.ndarray, put: Callable[[np.ndarray, np.ndarray], None]) -> None:
-        """Read each distinct row once (concurrently) and hand it to `put` with its output positions.
+    def _for_each_row(self, idx: np.ndarray, put: Callable[[int, np.ndarray], None]) -> None:
+        """Call `put(row, output positions)` once per distinct row, concurrently.
 
         Per-row reads from a thread pool beat one orthogonal selection over all rows (measured
-        in benchmarks/RESULTS.md "## store"): zarr then decodes the chunks concurrently.
+        in benchmarks/RESULTS.md "## store"): zarr then decodes the chunks concurrently. Each
+        thread takes one contiguous part of the rows: a task per row cost more than a raw read.
         """
         rows, inverse = np.unique(idx, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         groups = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(rows)))[:-1])
 
-        def one(k: int) -> None:
-            put(self._feats[int(rows[k])], groups[k])
+        def some(ks: np.ndarray) -> None:
+            for k in ks:
+                put(int(rows[k]), groups[k])
 
-        if len(rows) <= 1:
-            for k in range(len(rows)):
-                one(k)
+        parts = [p for p in np.array_split(np.arange(len(rows)), _READ_THREADS) if len(p)]
+        if len(parts) <= 1:
+            some(np.arange(len(rows)))
             return
-        list(self._threads().map(one, range(len(rows))))
+        list(self._threads().map(some, parts))
+
+    def _row_frames(self, row: int, lo: int, hi: int) -> np.ndarray:
+        """Frames [lo, hi) of `row` ([hi - lo, dim]): from the raw chunk file when the layout allows."""
+        if self._raw is None:
+            return self._feats[row, lo:hi]
+        return self._raw.read(row, lo, hi)
 
     def _threads(self) -> ThreadPoolExecutor:
         """The read pool, recreated after a fork (a forked child inherits no pool threads)."""
@@ -346,14 +384,69 @@ class FeatureStore:
         return self._pool
 
 
-def _build(path: Path, ids: np.ndarray, frames: int, dim: int, dtype: str, attrs: dict[str, Any]) -> None:
+class _RawRows:
+    """Reads rows of an uncompressed `feats` array straight from its chunk files (one per row).
+
+    Only built for arrays whose metadata makes each chunk file exactly the C-order little-endian
+    row (see `_raw_layout`); zarr writes chunk files atomically, so a read sees an old or a new
+    row, never a mix. A missing file is a row equal to the fill value, as zarr reads it.
+    """
+
+    def __init__(self, array_dir: Path, separator: str, frames: int, dim: int, dtype: np.dtype, fill: float):
+        self._dir, self._sep = array_dir, separator
+        self._dim, self._dtype, self._fill = dim, dtype.newbyteorder("<"), fill
+        self._frame_bytes = dim * dtype.itemsize
+        self._row_bytes = frames * self._frame_bytes
+
+    def chunk_path(self, row: int) -> Path:
+        """Row `row`'s chunk file: `c/<row>/0/0` below the array's folder (no part comes from outside)."""
+        return self._dir / self._sep.join(("c", str(int(row)), "0", "0"))
+
+    def read(self, row: int, lo: int, hi: int) -> np.ndarray:
+        """Frames [lo, hi) of `row` with one positioned read."""
+        out = np.empty((hi - lo, self._dim), dtype=self._dtype)
+        path = self.chunk_path(row)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            out.fill(self._fill)
+            return out
+        try:
+            size = os.fstat(fd).st_size
+            got = os.preadv(fd, [out], lo * self._frame_bytes)
+        finally:
+            os.close(fd)
+        if size != self._row_bytes or got != out.nbytes:
+            raise VideoltError(f"{path}: chunk file has {size} bytes, expected {self._row_bytes}")
+        return out
+
+
+def _raw_layout(path: Path, feats: zarr.Array) -> _RawRows | None:
+    """A raw reader for `feats` if its chunk files are plain rows (bytes codec only, one row per chunk)."""
+    meta = feats.metadata.to_dict()
+    key = meta.get("chunk_key_encoding", {})
+    separator = key.get("configuration", {}).get("separator", "/")
+    plain = (meta.get("zarr_format") == 3 and tuple(meta.get("codecs", ())) == _RAW_CODECS
+             and not meta.get("storage_transformers") and key.get("name") == "default" and separator in ("/", ".")
+             and tuple(feats.chunks) == (1, *feats.shape[1:]) and isinstance(feats.store, LocalStore)
+             and feats.path == "feats" and Path(feats.store.root).resolve() == path.resolve())
+    if not plain:
+        return None
+    return _RawRows(path / "feats", separator, feats.shape[1], feats.shape[2], np.dtype(feats.dtype),
+                    float(feats.metadata.fill_value))
+
+
+def _build(path: Path, ids: np.ndarray, frames: int, dim: int, dtype: str, compression: str,
+           attrs: dict[str, Any]) -> None:
     """Write a complete, empty feature set at `path` (a fresh temporary directory)."""
     versions = {**attrs.get("versions", {}), "zarr": zarr.__version__, "numpy": np.__version__,
                 "videolt": _videolt_version}
-    full = {**attrs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}
+    full = {**attrs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "compression": compression, "versions": versions}
     group = zarr.open_group(str(path), mode="w-", attributes=full)
     n = len(ids)
-    group.create_array("feats", shape=(n, frames, dim), chunks=(1, frames, dim), dtype=dtype, fill_value=0)
+    group.create_array("feats", shape=(n, frames, dim), chunks=(1, frames, dim), dtype=dtype, fill_value=0,
+                       compressors=_COMPRESSORS[compression])
     names = group.create_array("video_id", shape=(n,), chunks=(_ID_BLOCK,), dtype=str)
     if n:
         names[:] = ids

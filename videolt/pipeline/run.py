@@ -67,6 +67,7 @@ class ImportFeaturesStage:
     name: str = field("", "feature set name (WORKDIR/features/<name>.zarr)")
     npy_dir: str = field("", "the official release: <id>.npy float32 [150, D]")
     dtype: Literal["float16", "float32"] = field("float16", "storage dtype")
+    compression: Literal["none", "zstd"] = field("none", "feature chunks: none (raw: faster to stream) or zstd")
     workers: int = field(4, "parallel file readers")
     splits: tuple[str, ...] = field((), "only these splits; default all")
     frames: int = field(150, "frames per video in the release")
@@ -147,8 +148,9 @@ def run_pipeline(config: RunConfig, *, progress: bool = True) -> dict:
         summary["import_videos"] = import_videos(wd, s.dir, mode=s.mode, progress=progress)
     for s in config.import_features:
         summary.setdefault("import_features", []).append(
-            import_features(wd, s.name, s.npy_dir, dtype=s.dtype, workers=s.workers, splits=list(s.splits) or None,
-                            frames=s.frames, dim=s.dim, progress=progress) | {"name": s.name})
+            import_features(wd, s.name, s.npy_dir, dtype=s.dtype, compression=s.compression, workers=s.workers,
+                            splits=list(s.splits) or None, frames=s.frames, dim=s.dim, progress=progress)
+            | {"name": s.name})
     for stage in config.extract:
         summary.setdefault("extract", []).append(_extract(wd, stage, progress) | {"backbones": list(stage.backbones)})
     if config.benchmark is not None:

@@ -1,7 +1,7 @@
 """Feature datasets: training clips (60 sorted frames drawn with replacement) and full test videos.
 
-The fast path reads a whole batch with one `read_frames` call (`__getitems__`, which the DataLoader
-calls with a batch sampler), instead of loading each video's whole [150, D] array per item as the
+The fast path reads a whole batch with one `read_frames` call (`__getitems__`, which `BatchLoader`
+calls once per batch), instead of loading each video's whole [150, D] array per item as the
 reference does. Every training item draws its frames from its own generator, seeded by (seed,
 epoch, position in the epoch), so the clips are the same whatever the number of loader workers and
 a resumed run sees exactly the clips of an uninterrupted one.
@@ -9,14 +9,17 @@ a resumed run sees exactly the clips of an uninterrupted one.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Protocol, Sequence
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-__all__ = ["FrameSource", "InMemoryFrames", "TestClips", "TrainClips", "batch_loader", "chunks", "clip_indices",
+__all__ = ["BatchLoader", "FrameSource", "InMemoryFrames", "TestClips", "TrainClips", "chunks", "clip_indices",
            "preload", "rank_share"]
 
 log = logging.getLogger(__name__)
@@ -143,25 +146,51 @@ class TestClips(Dataset):
             torch.from_numpy(pos)
 
 
-def _as_batch(batch: Batch) -> Batch:
-    """The dataset already returns a whole batch; nothing to collate."""
-    return batch
+class BatchLoader:
+    """Yields `(x, y, positions)` per batch of dataset positions, in order, one read per batch.
 
-
-def batch_loader(dataset: TrainClips | TestClips, batches: Sequence[Sequence[int]], *, workers: int = 0,
-                 pin_memory: bool = False) -> DataLoader:
-    """A DataLoader yielding `(x, y, positions)` per batch of dataset positions, one read per batch.
-
-    It is given its own generator so that iterating it never draws from the global torch RNG
-    (which would make dropout depend on the loader settings). A preloaded source is gathered in
-    this process: handing each ~30 MB batch over from a worker costs more than the gather itself
-    (benchmarks/RESULTS.md "## train").
+    With `workers` > 0, up to 2 x `workers` batches are read ahead on threads of this process
+    rather than in DataLoader worker processes: handing a ~30 MB batch from a worker process costs
+    3-4x its raw read (benchmarks/RESULTS.md "## train"), while the reads (positioned file reads,
+    zstd decoding, numpy gathers) release the GIL. A preloaded source is gathered on demand.
     """
-    in_memory = isinstance(dataset.store, InMemoryFrames)
-    on_device = in_memory and isinstance(dataset.store.data, torch.Tensor)
-    return DataLoader(dataset, batch_sampler=[list(map(int, b)) for b in batches], collate_fn=_as_batch,
-                      num_workers=0 if in_memory else workers, pin_memory=pin_memory and not on_device,
-                      generator=torch.Generator().manual_seed(0))
+
+    def __init__(self, dataset: TrainClips | TestClips, batches: Sequence[Sequence[int]], *, workers: int = 0,
+                 pin_memory: bool = False):
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        self.dataset = dataset
+        self.batches = [np.asarray(b, dtype=np.int64) for b in batches]
+        in_memory = isinstance(dataset.store, InMemoryFrames)
+        self.workers = 0 if in_memory else workers
+        self.pin_memory = pin_memory and not (in_memory and isinstance(dataset.store.data, torch.Tensor))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _read(self, positions: np.ndarray) -> Batch:
+        x, y, pos = self.dataset.__getitems__(positions)
+        if self.pin_memory:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x, y, pos
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.workers == 0:
+            yield from map(self._read, self.batches)
+            return
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="videolt-loader")
+        try:
+            ahead: deque[Future[Batch]] = deque()
+            todo = iter(self.batches)
+            for positions in itertools.islice(todo, 2 * self.workers):
+                ahead.append(pool.submit(self._read, positions))
+            while ahead:
+                batch = ahead.popleft().result()
+                for positions in itertools.islice(todo, 1):
+                    ahead.append(pool.submit(self._read, positions))
+                yield batch
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def chunks(n: int, batch_size: int) -> list[np.ndarray]:

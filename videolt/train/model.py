@@ -17,7 +17,7 @@ from torch import nn
 
 from videolt.errors import ConfigError
 from videolt.train.aggregators import create_aggregator
-from videolt.train.datasets import FrameSource, TestClips, batch_loader, chunks
+from videolt.train.datasets import BatchLoader, FrameSource, TestClips, chunks
 
 __all__ = ["Decoupled", "autocast", "build_model", "predict", "resolve_amp", "resolve_device", "tau_normalize"]
 
@@ -97,7 +97,7 @@ def predict(model: nn.Module, source: FrameSource, rows: Sequence[int], *, num_c
     model.eval()
     dataset = TestClips(source, rows, np.zeros((len(rows), num_classes), dtype=np.float32))
     out = np.empty((len(rows), num_classes), dtype=np.float32)
-    loader = batch_loader(dataset, chunks(len(rows), batch_size), workers=workers,
+    loader = BatchLoader(dataset, chunks(len(rows), batch_size), workers=workers,
                           pin_memory=device.type == "cuda")
     for x, _, pos in loader:
         with autocast(device, amp_dtype):

@@ -37,7 +37,7 @@ from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import metrics
 from videolt.train import rundir
-from videolt.train.datasets import FrameSource, TrainClips, batch_loader, chunks, preload, rank_share
+from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, preload, rank_share
 from videolt.train.framestack import RunningAP, class_scores_for, framestack_active, framestack_mix
 from videolt.train.losses import create_loss, loss_options
 from videolt.train.methods import MethodSpec, create_method
@@ -76,7 +76,7 @@ class TrainConfig:
     select_on: Literal["test", "val"] = field("test", "split picking best.pt: test (the reference's protocol) or val")
     group_head: int = field(500, "head classes have more train videos than this")
     group_tail: int = field(100, "tail classes have at most this many train videos")
-    workers: int = field(2, "DataLoader worker processes")
+    workers: int = field(2, "threads reading batches ahead (0: read in the training loop)")
     preload: bool = field(False, "load the train split into RAM (float16) once, onto the GPU when it fits")
     amp: Literal["auto", "off", "bf16", "fp16"] = field("auto", "mixed precision on CUDA (auto: bf16 if supported)")
     device: str = field("auto", "auto | cpu | cuda | cuda:N")
@@ -208,7 +208,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
                          clip_len=cfg.clip_len, seed=cfg.seed, epoch=epoch)
     global_batches = chunks(len(order), cfg.batch_size)
     shares = [rank_share(b, run.env.rank, run.env.world) for b in global_batches]
-    loader = batch_loader(dataset, shares, workers=cfg.workers, pin_memory=dev.type == "cuda")
+    loader = BatchLoader(dataset, shares, workers=cfg.workers, pin_memory=dev.type == "cuda")
     mix = run.spec.batch_mix
     mix_opts = run.spec.mix_opts
     stack = mix == "framestack" and framestack_active(epoch, mix_opts.get("warmup_epochs", 1))
