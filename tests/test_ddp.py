@@ -94,6 +94,7 @@ def _torchrun(root, run: str, config: TrainConfig) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     proc = subprocess.run(cmd, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count("overall_map") == 1, proc.stdout  # rank 0 prints the metrics, rank 1 returns None
 
 
 def _last(root, run: str) -> dict:

@@ -293,7 +293,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train an aggregator with a long-tail method; writes runs/RUN/", _train_args)
 def _train(args: argparse.Namespace) -> int:
     from videolt.config import load_config
-    from videolt.train.trainer import DistEnv, TrainConfig, train_run
+    from videolt.train.trainer import TrainConfig, train_run
 
     flags = {"features": args.features, "model": args.model, "method": args.method, "loss": args.loss,
              "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
@@ -302,7 +302,7 @@ def _train(args: argparse.Namespace) -> int:
     base = {k: v for k, v in flags.items() if v is not None}
     cfg = load_config(TrainConfig, files=args.config, overrides=args.overrides, base=base)
     metrics = train_run(args.workdir, args.run, cfg, resume=args.resume, progress=not args.no_progress)
-    if DistEnv.from_env().rank == 0:  # under torchrun every rank returns the metrics; one prints them
+    if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)
     return 0
 
@@ -346,7 +346,8 @@ def _decouple(args: argparse.Namespace) -> int:
     else:
         fn = crt_run if args.stage == "crt" else lws_run
         metrics = fn(args.workdir, args.source, args.run, **({"epochs": args.epochs} if args.epochs else {}))
-    _print_metrics(metrics, args.json)
+    if metrics is not None:  # None on torchrun's ranks other than 0
+        _print_metrics(metrics, args.json)
     return 0
 
 

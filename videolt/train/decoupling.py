@@ -34,19 +34,21 @@ def _source(wd: Workdir, source_run: str) -> TrainConfig:
 
 
 def _retrain(workdir: str | Path, source_run: str, run_name: str, mode: str, changes: dict[str, Any],
-             progress: bool) -> dict:
+             progress: bool) -> dict | None:
     config = _source(Workdir.open(workdir), source_run)
     staged = dataclasses.replace(config, method="cbs", method_opts={}, loss="", loss_opts={},
                                  init_from=source_run, decouple=mode, **{"epochs": 10, "milestones": (), **changes})
     return train_run(workdir, run_name, staged, progress=progress)
 
 
-def crt_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, **changes: Any) -> dict:
+def crt_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True,
+            **changes: Any) -> dict | None:
     """Classifier re-training; `changes` override config fields (default 10 epochs, no lr decay)."""
     return _retrain(workdir, source_run, run_name, "crt", changes, progress)
 
 
-def lws_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, **changes: Any) -> dict:
+def lws_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True,
+            **changes: Any) -> dict | None:
     """Learnable per-class logit scales; `changes` override config fields (default 10 epochs, no lr decay)."""
     return _retrain(workdir, source_run, run_name, "lws", changes, progress)
 

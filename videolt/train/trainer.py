@@ -315,10 +315,11 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
 
 
 def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume: bool = False,
-              progress: bool = True) -> dict:
+              progress: bool = True) -> dict | None:
     """Train `run_name` on `workdir`'s feature set and return the selected checkpoint's test metrics.
 
-    Under torchrun every rank trains its share and returns the metrics; only rank 0 writes the run.
+    Under torchrun every rank trains its share; rank 0 writes the run and returns the metrics, the
+    other ranks return None.
     """
     env = DistEnv.from_env()
     owns_group = env.world > 1 and not dist.is_initialized()
@@ -366,12 +367,15 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
             rundir.write_csv(run_dir / "train_log.csv", LOG_HEADER, log_rows)
             if (epoch + 1) % config.checkpoint_every == 0 or final:
                 rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
-    result = [evaluate_checkpoint(wd, run_name, split="test", checkpoint="best") if writer else None]
-    if env.world > 1:  # every rank returns the metrics, so a caller needs no rank check
-        dist.broadcast_object_list(result, src=0)
-    if owns_group:  # left to the interpreter's exit, gloo's threads can abort the process
+    result = evaluate_checkpoint(wd, run_name, split="test", checkpoint="best") if writer else None
+    if env.world > 1:
+        # The last collective holds no tensor Python has seen: gloo's workers release a finished
+        # collective's tensors after waking its caller, and a release that needs the GIL while the
+        # interpreter is shutting down aborts the process (broadcast_object_list here did, in 3 of ~126 runs).
+        dist.barrier()
+    if owns_group:
         dist.destroy_process_group()
-    return result[0]
+    return result
 
 
 def _evaluate(run: _Run) -> dict:
