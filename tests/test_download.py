@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import signal
 import subprocess
 import threading
 import time
@@ -342,10 +343,16 @@ def test_ctrl_c_finishes_the_video_in_flight_and_stops(server, tmp_path):
             time.sleep(0.01)
         _thread.interrupt_main()
 
+    # A background job of a non-interactive shell starts with SIGINT ignored, and then
+    # interrupt_main does nothing: give this test Python's own handler, as in a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Thread(target=ctrl_c_when_in_flight)
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        download_pending(wd, config, progress=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            download_pending(wd, config, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     timer.join()
     assert [server.hits[server.path("slow", v)] for v in ids] == [1, 0, 0]
     with wd.manifest() as m:
