@@ -1,8 +1,11 @@
 """The `videolt` command: parse, validate, call a stage function, print. No logic of its own.
 
 Every subcommand is a pair: `_<name>_args(parser)` declares its options and a `@command`-registered
-function runs it. `main` is the one place that maps exceptions to exit codes: 0 success, 2 bad usage
-or bad input (one line naming the file and line, key or ID), 1 runtime failure, 130 interrupted.
+function runs it. A stage's options are shortcuts for keys of its config dataclass: every flag
+defaults to None, and `_stage_config` builds the config as defaults ← `--config` files ← the flags
+given ← `--set` overrides, so the dataclasses are the only source of defaults. `main` is the one
+place that maps exceptions to exit codes: 0 success, 2 bad usage or bad input (one line naming the
+file and line, key or ID), 1 runtime failure, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -46,6 +49,21 @@ def _print_counts(counts: dict, as_json: bool, summary: str) -> None:
 
 def _csv(text: str) -> list[str]:
     return [t for t in (s.strip() for s in text.split(",")) if t]
+
+
+def _config_args(p: argparse.ArgumentParser, example: str) -> None:
+    """`--config FILE` and `--set KEY=VALUE`: every stage's config keys, beyond its flags."""
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="YAML/TOML file of this stage's config keys (repeatable; later files win, flags win over files)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"any config key, e.g. {example} (repeatable; wins over files and flags)")
+
+
+def _stage_config(cls: type, args: argparse.Namespace, **flags: object):
+    """The stage's config: defaults ← `--config` files ← the flags given (not None) ← `--set`."""
+    from videolt.config import load_config
+
+    return load_config(cls, files=args.config, overrides=args.overrides, flags=flags)
 
 
 # -- labels ---------------------------------------------------------------------------------------
@@ -459,8 +477,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # -- entry point ----------------------------------------------------------------------------------
+DESCRIPTION = """Long-tailed video recognition on VideoLT, from YouTube IDs to paper-style results.
+
+Stages, each resumable (killed at any moment, a rerun loses nothing and does nothing twice):
+  init → download (or import-videos) → extract (or import-features) → train → evaluate → benchmark"""
+EPILOG = """Start with `videolt demo` (the whole pipeline offline, minutes on a CPU) or
+`videolt run configs/videolt.yaml` (every stage of one config file). `videolt COMMAND --help` lists a
+command's options; stage options are config keys, also settable with --config FILE and --set KEY=VALUE.
+Exit codes: 0 success, 2 bad usage or input, 1 runtime failure, 130 interrupted."""
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videolt", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="videolt", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"videolt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -98,14 +98,19 @@ def from_dict(cls: type[C], data: Mapping, *, where: str = "") -> C:
 
 
 def load_config(cls: type[C], files: Sequence[str | Path] = (), overrides: Sequence[str] = (),
-                base: Mapping | None = None, section: str | None = None) -> C:
-    """Defaults ← `base` ← each file (its `section` if given) ← `--set` overrides, into `cls`."""
+                base: Mapping | None = None, section: str | None = None, flags: Mapping | None = None) -> C:
+    """Defaults ← `base` ← each file (its `section` if given) ← `flags` ← `--set` overrides, into `cls`.
+
+    `flags` are the command-line options the user gave (None values dropped), so a flag wins over a
+    config file and `--set` wins over both.
+    """
     data: dict = dict(base or {})
     for f in files:
         content = read_file(f)
         if section is not None:
             content = content.get(section, {})
         data = merge(data, content)
+    data = merge(data, {k: v for k, v in (flags or {}).items() if v is not None})
     data = merge(data, parse_overrides(overrides))
     return from_dict(cls, data)
 

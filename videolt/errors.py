@@ -56,3 +56,14 @@ class FeatureSetNotFound(VideoltError, FileNotFoundError):
 
 class StageError(VideoltError, RuntimeError):
     """A stage could not go on (e.g. tooling broken, disk full, rate-limited too often)."""
+
+
+class VideoFailure(VideoltError):
+    """One video's failure: recorded in the manifest with its `failure` class, and the batch goes on.
+
+    Raised and caught inside a stage's per-video work; it never reaches `cli.main` on its own.
+    """
+
+    def __init__(self, failure: str, message: str):
+        self.failure = failure
+        super().__init__(message)
