@@ -20,8 +20,9 @@ from tests.synthetic import make_workdir
 from videolt.config import to_dict
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError
-from videolt.evaluate import benchmark
-from videolt.evaluate.benchmark import MethodEntry, load_benchmark, plan, run_benchmark, run_name, write_report
+from videolt.evaluate import tables
+from videolt.pipeline import benchmark
+from videolt.pipeline.benchmark import MethodEntry, load_benchmark, plan, run_benchmark, run_name, write_report
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PAPER_CONFIGS = {"table1_resnet50.yaml": (1, 1, 9), "table1_resnet101.yaml": (1, 1, 9), "table2_tsm.yaml": (1, 2, 2),
@@ -119,7 +120,7 @@ def _fake_run(wd: Workdir, cell, rng, targets, rows, group_of, boost: float) -> 
     run_dir = wd.run_dir(cell.run)
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"config": to_dict(cell.config)}))
-    metrics = {k: float(v) for k, v in zip(benchmark.tables.METRICS, rng.uniform(0.3, 0.7, 6))}
+    metrics = {k: float(v) for k, v in zip(tables.METRICS, rng.uniform(0.3, 0.7, 6))}
     (run_dir / "metrics.json").write_text(json.dumps(metrics | {"split": "test"}))
     scores = targets * boost + rng.normal(0, 1, targets.shape)
     from videolt.evaluate.metrics import average_precision

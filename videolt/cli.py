@@ -285,24 +285,22 @@ def _import_videos(args: argparse.Namespace) -> int:
 # -- train, evaluate, decouple ---------------------------------------------------------------------
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", metavar="WORKDIR")
-    p.add_argument("--features", required=True, metavar="NAME", help="feature set (features/<name>.zarr)")
     p.add_argument("--run", required=True, metavar="RUN", help="run name (runs/<run>/)")
-    p.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML/TOML training config")
+    p.add_argument("--features", default=None, metavar="NAME", help="feature set (features/<name>.zarr)")
     p.add_argument("--model", default=None, help="aggregator: nonlinear | netvlad")
     p.add_argument("--method", default=None, help="baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack")
-    p.add_argument("--loss", default=None, help="loss overriding the method's: bce, focal, cb, ldam, eql")
+    p.add_argument("--loss", default=None, help="loss replacing the method's: bce, focal, cb, ldam, eql")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--select-on", choices=("test", "val"), default=None,
                    help="split picking best.pt (test: the reference's protocol)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=None, help="threads reading batches ahead")
     p.add_argument("--preload", action="store_true", default=None, help="load the train split into memory once")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=None)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config field, e.g. method_opts.eta=0.3 or milestones=[30,60]")
+    _config_args(p, "method_opts.eta=0.3 or milestones=[30,60]")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
@@ -310,15 +308,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 @command("train", "train an aggregator with a long-tail method; writes runs/RUN/", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    from videolt.config import load_config
-    from videolt.train.trainer import TrainConfig, train_run
+    from videolt.train.config import TrainConfig
+    from videolt.train.trainer import train_run
 
-    flags = {"features": args.features, "model": args.model, "method": args.method, "loss": args.loss,
-             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-             "select_on": args.select_on, "workers": args.workers, "preload": args.preload,
-             "device": args.device, "amp": args.amp}
-    base = {k: v for k, v in flags.items() if v is not None}
-    cfg = load_config(TrainConfig, files=args.config, overrides=args.overrides, base=base)
+    cfg = _stage_config(TrainConfig, args, features=args.features, model=args.model, method=args.method,
+                        loss=args.loss, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                        select_on=args.select_on, workers=args.workers, preload=args.preload, device=args.device,
+                        amp=args.amp)
     metrics = train_run(args.workdir, args.run, cfg, resume=args.resume, progress=not args.no_progress)
     if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)
@@ -328,20 +324,21 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--run", required=True, metavar="RUN")
-    p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--split", choices=("test", "val", "train"), default=None, help="default test")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help="default best")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
+    p.add_argument("--batch-size", type=int, default=None, help="videos per forward pass (default: the run's)")
+    _config_args(p, "split=val")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
 @command("evaluate", "score a run on a split: mAP overall/head/medium/tail, Acc@1/5", _evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
-    from videolt.evaluate.evaluator import evaluate_run
+    from videolt.train.evaluation import EvaluateConfig, evaluate_run
 
-    metrics = evaluate_run(args.workdir, args.run, split=args.split, checkpoint=args.checkpoint,
-                           device=args.device, batch_size=args.batch_size)
-    _print_metrics(metrics, args.json)
+    cfg = _stage_config(EvaluateConfig, args, split=args.split, checkpoint=args.checkpoint, device=args.device,
+                        batch_size=args.batch_size)
+    _print_metrics(evaluate_run(args.workdir, args.run, cfg), args.json)
     return 0
 
 
@@ -349,21 +346,20 @@ def _decouple_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--from", dest="source", required=True, metavar="RUN", help="the trained run")
     p.add_argument("--run", required=True, metavar="NEW", help="the new run")
-    p.add_argument("--stage", required=True, choices=("crt", "lws", "tau_norm"))
+    p.add_argument("--stage", choices=("crt", "lws", "tau_norm"), default=None, help="required (or stage= in a file)")
     p.add_argument("--epochs", type=int, default=None, help="cRT/LWS epochs (default 10)")
-    p.add_argument("--tau", type=float, default=1.0, help="τ of τ-normalisation")
+    p.add_argument("--tau", type=float, default=None, help="τ of τ-normalisation (default 1)")
+    _config_args(p, "epochs=20")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true")
 
 
 @command("decouple", "decoupling baselines on a trained run: cRT, LWS, τ-normalisation", _decouple_args)
 def _decouple(args: argparse.Namespace) -> int:
-    from videolt.train.decoupling import crt_run, lws_run, tau_norm_run
+    from videolt.train.decoupling import DecoupleConfig, decouple_run
 
-    if args.stage == "tau_norm":
-        metrics = tau_norm_run(args.workdir, args.source, args.run, tau=args.tau)
-    else:
-        fn = crt_run if args.stage == "crt" else lws_run
-        metrics = fn(args.workdir, args.source, args.run, **({"epochs": args.epochs} if args.epochs else {}))
+    cfg = _stage_config(DecoupleConfig, args, stage=args.stage, epochs=args.epochs, tau=args.tau)
+    metrics = decouple_run(args.workdir, args.source, args.run, cfg, progress=not args.no_progress)
     if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)
     return 0
@@ -392,7 +388,7 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
 
 @command("benchmark", "train and evaluate a grid of runs; write paper-style tables and plots", _benchmark_args)
 def _benchmark(args: argparse.Namespace) -> int:
-    from videolt.evaluate.benchmark import load_benchmark, run_benchmark
+    from videolt.pipeline.benchmark import load_benchmark, run_benchmark
 
     config = load_benchmark(args.config, args.overrides)
     result = run_benchmark(args.workdir, config, jobs=args.jobs, dry_run=args.dry_run, progress=not args.no_progress)

@@ -24,7 +24,7 @@ from videolt.data.importers import import_features, import_videos
 from videolt.data.serve import FileServer
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError
-from videolt.evaluate.benchmark import BenchmarkConfig, load_benchmark, run_benchmark
+from videolt.pipeline.benchmark import BenchmarkConfig, load_benchmark, run_benchmark
 from videolt.pipeline.executors import create_executor
 from videolt.pipeline.extract import ExtractConfig, run_extract
 

@@ -19,8 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from videolt.data.manifest import VideoRow
+from videolt.data.store import STATUS_DONE, FeatureStore
+from videolt.errors import UsageError
+
 __all__ = ["BatchLoader", "FrameSource", "InMemoryFrames", "TestClips", "TrainClips", "chunks", "clip_indices",
-           "preload", "rank_share"]
+           "preload", "rank_share", "split_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -208,3 +212,14 @@ def rank_share(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
     if not 0 <= rank < world:
         raise ValueError(f"rank must lie in [0, {world}), got {rank}")
     return np.array_split(np.asarray(batch), world)[rank]
+
+
+def split_rows(manifest_rows: Sequence[VideoRow], store: FeatureStore) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Store rows and labels of a split's videos whose features are done (the rest are skipped, logged)."""
+    done = store.status() == STATUS_DONE
+    kept = [r for r in manifest_rows if done[r.index]]
+    if len(kept) < len(manifest_rows):
+        log.info("%d of %d videos have no features; skipped", len(manifest_rows) - len(kept), len(manifest_rows))
+    if not kept:
+        raise UsageError(f"{store.path}: no video of this split has features")
+    return np.array([r.index for r in kept], dtype=np.int64), [r.labels for r in kept]

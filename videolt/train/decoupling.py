@@ -6,24 +6,42 @@
 - τ-normalisation: divide each classifier row by its norm ** τ (τ = 1); no training.
 
 The frozen model is the source run's best.pt; the new run records it as `init_from` in its config,
-so `evaluate_run` rebuilds it like any other run.
+so `evaluate_checkpoint` rebuilds it like any other run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from videolt.config import to_dict
+from videolt.config import field, to_dict
 from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
-from videolt.errors import UsageError
+from videolt.errors import ConfigError, UsageError
 from videolt.train import rundir
+from videolt.train.config import TrainConfig, config_from_run
+from videolt.train.evaluation import evaluate_checkpoint
 from videolt.train.model import build_model, tau_normalize
-from videolt.train.trainer import TrainConfig, config_from_run, evaluate_checkpoint, train_run
+from videolt.train.trainer import train_run
 
-__all__ = ["crt_run", "lws_run", "tau_norm_run"]
+__all__ = ["DecoupleConfig", "crt_run", "decouple_run", "lws_run", "tau_norm_run"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecoupleConfig:
+    """`videolt decouple`: which stage, and its few settings."""
+
+    stage: Literal["crt", "lws", "tau_norm"] | None = field(None, "crt, lws or tau_norm (required)")
+    epochs: int = field(10, "cRT/LWS training epochs (no learning-rate decay)")
+    tau: float = field(1.0, "τ of τ-normalisation")
+
+    def __post_init__(self) -> None:
+        if self.stage is None:
+            raise ConfigError("stage: name the decoupling stage (crt, lws or tau_norm)")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs: expected a positive integer, got {self.epochs}")
 
 
 def _source(wd: Workdir, source_run: str) -> TrainConfig:
@@ -31,6 +49,15 @@ def _source(wd: Workdir, source_run: str) -> TrainConfig:
     if config.decouple != "none":
         raise UsageError(f"run {source_run!r} is already a {config.decouple} stage; decouple its source run")
     return config
+
+
+def decouple_run(workdir: str | Path, source_run: str, run_name: str, config: DecoupleConfig, *,
+                 progress: bool = True) -> dict | None:
+    """The decoupling stage `config.stage` on `source_run` into the new run `run_name`."""
+    if config.stage == "tau_norm":
+        return tau_norm_run(workdir, source_run, run_name, tau=config.tau)
+    fn = crt_run if config.stage == "crt" else lws_run
+    return fn(workdir, source_run, run_name, progress=progress, epochs=config.epochs)
 
 
 def _retrain(workdir: str | Path, source_run: str, run_name: str, mode: str, changes: dict[str, Any],
@@ -62,7 +89,8 @@ def tau_norm_run(workdir: str | Path, source_run: str, run_name: str, *, tau: fl
         raise UsageError(f"{run_dir}: run exists; choose another name")
     state = rundir.load_checkpoint(rundir.checkpoint_path(wd.run_dir(source_run), "best"))
     store = FeatureStore.open(wd.features_path(config.features))
-    model = build_model(config.model, store.dim, wd.labels().num_classes, config.model_opts)
+    labels = wd.labels()
+    model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, class_counts=labels.counts)
     model.load_state_dict(state["model"])
     tau_normalize(model.classifier, tau)
     run_dir.mkdir(parents=True, exist_ok=True)

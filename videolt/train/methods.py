@@ -1,35 +1,34 @@
-"""Long-tail methods as data: which loss, sampler and batch mixing a training run uses.
+"""Long-tail methods as data: which loss, sampler and batch mix a training run uses.
 
-A method is a frozen `MethodSpec` filed in `METHODS`; `create_method(name, **opts)` returns a copy
-with options overridden. An option key is either one of the loss's options (`gamma`, `beta`,
-`reduction`, ...) or one of the batch mixing's (`eta`, `beta_rule`, `warmup_epochs` for
-FrameStack); anything else is a `ConfigError`.
+A method is a frozen `MethodSpec` filed in `METHODS`. `create_method(name, **opts)` returns it with
+options overridden: an option key is one of the loss's options (`gamma`, `beta`, `reduction`, ...)
+or one of the batch mix's (`eta`, `beta_rule`, `warmup_epochs` for FrameStack; their defaults live
+in the mix's class); anything else is a `ConfigError`. `resolve_method` is the one place where a
+run's method, method options, loss override and loss options become the recipe that is trained;
+training and the benchmark's matching of paper rows both use it, through `setting_key`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from videolt.errors import ConfigError
 from videolt.registry import Registry
-from videolt.train.framestack import BETA_RULES
-from videolt.train.losses import loss_options
+from videolt.train.losses import loss_defaults, loss_options
+from videolt.train.mixes import BATCH_MIXES, mix_defaults
 
-__all__ = ["BATCH_MIXES", "METHODS", "MethodSpec", "create_method"]
+__all__ = ["METHODS", "MethodSpec", "create_method", "resolve_method", "setting_key"]
 
-# Options of each batch mixing with their defaults (mixup has none: λ ~ U(0, 1) every batch).
-BATCH_MIXES: dict[str, dict[str, Any]] = {
-    "none": {},
-    "mixup": {},
-    "framestack": {"eta": 0.5, "beta_rule": "ap", "warmup_epochs": 1},
-}
+# A loss's generator seed is the run's seed, not a setting of the method.
+_RUNTIME_LOSS_OPTS = ("seed",)
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One long-tail method: loss (+ options), sampler ("none" | "cbs" | "srs"), batch mixing (+ options)."""
+    """One long-tail method: loss (+ options), sampler ("none" | "cbs" | "srs"), batch mix (+ options)."""
 
     loss: str
     loss_opts: dict[str, Any] = field(default_factory=dict)
@@ -50,34 +49,49 @@ for _name, _spec in {
     "mixup": MethodSpec("bce", batch_mix="mixup"),
     "cbs": MethodSpec("bce", dict(_RESAMPLED), sampler="cbs"),
     "srs": MethodSpec("bce", dict(_RESAMPLED), sampler="srs"),
-    "framestack": MethodSpec("focal", {"gamma": 1.0}, batch_mix="framestack", mix_opts=dict(BATCH_MIXES["framestack"])),
+    "framestack": MethodSpec("focal", {"gamma": 1.0}, batch_mix="framestack"),
 }.items():
     METHODS.register(_name)(_spec)
 
 
 def create_method(name: str, **opts: Any) -> MethodSpec:
-    """The method `name` with `opts` overriding its loss or mixing options (validated)."""
+    """The method `name` with `opts` overriding its loss or mix options (validated); the mix's
+    options are complete (its defaults filled in)."""
     spec = METHODS.get(name)
     loss_keys = set(loss_options(spec.loss))
-    mix_keys = set(BATCH_MIXES[spec.batch_mix])
+    mix_keys = set(mix_defaults(spec.batch_mix))
     unknown = sorted(set(opts) - loss_keys - mix_keys)
     if unknown:
         known = ", ".join(sorted(loss_keys | mix_keys))
         raise ConfigError(f"method {name!r} has no option {', '.join(unknown)} (options: {known})")
-    mix_opts = {**spec.mix_opts, **{k: v for k, v in opts.items() if k in mix_keys}}
-    _check_mix_opts(mix_opts)
-    return dataclasses.replace(
-        spec,
-        loss_opts={**spec.loss_opts, **{k: v for k, v in opts.items() if k in loss_keys}},
-        mix_opts=mix_opts,
-    )
+    mix_opts = {**mix_defaults(spec.batch_mix), **spec.mix_opts, **{k: v for k, v in opts.items() if k in mix_keys}}
+    BATCH_MIXES.get(spec.batch_mix).check_options(**mix_opts)
+    return dataclasses.replace(spec, loss_opts={**spec.loss_opts, **{k: v for k, v in opts.items() if k in loss_keys}},
+                               mix_opts=mix_opts)
 
 
-def _check_mix_opts(mix_opts: dict[str, Any]) -> None:
-    eta = mix_opts.get("eta", 0.0)
-    if not 0.0 <= eta <= 1.0:
-        raise ConfigError(f"eta must be in [0, 1], got {eta!r}")
-    if mix_opts.get("beta_rule", "ap") not in BETA_RULES:
-        raise ConfigError(f"beta_rule must be one of {', '.join(BETA_RULES)}, got {mix_opts['beta_rule']!r}")
-    if mix_opts.get("warmup_epochs", 0) < 0:
-        raise ConfigError(f"warmup_epochs must be >= 0, got {mix_opts['warmup_epochs']!r}")
+def resolve_method(method: str, method_opts: Mapping[str, Any] | None = None, loss: str = "",
+                   loss_opts: Mapping[str, Any] | None = None) -> MethodSpec:
+    """The recipe a run trains: the method with its options, its loss replaced by `loss` when given
+    (the method's own loss options are then dropped), `loss_opts` over them, and the resampling
+    methods' class-sum reduction kept under a replaced loss."""
+    spec = create_method(method, **dict(method_opts or {}))
+    name = loss or spec.loss
+    opts = {**(spec.loss_opts if name == spec.loss else {}), **dict(loss_opts or {})}
+    if spec.sampler != "none":
+        opts.setdefault("reduction", "sum_classes")
+    unknown = sorted(set(opts) - set(loss_options(name)))
+    if unknown:
+        raise ConfigError(f"loss {name!r} has no option {', '.join(unknown)} (options: {', '.join(loss_options(name))})")
+    return dataclasses.replace(spec, loss=name, loss_opts=opts)
+
+
+def setting_key(spec: MethodSpec) -> str:
+    """A resolved recipe as canonical JSON, every default filled in: runs (and paper rows) with equal
+    keys are the same experiment however their options were spelt."""
+    loss_opts = {**loss_defaults(spec.loss), **spec.loss_opts}
+    for key in _RUNTIME_LOSS_OPTS:
+        loss_opts.pop(key, None)
+    return json.dumps({"loss": spec.loss, "loss_opts": loss_opts, "sampler": spec.sampler,
+                       "batch_mix": spec.batch_mix, "mix_opts": {**mix_defaults(spec.batch_mix), **spec.mix_opts}},
+                      sort_keys=True)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,8 +23,8 @@ from videolt.data.labels import LabelSet
 from videolt.errors import UsageError
 from videolt.evaluate import metrics
 
-__all__ = ["capture_rng", "checkpoint_path", "load_checkpoint", "read_config", "restore_rng", "save_checkpoint",
-           "save_npy", "write_csv", "write_json", "write_metrics"]
+__all__ = ["CHECKPOINT_FORMAT", "capture_rng", "checkpoint_path", "load_checkpoint", "read_config", "restore_rng",
+           "save_checkpoint", "save_npy", "write_csv", "write_json", "write_metrics"]
 
 METRIC_KEYS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 
@@ -52,15 +53,45 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     return run_dir / f"{which}.pt"
 
 
+# Checkpoints hold tensors and plain data only, so they load with `weights_only=True`: a run folder
+# from elsewhere (a colleague's run, `decouple --from`, `init_from`) can never run code on load.
+# Format 1 (videolt 0.1) pickled numpy and Python RNG states and is refused with one line.
+CHECKPOINT_FORMAT = 2
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    _replace(path, lambda tmp: torch.save(state, tmp))
+    _replace(path, lambda tmp: torch.save({**state, "format": CHECKPOINT_FORMAT}, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint of ours (it holds numpy and python RNG states, hence not `weights_only`)."""
+    """A checkpoint of ours, loaded with `weights_only=True`; anything else is a `UsageError`."""
     if not path.is_file():
         raise UsageError(f"{path}: no such checkpoint")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        unsafe = _unsafe_globals(path)
+        if unsafe and all(g.startswith("numpy.") for g in unsafe):
+            raise UsageError(f"{path}: written by an older videolt (checkpoint format 1, with pickled numpy "
+                             "state), which this version does not load; train the run again") from None
+        what = ", ".join(unsafe) if unsafe else str(e).strip().splitlines()[0]
+        raise UsageError(f"{path}: refused: the checkpoint holds pickled Python objects ({what}); "
+                         "videolt loads only tensors and plain data") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise UsageError(f"{path}: not a readable checkpoint ({str(e).strip().splitlines()[0]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        got = state.get("format", "none") if isinstance(state, dict) else type(state).__name__
+        raise UsageError(f"{path}: checkpoint format {got}, expected {CHECKPOINT_FORMAT}; "
+                         "it was written by another videolt version")
+    return state
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The pickled classes and functions a checkpoint would need, read without unpickling it."""
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 - only for the error message
+        return []
 
 
 def read_config(run_dir: Path) -> dict:
@@ -72,8 +103,14 @@ def read_config(run_dir: Path) -> dict:
 
 
 def capture_rng() -> dict:
-    """Global RNG states (torch, CUDA, numpy, python) so a resumed run draws what an uninterrupted one would."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Global RNG states (torch, CUDA, numpy, python) as tensors and plain data, so a resumed run
+    draws what an uninterrupted one would."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, py_gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": py_gauss}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -81,8 +118,10 @@ def capture_rng() -> dict:
 
 def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["words"].tolist()), py["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

@@ -1,16 +1,16 @@
 """The training loop (semantics §5–§6): one run = one `TrainConfig` → runs/<run>/ with checkpoints,
 logs and metrics; a killed run resumes to exactly the result of an uninterrupted one.
 
-Per epoch: the method's loss schedule (DRW) is set, the epoch's order is drawn (a shuffle, or the
-CBS/SRS sampler's draws and loss masks), clips are read a batch at a time, the batch is mixed
-(mixup; FrameStack from epoch 1 with the previous epoch's running AP, which is measured on the
-clean clips by a no-grad forward in train mode after the loss and before the backward pass), and
+Per epoch: the loss's schedule (DRW) and the batch mix are told the epoch, the epoch's order is
+drawn (a shuffle, or the CBS/SRS sampler's draws and loss masks), clips are read a batch at a time,
+the batch mix changes the clips before the aggregator and/or the clip embeddings after it (mixup,
+FrameStack, ...), a mix that observes gets the sigmoid scores of the clean clips from a no-grad
+forward in train mode after the loss and before the backward pass (FrameStack's running AP), and
 Adam steps with the gradient norm clipped. Every `eval_every` epochs and at the last one the model
 is evaluated on the selection split; `last.pt` and `best.pt` hold everything needed to resume.
 Under torchrun every global batch is split between the ranks (`rank_share`), each rank's loss is
 weighted by its share so that DDP's gradient average is the single-process mean over the global
-batch, FrameStack's running AP is measured on the whole epoch gathered from all ranks, and only
-rank 0 writes.
+batch, a batch mix's end of epoch sees the whole epoch gathered from all ranks, and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -30,70 +29,28 @@ from torch import nn
 from tqdm import tqdm
 
 from videolt import __version__
-from videolt.config import field, from_dict, to_dict
-from videolt.data.labels import SPLIT_FILES, LabelSet, multi_hot
-from videolt.data.store import STATUS_DONE, FeatureStore
+from videolt.config import to_dict
+from videolt.data.labels import LabelSet, multi_hot
+from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
+from videolt.devices import resolve_device
 from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import metrics
 from videolt.train import rundir
-from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, preload, rank_share
-from videolt.train.framestack import RunningAP, class_scores_for, framestack_active, framestack_mix
+from videolt.train.config import RUNTIME_FIELDS, TrainConfig
+from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, preload, rank_share, split_rows
+from videolt.train.evaluation import evaluate_checkpoint, predict
 from videolt.train.losses import create_loss, loss_options
-from videolt.train.methods import MethodSpec, create_method
-from videolt.train.mixup import mixup
-from videolt.train.model import Decoupled, autocast, build_model, predict, resolve_amp, resolve_device
+from videolt.train.methods import MethodSpec, resolve_method
+from videolt.train.mixes import BatchMix, Gather, create_batch_mix
+from videolt.train.model import Decoupled, autocast, build_model, resolve_amp
 from videolt.train.samplers import create_sampler, sample_mask
 
-__all__ = ["DistEnv", "TrainConfig", "config_from_run", "evaluate_checkpoint", "rank_loss_weight", "split_rows",
-           "train_run"]
+__all__ = ["DistEnv", "rank_loss_weight", "train_run"]
 
 log = logging.getLogger(__name__)
 
 LOG_HEADER = ("epoch", "loss", "lr", "seconds", "clips_per_s", *rundir.METRIC_KEYS)
-RUNTIME_FIELDS = {"workers", "preload", "device", "epochs", "eval_every"}  # may change on resume
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """One training run; every field is recorded in runs/<run>/config.json."""
-
-    features: str = field("", "feature set name (WORKDIR/features/<name>.zarr)")
-    model: str = field("nonlinear", "aggregator: nonlinear | netvlad")
-    model_opts: dict = field({}, "aggregator options, e.g. {clusters: 64, hidden: 1024} for netvlad")
-    method: str = field("baseline", "long-tail method: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack")
-    method_opts: dict = field({}, "method options (its loss or mixing options, e.g. eta for framestack)")
-    loss: str = field("", "loss overriding the method's own ('' keeps it): bce, focal, cb, ldam, eql")
-    loss_opts: dict = field({}, "loss options, applied over the method's")
-    epochs: int = field(100, "training epochs")
-    batch_size: int = field(128, "global batch size (split between DDP ranks)")
-    lr: float = field(1e-4, "Adam learning rate")
-    milestones: tuple[int, ...] = field((30, 60), "epochs at which the learning rate is multiplied by gamma")
-    gamma: float = field(0.1, "learning-rate decay factor at each milestone")
-    clip_grad: float = field(20.0, "gradient-norm clip (0 disables)")
-    seed: int = field(2021, "seed of the model init, shuffles, clips, mixing and samplers")
-    eval_every: int = field(5, "evaluate on the selection split every N epochs (and at the last epoch)")
-    select_on: Literal["test", "val"] = field("test", "split picking best.pt: test (the reference's protocol) or val")
-    group_head: int = field(500, "head classes have more train videos than this")
-    group_tail: int = field(100, "tail classes have at most this many train videos")
-    workers: int = field(2, "threads reading batches ahead (0: read in the training loop)")
-    preload: bool = field(False, "load the train split into RAM (float16) once, onto the GPU when it fits")
-    amp: Literal["auto", "off", "bf16", "fp16"] = field("auto", "mixed precision on CUDA (auto: bf16 if supported)")
-    device: str = field("auto", "auto | cpu | cuda | cuda:N")
-    clip_len: int = field(60, "frames per training clip, drawn with replacement from the 150")
-    checkpoint_every: int = field(1, "write last.pt every N epochs (and at the last epoch)")
-    init_from: str = field("", "run whose best.pt initialises the model (decoupling)")
-    decouple: Literal["none", "crt", "lws", "tau_norm"] = field("none", "decoupling stage (see decoupling.py)")
-    tau: float = field(1.0, "τ of τ-normalisation")
-
-    def __post_init__(self) -> None:
-        if not self.features:
-            raise ConfigError("features: name the feature set to train on")
-        for key in ("epochs", "batch_size", "eval_every", "clip_len", "checkpoint_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}: expected a positive integer, got {getattr(self, key)}")
-        if self.workers < 0:
-            raise ConfigError(f"workers: expected >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -111,17 +68,6 @@ class DistEnv:
         return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def split_rows(manifest_rows: list, store: FeatureStore) -> tuple[np.ndarray, list[tuple[int, ...]]]:
-    """Store rows and labels of a split's videos whose features are done (the rest are skipped, logged)."""
-    done = store.status() == STATUS_DONE
-    kept = [r for r in manifest_rows if done[r.index]]
-    if len(kept) < len(manifest_rows):
-        log.info("%d of %d videos have no features; skipped", len(manifest_rows) - len(kept), len(manifest_rows))
-    if not kept:
-        raise UsageError(f"{store.path}: no video of this split has features")
-    return np.array([r.index for r in kept], dtype=np.int64), [r.labels for r in kept]
-
-
 @dataclass
 class _Run:
     """Everything one training run holds while it runs."""
@@ -133,7 +79,7 @@ class _Run:
     labels: LabelSet
     store: FeatureStore
     source: FrameSource
-    spec: MethodSpec
+    recipe: MethodSpec
     train_rows: np.ndarray
     train_labels: list[tuple[int, ...]]
     eval_rows: np.ndarray
@@ -142,29 +88,26 @@ class _Run:
     net: nn.Module  # `model`, DDP-wrapped under torchrun
     loss: nn.Module
     sampler: object
+    mix: BatchMix
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.MultiStepLR
     scaler: torch.amp.GradScaler
-    mix_gen: torch.Generator
-    running_ap: RunningAP
 
 
 def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
     device = resolve_device(config.device, env.local_rank)
     labels = wd.labels()
     store = FeatureStore.open(wd.features_path(config.features))
-    manifest = wd.manifest()
-    train_rows, train_labels = split_rows(manifest.videos(["train"]), store)
-    eval_rows, eval_labels = split_rows(manifest.videos([config.select_on]), store)
-    spec = create_method(config.method, **config.method_opts)
-    loss_name = config.loss or spec.loss
-    loss_opts = {**(spec.loss_opts if loss_name == spec.loss else {}), **config.loss_opts}
-    if spec.sampler != "none":
-        loss_opts.setdefault("reduction", "sum_classes")
-    if "seed" in loss_options(loss_name):
+    with wd.manifest() as manifest:
+        train_rows, train_labels = split_rows(manifest.videos(["train"]), store)
+        eval_rows, eval_labels = split_rows(manifest.videos([config.select_on]), store)
+    recipe = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
+    loss_opts = dict(recipe.loss_opts)
+    if "seed" in loss_options(recipe.loss):
         loss_opts.setdefault("seed", config.seed)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple)
+    model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple,
+                        class_counts=labels.counts)
     if config.init_from:
         state = rundir.load_checkpoint(wd.run_dir(config.init_from) / "best.pt")["model"]
         (model.base if isinstance(model, Decoupled) else model).load_state_dict(state)
@@ -179,15 +122,15 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
     amp_dtype = resolve_amp(config.amp, device)
     return _Run(
         config=config, env=env, device=device, amp_dtype=amp_dtype, labels=labels, store=store,
-        source=preload(store, train_rows, device) if config.preload else store, spec=spec,
+        source=preload(store, train_rows, device) if config.preload else store, recipe=recipe,
         train_rows=train_rows, train_labels=train_labels, eval_rows=eval_rows,
         eval_targets=multi_hot(eval_labels, labels.num_classes), model=model, net=net,
-        loss=create_loss(loss_name, labels.counts, **loss_opts).to(device),
-        sampler=create_sampler(spec.sampler, train_labels, labels.num_classes, config.seed),
+        loss=create_loss(recipe.loss, labels.counts, **loss_opts).to(device),
+        sampler=create_sampler(recipe.sampler, train_labels, labels.num_classes, config.seed),
+        mix=create_batch_mix(recipe.batch_mix, labels.counts, config.seed, **recipe.mix_opts),
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
-        mix_gen=torch.Generator().manual_seed(config.seed), running_ap=RunningAP(labels.num_classes),
     )
 
 
@@ -200,8 +143,9 @@ def _epoch_order(run: _Run, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
     """One epoch; returns (mean loss over this rank's batches, clips seen by this rank)."""
-    cfg, dev = run.config, run.device
+    cfg, dev, mix = run.config, run.device, run.mix
     run.loss.set_epoch(epoch)
+    mix.start_epoch(epoch)
     order, drawn = _epoch_order(run, epoch)
     dataset = TrainClips(run.source, run.train_rows[order],
                          multi_hot([run.train_labels[i] for i in order], run.labels.num_classes),
@@ -209,11 +153,6 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
     global_batches = chunks(len(order), cfg.batch_size)
     shares = [rank_share(b, run.env.rank, run.env.world) for b in global_batches]
     loader = BatchLoader(dataset, shares, workers=cfg.workers, pin_memory=dev.type == "cuda")
-    mix = run.spec.batch_mix
-    mix_opts = run.spec.mix_opts
-    stack = mix == "framestack" and framestack_active(epoch, mix_opts.get("warmup_epochs", 1))
-    if stack:
-        class_score = class_scores_for(mix_opts.get("beta_rule", "ap"), run.running_ap.value, run.labels.counts)
     run.net.train()
     total, seen, tic = 0.0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
@@ -221,18 +160,19 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
         x = x.to(dev, non_blocking=True).float()  # [B, T, D]
         y = y.to(dev, non_blocking=True)  # [B, C]
         mask = None if drawn is None else sample_mask(y, torch.as_tensor(drawn[pos.numpy()], device=dev))
-        xin, yin = x, y
-        if mix == "mixup":
-            xin, yin = mixup(x, y, run.mix_gen)
-        elif stack:
-            xin, yin = framestack_mix(x, y, class_score, eta=mix_opts.get("eta", 0.5),
-                                      beta_rule=mix_opts.get("beta_rule", "ap"), generator=run.mix_gen)
+        xin, yin = mix.mix_clips(x, y)
+
+        def mix_embeddings(e: torch.Tensor) -> torch.Tensor:  # runs inside the forward, between embed and head
+            nonlocal yin
+            e, yin = mix.mix_embeddings(e, yin)
+            return e
+
         with autocast(dev, run.amp_dtype):
-            logits = run.net(xin)
+            logits = run.net(xin, targets=yin, embedding_hook=mix_embeddings if mix.mixes_embeddings else None)
         loss = run.loss(logits.float(), yin, mask)
-        if mix == "framestack":
+        if mix.observes:
             with torch.no_grad(), autocast(dev, run.amp_dtype):
-                run.running_ap.update(torch.sigmoid(run.model(x).float()), y)
+                mix.observe(torch.sigmoid(run.model(x, targets=y).float()), y)
         run.optimizer.zero_grad(set_to_none=True)
         # An empty share (a last batch smaller than the world) still joins DDP's all-reduce, with zero gradients.
         weighted = loss * rank_loss_weight(len(x), len(batch), run.env.world) if len(x) else logits.sum()
@@ -246,10 +186,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
         seen += len(x)
         bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", clips_s=f"{seen / (time.perf_counter() - tic):.0f}")
     run.scheduler.step()
-    if mix == "framestack":
-        if run.env.world > 1:
-            _gather_running_ap(run.running_ap, np.concatenate(shares), len(order))
-        run.running_ap.end_epoch()
+    mix.end_epoch(_epoch_gather(np.concatenate(shares), len(order)) if run.env.world > 1 else None)
     return total / max(seen, 1), seen
 
 
@@ -263,27 +200,28 @@ def rank_loss_weight(n_share: int, n_batch: int, world: int) -> float:
     return n_share * world / n_batch
 
 
-def _gather_running_ap(running_ap: RunningAP, positions: np.ndarray, n: int) -> None:
-    """Replace this rank's collected scores by all ranks', in epoch order (`positions`: this rank's).
+def _epoch_gather(positions: np.ndarray, n: int) -> Gather:
+    """Under DDP: this rank's per-sample rows (at epoch `positions`) → all ranks' rows in epoch order.
 
-    Every rank then has the AP of the whole epoch, as one process would: the AP of one rank's shard
-    alone differs, and the ranks must mix with the same class scores.
+    A batch mix that learns from the epoch (FrameStack's running AP) then sees what one process
+    would: the AP of one rank's shard alone differs, and the ranks must mix alike.
     """
-    state = running_ap.state_dict()
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, (positions, state["scores"], state["targets"]))
-    scores = np.zeros((n, running_ap.num_classes), dtype=np.float32)  # [N, C]
-    targets = np.zeros((n, running_ap.num_classes), dtype=bool)  # [N, C]
-    for pos, rank_scores, rank_targets in parts:
-        scores[pos], targets[pos] = rank_scores, rank_targets
-    running_ap.load_state_dict({"value": state["value"], "scores": scores, "targets": targets})
+    def gather(rows: np.ndarray) -> np.ndarray:
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (positions, rows))
+        out = np.zeros((n, *rows.shape[1:]), dtype=rows.dtype)
+        for rank_positions, rank_rows in parts:
+            out[rank_positions] = rank_rows
+        return out
+
+    return gather
 
 
 def _state(run: _Run, epoch: int, best: dict, log_rows: list) -> dict:
+    """Everything a resumed run needs, as tensors and plain data (`rundir.load_checkpoint`)."""
     return {"epoch": epoch, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "loss": run.loss.state_dict(),
-            "mix_gen": run.mix_gen.get_state(), "running_ap": run.running_ap.state_dict(), "rng": rundir.capture_rng(),
-            "best": best, "log": log_rows}
+            "batch_mix": run.mix.state_dict(), "rng": rundir.capture_rng(), "best": best, "log": log_rows}
 
 
 def _restore(run: _Run, state: dict) -> None:
@@ -292,14 +230,14 @@ def _restore(run: _Run, state: dict) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
     run.loss.load_state_dict(state["loss"])
-    run.mix_gen.set_state(state["mix_gen"])
-    run.running_ap.load_state_dict(state["running_ap"])
+    run.mix.load_state_dict(state["batch_mix"])
     rundir.restore_rng(state["rng"])
 
 
 def _provenance(run: _Run) -> dict:
     return {"feature_set": {"name": run.config.features, "path": str(run.store.path), "attrs": run.store.attrs},
             "train_videos": int(len(run.train_rows)), "select_videos": int(len(run.eval_rows)),
+            "recipe": to_dict(run.recipe),
             "versions": {"videolt": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
             "device": str(run.device), "world_size": run.env.world,
@@ -384,34 +322,3 @@ def _evaluate(run: _Run) -> dict:
                      workers=run.config.workers)
     groups = run.labels.groups(run.config.group_head, run.config.group_tail)
     return metrics.summarize(scores, run.eval_targets, groups)
-
-
-def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", checkpoint: str = "best",
-                        device: str | None = None, batch_size: int | None = None) -> dict:
-    """A run's checkpoint scored on `split`; writes metrics, per-class AP and scores into the run dir.
-
-    The model is rebuilt from the run's config.json, so any run (decoupled ones too) can be re-scored.
-    """
-    if split not in SPLIT_FILES:
-        raise UsageError(f"split must be one of {', '.join(SPLIT_FILES)}, got {split!r}")
-    run_dir = wd.run_dir(run_name)
-    config = config_from_run(run_dir)
-    state = rundir.load_checkpoint(rundir.checkpoint_path(run_dir, checkpoint))
-    labels = wd.labels()
-    store = FeatureStore.open(wd.features_path(config.features))
-    dev = resolve_device(device or config.device)
-    model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple)
-    model.load_state_dict(state["model"])
-    rows, row_labels = split_rows(wd.manifest().videos([split]), store)
-    scores = predict(model.to(dev), store, rows, num_classes=labels.num_classes,
-                     batch_size=batch_size or config.batch_size, device=dev, amp_dtype=resolve_amp(config.amp, dev),
-                     workers=config.workers)
-    return rundir.write_metrics(run_dir, split=split, scores=scores, targets=multi_hot(row_labels, labels.num_classes),
-                                rows=rows, labels=labels, head=config.group_head, tail=config.group_tail,
-                                extra={"epoch": int(state["epoch"]), "checkpoint": checkpoint,
-                                       "select_on": config.select_on})
-
-
-def config_from_run(run_dir: Path) -> TrainConfig:
-    """The TrainConfig a run was made with (its config.json)."""
-    return from_dict(TrainConfig, rundir.read_config(run_dir))

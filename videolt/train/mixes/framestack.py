@@ -7,18 +7,23 @@ room to the partner's frames and labels, a clip of poorly learnt classes keeps i
 
 The class score of an epoch is the per-class AP of the previous epoch, measured by `RunningAP` on
 the clean clips in train mode. Before the first epoch it is 0, so FrameStack starts at epoch 1
-(`framestack_active`); the trainer stores `RunningAP.state_dict()` in its checkpoints.
+(`framestack_active`). `FrameStack` is the registered batch mix that ties these together; its
+signature holds the method's defaults (η = 0.5, β from running AP, one warm-up epoch), and its
+state (the running AP and its generator) goes into the checkpoints.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
 
 from videolt.errors import ConfigError
 from videolt.evaluate.metrics import average_precision
+from videolt.train.mixes._base import BATCH_MIXES, BatchMix, Gather
 
-__all__ = ["BETA_RULES", "RunningAP", "class_scores_for", "framestack_active", "framestack_mix"]
+__all__ = ["BETA_RULES", "FrameStack", "RunningAP", "class_scores_for", "framestack_active", "framestack_mix"]
 
 BETA_RULES = ("ap", "fixed", "cf")
 _EPS = 1e-5
@@ -140,3 +145,60 @@ def _betas(y: torch.Tensor, perm: torch.Tensor, score: torch.Tensor, beta_rule: 
     s = (y * score).mean(dim=1)  # [m]
     total = s + s[perm]  # [m]
     return torch.where(total < _EPS, half, s / total.clamp_min(_EPS))
+
+
+@BATCH_MIXES.register("framestack")
+class FrameStack(BatchMix):
+    """FrameStack as a batch mix: mixes clips before the aggregator, observes the clean clips' scores.
+
+    eta: share of each batch that is mixed (0: none); beta_rule: "ap" (running AP, the method),
+    "fixed" (β = 0.5) or "cf" (class frequency); warmup_epochs: epochs of plain training first.
+    """
+
+    observes = True
+
+    def __init__(self, class_counts: np.ndarray, seed: int, *, eta: float = 0.5, beta_rule: str = "ap",
+                 warmup_epochs: int = 1):
+        super().__init__(class_counts, seed)
+        self.check_options(eta=eta, beta_rule=beta_rule, warmup_epochs=warmup_epochs)
+        self.eta, self.beta_rule, self.warmup_epochs = eta, beta_rule, warmup_epochs
+        self.running_ap = RunningAP(len(self.class_counts))
+        self._class_score: torch.Tensor | None = None  # [C] while mixing this epoch, else None
+
+    @classmethod
+    def check_options(cls, *, eta: float, beta_rule: str, warmup_epochs: int) -> None:  # type: ignore[override]
+        if not 0.0 <= eta <= 1.0:
+            raise ConfigError(f"eta must be in [0, 1], got {eta!r}")
+        _check_beta_rule(beta_rule)
+        if warmup_epochs < 0:
+            raise ConfigError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+
+    def start_epoch(self, epoch: int) -> None:
+        active = framestack_active(epoch, self.warmup_epochs)
+        self._class_score = (class_scores_for(self.beta_rule, self.running_ap.value, self.class_counts)
+                             if active else None)
+
+    def mix_clips(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._class_score is None:
+            return x, y
+        return framestack_mix(x, y, self._class_score, eta=self.eta, beta_rule=self.beta_rule,
+                              generator=self.generator)
+
+    def observe(self, scores: torch.Tensor, y: torch.Tensor) -> None:
+        self.running_ap.update(scores, y)
+
+    def end_epoch(self, gather: Gather | None) -> None:
+        """The next epoch's class scores: the AP of this whole epoch (all DDP ranks' clips)."""
+        if gather is not None:
+            state = self.running_ap.state_dict()
+            self.running_ap.load_state_dict({"value": state["value"], "scores": gather(state["scores"]),
+                                             "targets": gather(state["targets"])})
+        self.running_ap.end_epoch()
+
+    def state_dict(self) -> dict[str, Any]:
+        ap = {k: torch.from_numpy(v) for k, v in self.running_ap.state_dict().items()}
+        return {**super().state_dict(), "running_ap": ap}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.running_ap.load_state_dict({k: np.asarray(v) for k, v in state["running_ap"].items()})

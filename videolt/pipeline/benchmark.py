@@ -1,5 +1,7 @@
 """A benchmark grid: feature sets × aggregators × methods × seeds → one training run per cell → report.
 
+Wiring between `train` (the runs) and `evaluate.report` (tables and plots from plain records).
+
 A grid is a YAML file (`configs/table*.yaml`) read into `BenchmarkConfig`; every cell gets a run name
 derived from its settings alone (`<method>[-<opts>]_<features>_<aggregator>_s<seed>`), so a rerun finds
 the same runs: finished ones (metrics.json present) are skipped, partly trained ones resume from
@@ -24,12 +26,14 @@ from typing import Literal, Sequence
 from videolt.config import field, from_dict, load_config, to_dict
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, StageError, UsageError
-from videolt.evaluate import compare, plots, tables
-from videolt.train.methods import create_method
-from videolt.train.trainer import TrainConfig, train_run
+from videolt.evaluate import report, tables
+from videolt.train import rundir
+from videolt.train.config import TrainConfig
+from videolt.train.methods import create_method, resolve_method, setting_key
+from videolt.train.trainer import train_run
 
 __all__ = ["BenchmarkConfig", "Cell", "ComparisonEntry", "FeatureEntry", "MethodEntry", "load_benchmark",
-           "paper_reference", "plan", "run_benchmark", "run_name", "run_status", "setting_key", "write_report"]
+           "paper_reference", "plan", "run_benchmark", "run_name", "run_status", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -154,22 +158,13 @@ def run_name(method: MethodEntry, features: str, aggregator: str, seed: int) -> 
     return f"{_without_defaults(method).stem}_{features}_{aggregator}_s{seed}"
 
 
-def setting_key(method: str, loss: str = "", options: dict | None = None, loss_opts: dict | None = None) -> str:
-    """The method's resolved settings as canonical JSON: `framestack` and `framestack` with eta 0.5 are equal."""
-    spec = create_method(method, **(options or {}))
-    loss_name = loss or spec.loss
-    opts = {**(spec.loss_opts if loss_name == spec.loss else {}), **(loss_opts or {})}
-    return json.dumps({"loss": loss_name, "loss_opts": opts, "sampler": spec.sampler, "batch_mix": spec.batch_mix,
-                       "mix_opts": spec.mix_opts}, sort_keys=True)
-
-
 def plan(config: BenchmarkConfig) -> list[Cell]:
     """Every cell of the grid in table order (features, aggregator, method, seed); names are unique."""
     cells = []
     for feat in config.features:
         for agg in config.aggregators:
             for m in map(_without_defaults, config.methods):
-                setting = setting_key(m.method, m.loss, m.options, m.loss_opts)
+                setting = setting_key(resolve_method(m.method, m.options, m.loss, m.loss_opts))
                 for seed in config.seeds:
                     train = {**config.train, "features": feat.name, "model": agg,
                              "model_opts": dict(config.model_opts.get(agg, {})), "method": m.method, "method_opts": dict(m.options), "loss": m.loss,
@@ -273,9 +268,7 @@ def _clear_unstarted(run_dir: Path) -> None:
 
 def _check_same(run_dir: Path, cell: Cell) -> None:
     """A finished run is reused only if it was trained with this cell's settings."""
-    from videolt.train.rundir import read_config
-
-    saved, now = read_config(run_dir), to_dict(cell.config)
+    saved, now = rundir.read_config(run_dir), to_dict(cell.config)
     changed = sorted(k for k in now if k not in _RUNTIME_KEYS and saved.get(k) != now[k])
     if changed:
         raise ConfigError(f"{run_dir}: finished with other settings ({', '.join(changed)}); "
@@ -291,48 +284,20 @@ def _sanitise(text: str, *, keep: str) -> str:
 
 
 def paper_reference() -> list[dict]:
-    """The paper's numbers (paper_results.json), each with the `setting` key that rows are matched on."""
-    doc = json.loads((Path(__file__).with_name("paper_results.json")).read_text())
-    return [e | {"setting": setting_key(e["method"], e["loss"], e["options"])} for e in doc["entries"]]
+    """The paper's numbers (evaluate/paper_results.json), each with the `setting` key rows are matched on."""
+    return [e | {"setting": setting_key(resolve_method(e["method"], e["options"], e["loss"]))}
+            for e in report.paper_results()]
 
 
 def write_report(wd: Workdir, config: BenchmarkConfig, cells: Sequence[Cell]) -> dict:
     """Tables (md/csv/json) and plots of the finished cells into WORKDIR/reports/<name>/."""
-    out = wd.reports_dir / config.name
-    (out / "plots").mkdir(parents=True, exist_ok=True)
+    spec = report.ReportSpec(
+        name=config.name, title=tables.TABLE_TITLES[config.table], total=len(cells),
+        comparisons=tuple((c.treatment, c.control) for c in config.comparisons), bootstrap=config.bootstrap,
+        seeds=config.seeds, head=cells[0].config.group_head, tail=cells[0].config.group_tail,
+        settings=to_dict(config))
     records = [r for r in (_record(wd, c) for c in cells) if r is not None]
-    results = tables.result_rows(records, paper_reference())
-    paired = tables.paired_rows(records, [(c.treatment, c.control) for c in config.comparisons])
-    intervals, differences = _bootstrap_rows(wd, config, records, out / "bootstrap_cache.json")
-    figures = _figures(wd, config, cells, records, results, out / "plots")
-    title = tables.TABLE_TITLES[config.table]
-    parts = [f"# {config.name}: {title}", "",
-             f"{len(records)} of {len(cells)} runs finished. Metrics are fractions in [0, 1]: mean ± sample std "
-             "(ddof=1) over seeds; with one seed the std is left blank. Paper rows are matched on backbone, "
-             "aggregator and the method's resolved settings; `− paper` rows are ours minus the paper's.", "",
-             tables.markdown(title, results)]
-    if paired:
-        parts.append(tables.markdown("Paired comparisons over shared seeds (mean ± std of the differences, "
-                                     "(seeds where treatment > control)/seeds)", paired, kind="paired"))
-    if intervals:
-        parts.append(tables.simple_markdown(
-            f"Bootstrap 95% intervals over test videos ({config.bootstrap} resamples)",
-            ["run", "group", "estimate", "low", "high"], intervals))
-    if differences:
-        parts.append(tables.simple_markdown(
-            "Paired bootstrap 95% intervals of the differences (same resampled test sets for both runs)",
-            ["comparison", "seed", "group", "difference", "diff_low", "diff_high", "includes_zero"], differences))
-    parts.append("## Plots\n\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in figures) + "\n")
-    tables.write_markdown(out / "report.md", "\n".join(parts))
-    tables.write_csv(out / "results.csv", results)
-    tables.write_csv(out / "paired.csv", paired)
-    tables.write_csv(out / "intervals.csv", intervals + differences)
-    tables.write_json(out / "report.json", {"benchmark": to_dict(config), "finished": len(records),
-                                            "total": len(cells), "results": results, "paired": paired,
-                                            "intervals": intervals, "differences": differences})
-    return {"dir": str(out), "finished": len(records), "total": len(cells),
-            "files": ["report.md", "results.csv", "paired.csv", "intervals.csv", "report.json",
-                      *(f"plots/{p.name}" for p in figures)]}
+    return report.write(wd, spec, records, paper_reference())
 
 
 def _record(wd: Workdir, cell: Cell) -> dict | None:
@@ -345,65 +310,3 @@ def _record(wd: Workdir, cell: Cell) -> dict | None:
             "aggregator": cell.aggregator, "seed": cell.seed, "setting": cell.setting, "metrics": clean}
 
 
-def _bootstrap_rows(wd: Workdir, config: BenchmarkConfig, records: list[dict], cache_path: Path
-                    ) -> tuple[list[dict], list[dict]]:
-    """Per-run intervals and per-seed paired difference intervals, cached by the scores' mtimes."""
-    if not config.bootstrap:
-        return [], []
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    loaded = {r["run"]: compare.load_run(wd, r["run"]) for r in records}
-    intervals, differences = [], []
-    for r in records:
-        res = loaded[r["run"]]
-        if res.scores_path is None:
-            continue
-        key = f"map|{r['run']}|{config.bootstrap}|{res.scores_path.stat().st_mtime_ns}"
-        if key not in cache:
-            cache[key] = compare.run_intervals(wd, res, n_resamples=config.bootstrap)
-        intervals += [{"run": r["run"], "group": g, **v} for g, v in cache[key].items()]
-    by = {(*tables.block_key(r), r["label"], r["seed"]): r["run"] for r in records}
-    for (backbone, features, aggregator, label, seed), run_a in by.items():
-        for c in config.comparisons:
-            run_b = by.get((backbone, features, aggregator, c.control, seed))
-            if label != c.treatment or run_b is None:
-                continue
-            a, b = loaded[run_a], loaded[run_b]
-            if a.scores_path is None or b.scores_path is None:
-                continue
-            key = (f"diff|{run_a}|{run_b}|{config.bootstrap}|{a.scores_path.stat().st_mtime_ns}|"
-                   f"{b.scores_path.stat().st_mtime_ns}")
-            if key not in cache:
-                cache[key] = compare.run_difference(wd, a, b, n_resamples=config.bootstrap)
-            differences += [{"comparison": f"{c.treatment} − {c.control} ({features}, {aggregator})", "seed": seed,
-                             "group": g, "difference": v["difference"], "diff_low": v.get("low"),
-                             "diff_high": v.get("high"), "includes_zero": v.get("includes_zero")}
-                            for g, v in cache[key].items()]
-    tables.write_json(cache_path, cache)
-    return intervals, differences
-
-
-def _figures(wd: Workdir, config: BenchmarkConfig, cells: Sequence[Cell], records: list[dict], results: list[dict],
-             out: Path) -> list[Path]:
-    """Class-frequency plot, group-mAP bars per block, per-class AP gain per comparison (first shared seed)."""
-    head, tail = cells[0].config.group_head, cells[0].config.group_tail
-    figures = [plots.class_frequency(wd.labels().counts, out / "class_frequency.png", head=head, tail=tail)]
-    blocks: dict[tuple, list[dict]] = {}
-    for row in results:
-        if row["source"] == "ours":
-            blocks.setdefault(tables.block_key(row), []).append(row)
-    by = {(*tables.block_key(r), r["label"], r["seed"]): r["run"] for r in records}
-    for (backbone, features, aggregator), rows in blocks.items():
-        stem = f"{_sanitise(features, keep='-.')}_{aggregator}"
-        figures.append(plots.group_map_bars(rows, out / f"group_map_{stem}.png",
-                                            title=f"mAP by class group: {backbone}, {aggregator}"))
-        for c in config.comparisons:
-            seeds = sorted(s for s in config.seeds if (backbone, features, aggregator, c.treatment, s) in by
-                           and (backbone, features, aggregator, c.control, s) in by)
-            if not seeds:
-                continue
-            a = compare.load_run(wd, by[(backbone, features, aggregator, c.treatment, seeds[0])])
-            b = compare.load_run(wd, by[(backbone, features, aggregator, c.control, seeds[0])])
-            name = _sanitise(f"ap_difference_{c.treatment}_vs_{c.control}_{stem}", keep="-._")
-            figures.append(plots.ap_difference(a.ap, b.ap, a.names, a.group == "tail", out / f"{name}.png",
-                                               label_a=f"{c.treatment} (seed {seeds[0]})", label_b=c.control))
-    return figures

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["mixup"]
+from videolt.train.mixes._base import BATCH_MIXES, BatchMix
+
+__all__ = ["Mixup", "mixup"]
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -16,3 +19,14 @@ def mixup(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple
     lam = torch.rand((), generator=generator).item()
     perm = torch.randperm(len(x), generator=generator).to(x.device)  # [B]
     return lam * x + (1.0 - lam) * x[perm], lam * y + (1.0 - lam) * y[perm]
+
+
+@BATCH_MIXES.register("mixup")
+class Mixup(BatchMix):
+    """`mixup` on every batch's clips, before the aggregator."""
+
+    def __init__(self, class_counts: np.ndarray, seed: int):
+        super().__init__(class_counts, seed)
+
+    def mix_clips(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return mixup(x, y, self.generator)

@@ -1,0 +1,12 @@
+"""Temporal aggregators, one file each, one registry: a clip of frame features [B, T, D] in, logits [B, C] out.
+
+`create_aggregator(name, in_dim, num_classes, **opts)` builds one. A new aggregator is one file here
+with an `@AGGREGATORS.register("name")` class deriving from `Aggregator`, imported below.
+"""
+
+from videolt.train.aggregators import netvlad, nonlinear  # noqa: F401  (register on import)
+from videolt.train.aggregators._base import AGGREGATORS, Aggregator, EmbeddingHook, create_aggregator
+from videolt.train.aggregators.netvlad import NetVLAD
+from videolt.train.aggregators.nonlinear import NonLinear
+
+__all__ = ["AGGREGATORS", "Aggregator", "EmbeddingHook", "NetVLAD", "NonLinear", "create_aggregator"]

@@ -1,0 +1,62 @@
+"""The training stage's config: one `TrainConfig` per run, recorded in runs/<run>/config.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from videolt.config import field, from_dict
+from videolt.errors import ConfigError
+from videolt.train import rundir
+
+__all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_from_run"]
+
+RUNTIME_FIELDS = {"workers", "preload", "device", "epochs", "eval_every"}  # may change on resume
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One training run; every field is recorded in runs/<run>/config.json."""
+
+    features: str = field("", "feature set name (WORKDIR/features/<name>.zarr)")
+    model: str = field("nonlinear", "aggregator: nonlinear | netvlad")
+    model_opts: dict = field({}, "aggregator options, e.g. {clusters: 64, hidden: 1024} for netvlad")
+    method: str = field("baseline", "long-tail method: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack")
+    method_opts: dict = field({}, "method options (its loss or mixing options, e.g. eta for framestack)")
+    loss: str = field("", "loss overriding the method's own ('' keeps it): bce, focal, cb, ldam, eql")
+    loss_opts: dict = field({}, "loss options, applied over the method's")
+    epochs: int = field(100, "training epochs")
+    batch_size: int = field(128, "global batch size (split between DDP ranks)")
+    lr: float = field(1e-4, "Adam learning rate")
+    milestones: tuple[int, ...] = field((30, 60), "epochs at which the learning rate is multiplied by gamma")
+    gamma: float = field(0.1, "learning-rate decay factor at each milestone")
+    clip_grad: float = field(20.0, "gradient-norm clip (0 disables)")
+    seed: int = field(2021, "seed of the model init, shuffles, clips, mixing and samplers")
+    eval_every: int = field(5, "evaluate on the selection split every N epochs (and at the last epoch)")
+    select_on: Literal["test", "val"] = field("test", "split picking best.pt: test (the reference's protocol) or val")
+    group_head: int = field(500, "head classes have more train videos than this")
+    group_tail: int = field(100, "tail classes have at most this many train videos")
+    workers: int = field(2, "threads reading batches ahead (0: read in the training loop)")
+    preload: bool = field(False, "load the train split into RAM (float16) once, onto the GPU when it fits")
+    amp: Literal["auto", "off", "bf16", "fp16"] = field("auto", "mixed precision on CUDA (auto: bf16 if supported)")
+    device: str = field("auto", "auto | cpu | cuda | cuda:N")
+    clip_len: int = field(60, "frames per training clip, drawn with replacement from the 150")
+    checkpoint_every: int = field(1, "write last.pt every N epochs (and at the last epoch)")
+    init_from: str = field("", "run whose best.pt initialises the model (decoupling)")
+    decouple: Literal["none", "crt", "lws", "tau_norm"] = field("none", "decoupling stage (see decoupling.py)")
+    tau: float = field(1.0, "τ of τ-normalisation")
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            raise ConfigError("features: name the feature set to train on")
+        for key in ("epochs", "batch_size", "eval_every", "clip_len", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: expected a positive integer, got {getattr(self, key)}")
+        if self.workers < 0:
+            raise ConfigError(f"workers: expected >= 0, got {self.workers}")
+
+
+def config_from_run(run_dir: Path) -> TrainConfig:
+    """The TrainConfig a run was made with (its config.json)."""
+    return from_dict(TrainConfig, rundir.read_config(run_dir))

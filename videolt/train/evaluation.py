@@ -1,0 +1,94 @@
+"""Scoring a trained model: predictions on a split and a run's checkpoint evaluated into its folder.
+
+This is the one place checkpoints are evaluated (it needs the model, so it belongs to `train`):
+the trainer scores its selection split through `predict`, and `evaluate_checkpoint` (also behind
+`videolt evaluate`) rebuilds any run's model from its config.json, scores a split and writes, into
+runs/<run>/, metrics.json and per_class_ap.csv for the test split (metrics_<split>.json and
+per_class_ap_<split>.csv for another), and scores_<split>.npy with rows_<split>.npy (the feature-store
+rows the scores belong to) for bootstraps and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from videolt.config import field
+from videolt.data.labels import SPLIT_FILES, multi_hot
+from videolt.data.store import FeatureStore
+from videolt.data.workdir import Workdir
+from videolt.devices import resolve_device
+from videolt.errors import UsageError
+from videolt.train import rundir
+from videolt.train.config import config_from_run
+from videolt.train.datasets import BatchLoader, FrameSource, TestClips, chunks, split_rows
+from videolt.train.model import autocast, build_model, resolve_amp
+
+__all__ = ["EvaluateConfig", "evaluate_checkpoint", "evaluate_run", "predict"]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, source: FrameSource, rows: Sequence[int], *, num_classes: int, batch_size: int,
+            device: torch.device, amp_dtype: torch.dtype | None = None, workers: int = 0) -> np.ndarray:
+    """Sigmoid scores [N, C] (float32) of the videos at store `rows`, on all their frames, in eval mode."""
+    was_training = model.training
+    model.eval()
+    dataset = TestClips(source, rows, np.zeros((len(rows), num_classes), dtype=np.float32))
+    out = np.empty((len(rows), num_classes), dtype=np.float32)
+    loader = BatchLoader(dataset, chunks(len(rows), batch_size), workers=workers, pin_memory=device.type == "cuda")
+    for x, _, pos in loader:
+        with autocast(device, amp_dtype):
+            logits = model(x.to(device, non_blocking=True).float())
+        out[pos.numpy()] = torch.sigmoid(logits.float()).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", checkpoint: str = "best",
+                        device: str | None = None, batch_size: int | None = None) -> dict:
+    """A run's checkpoint scored on `split`; writes metrics, per-class AP and scores into the run dir.
+
+    The model is rebuilt from the run's config.json, so any run (decoupled ones too) can be re-scored.
+    """
+    if split not in SPLIT_FILES:
+        raise UsageError(f"split must be one of {', '.join(SPLIT_FILES)}, got {split!r}")
+    run_dir = wd.run_dir(run_name)
+    config = config_from_run(run_dir)
+    state = rundir.load_checkpoint(rundir.checkpoint_path(run_dir, checkpoint))
+    labels = wd.labels()
+    store = FeatureStore.open(wd.features_path(config.features))
+    dev = resolve_device(device or config.device)
+    model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple,
+                        class_counts=labels.counts)
+    model.load_state_dict(state["model"])
+    with wd.manifest() as m:
+        rows, row_labels = split_rows(m.videos([split]), store)
+    scores = predict(model.to(dev), store, rows, num_classes=labels.num_classes,
+                     batch_size=batch_size or config.batch_size, device=dev, amp_dtype=resolve_amp(config.amp, dev),
+                     workers=config.workers)
+    return rundir.write_metrics(run_dir, split=split, scores=scores, targets=multi_hot(row_labels, labels.num_classes),
+                                rows=rows, labels=labels, head=config.group_head, tail=config.group_tail,
+                                extra={"epoch": int(state["epoch"]), "checkpoint": checkpoint,
+                                       "select_on": config.select_on})
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig:
+    """`videolt evaluate`: which checkpoint of a run is scored on which split."""
+
+    split: Literal["test", "val", "train"] = field("test", "split to score")
+    checkpoint: Literal["best", "last"] = field("best", "best.pt (the selected epoch) or last.pt")
+    device: str | None = field(None, "auto | cpu | cuda | cuda:N (default: the run's own)")
+    batch_size: int | None = field(None, "videos per forward pass (default: the run's own)")
+
+
+def evaluate_run(workdir: str | Path, run_name: str, config: EvaluateConfig = EvaluateConfig()) -> dict:
+    """`videolt evaluate`: score the run's checkpoint on a split and return the metrics
+    (keys overall_map ... acc5, epoch, split)."""
+    return evaluate_checkpoint(Workdir.open(workdir), run_name, split=config.split, checkpoint=config.checkpoint,
+                               device=config.device, batch_size=config.batch_size)

@@ -1,0 +1,91 @@
+"""The loss registry and what every multi-label (sigmoid) loss shares (semantics §6).
+
+Every loss maps logits [B, C] and float targets [B, C] (multi-hot, or soft after mixing) to a
+scalar. An optional mask [B, C] multiplies the element losses (resampling zeroes a video's other
+labels). `reduction="mean"` divides by B·C whatever the mask or weights (as the reference's
+`F.binary_cross_entropy_with_logits(weight=...)` does); `"sum_classes"` sums over classes and
+averages over the batch. Class weights are buffers, so `.to(device)` moves them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from videolt.errors import ConfigError
+from videolt.registry import Registry
+
+__all__ = ["LOSSES", "REDUCTIONS", "MultiLabelLoss", "class_balanced_weights", "create_loss", "loss_defaults",
+           "loss_options", "safe_counts"]
+
+log = logging.getLogger(__name__)
+
+LOSSES: Registry[Callable[..., "MultiLabelLoss"]] = Registry("loss")
+REDUCTIONS = ("mean", "sum_classes")
+
+
+def create_loss(name: str, class_counts: np.ndarray, **opts: Any) -> "MultiLabelLoss":
+    """Build the loss `name` for train class counts [C]; unknown option keys are a `ConfigError`."""
+    factory = LOSSES.get(name)
+    known = loss_options(name)
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise ConfigError(f"loss {name!r} has no option {', '.join(unknown)} (options: {', '.join(known)})")
+    return factory(class_counts, **opts)
+
+
+def loss_options(name: str) -> list[str]:
+    """The option keys that loss `name` accepts (everything after `class_counts`)."""
+    return list(inspect.signature(LOSSES.get(name)).parameters)[1:]
+
+
+def loss_defaults(name: str) -> dict[str, Any]:
+    """Every option of loss `name` with its default."""
+    params = list(inspect.signature(LOSSES.get(name)).parameters.values())[1:]
+    return {p.name: p.default for p in params}
+
+
+def class_balanced_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
+    """Cui et al. weights (1 − β)/(1 − β^n_c), renormalised to sum to C; β = 0 gives all ones."""
+    n = safe_counts(class_counts)
+    w = (1.0 - beta) / (1.0 - np.power(beta, n))
+    return w / w.sum() * len(n)
+
+
+def safe_counts(class_counts: np.ndarray) -> np.ndarray:
+    """Counts as float64, a class absent from train counted once (else its weight or margin is infinite)."""
+    n = np.asarray(class_counts, dtype=np.float64)
+    if (n < 1).any():
+        log.warning("%d classes have no train videos; counting them as 1", int((n < 1).sum()))
+    return np.maximum(n, 1.0)
+
+
+class MultiLabelLoss(nn.Module):
+    """Base: subclasses give the element losses [B, C]; masking and reduction live here."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ConfigError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+        self.reduction = reduction
+
+    def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        loss = self.elementwise(logits, targets)  # [B, C]
+        if mask is not None:
+            loss = loss * mask
+        if self.reduction == "mean":
+            return loss.mean()
+        return loss.sum(dim=1).mean()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer at the start of every epoch; only schedules (DRW) use it."""
