@@ -210,3 +210,76 @@ def test_decoupling_stages_keep_the_frozen_model(synth, baseline):
                                source["classifier.weight"] / source["classifier.weight"].norm(dim=1, keepdim=True))
     assert tau["overall_map"] > _chance(root) + 0.2
     assert json.loads((root / "runs" / "tau" / "config.json").read_text())["config"]["decouple"] == "tau_norm"
+
+
+class _Payload:
+    """Any pickled object: unpickling it could run code, so it must never be loaded."""
+
+
+def test_a_checkpoint_holding_a_pickled_object_is_refused_with_one_line(synth, baseline, tmp_path, capsys):
+    from videolt.cli import main
+
+    root, _ = synth
+    name, _ = baseline
+    run_dir = root / "runs" / name
+    state = torch.load(run_dir / "best.pt", weights_only=True)
+    assert state["format"] == 2 and isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)
+    planted = root / "runs" / "planted"
+    planted.mkdir()
+    (planted / "config.json").write_text((run_dir / "config.json").read_text())
+    torch.save({**state, "payload": _Payload()}, planted / "best.pt")
+    assert main(["evaluate", str(root), "--run", "planted"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refused" in err[0] and "_Payload" in err[0], err
+
+
+def test_a_run_folder_of_an_older_videolt_is_refused_with_one_line(synth, baseline, capsys):
+    from videolt.cli import main
+
+    root, _ = synth
+    name, _ = baseline
+    run_dir = root / "runs" / name
+    old = root / "runs" / "old-format"
+    old.mkdir()
+    (old / "config.json").write_text((run_dir / "config.json").read_text())
+    state = torch.load(run_dir / "best.pt", weights_only=True)
+    state.pop("format")
+    state["rng"]["numpy"] = np.random.get_state()  # what videolt 0.1 pickled
+    torch.save(state, old / "best.pt")
+    assert main(["evaluate", str(root), "--run", "old-format"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "older videolt" in err[0], err
+
+
+def test_the_trained_recipe_is_the_one_the_benchmark_matches(synth, base_config):
+    """Training and the benchmark's paper matching resolve method + loss + options in one function."""
+    from videolt.train.methods import MethodSpec, resolve_method, setting_key
+
+    root, _ = synth
+    config = dataclasses.replace(base_config, epochs=1, method="framestack", loss="focal", loss_opts={"gamma": 1.0},
+                                 method_opts={"eta": 0.5})
+    train_run(root, "recipe", config, progress=False)
+    recorded = json.loads((root / "runs" / "recipe" / "config.json").read_text())["provenance"]["recipe"]
+    assert recorded == {"loss": "focal", "loss_opts": {"gamma": 1.0}, "sampler": "none", "batch_mix": "framestack",
+                        "mix_opts": {"eta": 0.5, "beta_rule": "ap", "warmup_epochs": 1}}
+    assert setting_key(MethodSpec(**recorded)) == setting_key(resolve_method("framestack"))  # the paper's row
+    assert setting_key(MethodSpec(**recorded)) != setting_key(resolve_method("framestack", loss="bce"))
+
+
+def test_evaluate_and_decouple_take_config_files_flags_and_set(synth, baseline, tmp_path, capsys):
+    from videolt.cli import main
+
+    root, _ = synth
+    name, _ = baseline
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text("split: val\ncheckpoint: last\n")
+    assert main(["evaluate", str(root), "--run", name, "--config", str(cfg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((root / "runs" / name / "metrics_val.json").read_text())
+    assert main(["evaluate", str(root), "--run", name, "--config", str(cfg), "--split", "test", "--set",
+                 "checkpoint=best", "--json"]) == 0  # a flag wins over the file, --set over both
+    assert json.loads(capsys.readouterr().out)["split"] == "test"
+    assert main(["decouple", str(root), "--from", name, "--run", "tau-cli", "--set", "stage=tau_norm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == "best"
+    assert main(["evaluate", str(root), "--run", name, "--set", "splitt=val"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "splitt" in err[0]
