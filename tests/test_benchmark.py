@@ -22,7 +22,14 @@ from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import tables
 from videolt.pipeline import benchmark
-from videolt.pipeline.benchmark import MethodEntry, load_benchmark, plan, run_benchmark, run_name, write_report
+from videolt.pipeline.benchmark import (
+    MethodEntry,
+    load_benchmark,
+    plan,
+    run_benchmark,
+    run_name,
+    write_report,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PAPER_CONFIGS = {"table1_resnet50.yaml": (1, 1, 9), "table1_resnet101.yaml": (1, 1, 9), "table2_tsm.yaml": (1, 2, 2),

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from tests.synthetic import make_workdir
+from videolt.train.config import TrainConfig
 from videolt.train.datasets import rank_share
 from videolt.train.model import build_model
-from videolt.train.config import TrainConfig
 from videolt.train.trainer import rank_loss_weight, train_run
 
 C = 6

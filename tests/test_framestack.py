@@ -8,7 +8,12 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from videolt.errors import ConfigError
-from videolt.train.mixes.framestack import RunningAP, class_scores_for, framestack_active, framestack_mix
+from videolt.train.mixes.framestack import (
+    RunningAP,
+    class_scores_for,
+    framestack_active,
+    framestack_mix,
+)
 
 
 def clips(b: int, t: int) -> torch.Tensor:

@@ -8,9 +8,9 @@ import torch
 
 from videolt.errors import ConfigError, UnknownNameError
 from videolt.train.aggregators import AGGREGATORS, create_aggregator
-from videolt.train.mixes.framestack import RunningAP, class_scores_for, framestack_mix
 from videolt.train.losses import create_loss
 from videolt.train.methods import METHODS, MethodSpec, create_method
+from videolt.train.mixes.framestack import RunningAP, class_scores_for, framestack_mix
 from videolt.train.mixes.mixup import mixup
 from videolt.train.samplers import create_sampler, sample_mask
 

@@ -16,11 +16,11 @@ from tests.synthetic import make_workdir
 from videolt.data.labels import multi_hot
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError
-from videolt.train.evaluation import EvaluateConfig, evaluate_run
 from videolt.train import trainer
-from videolt.train.decoupling import crt_run, lws_run, tau_norm_run
-from videolt.train.model import build_model
 from videolt.train.config import TrainConfig
+from videolt.train.decoupling import crt_run, lws_run, tau_norm_run
+from videolt.train.evaluation import EvaluateConfig, evaluate_run
+from videolt.train.model import build_model
 from videolt.train.trainer import train_run
 
 METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
