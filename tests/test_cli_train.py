@@ -34,7 +34,7 @@ METHODS = ("baseline", "ldam_drw", "eql", "cbs", "srs", "cb", "mixup", "framesta
 MODELS = {"nonlinear": (), "netvlad": ("--set", "model_opts.clusters=8", "--set", "model_opts.hidden=32")}
 # Options that matter in 3 epochs on 240 videos: DRW's class-balanced weights from epoch 1; EQL's
 # default drop rate (0.18 % of tail negatives) gave the baseline's metrics to 3 decimals here.
-METHOD_OPTS = {"ldam_drw": {"drw_epoch": 1}, "eql": {"lambda_": 0.3}}
+METHOD_OPTS = {"ldam_drw": {"drw_epoch": 1}, "eql": {"drop_prob": 0.3}}
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -134,9 +134,9 @@ def test_usage_errors_exit_2_with_one_line(synth):
     base = ["train", str(wd), "--features", "syn", "--epochs", "1", "--workers", "0", "--no-progress"]
     res = _cli(*base, "--run", "bad-key", "--set", "method_opts_typo=1")
     assert res.returncode == 2 and "method_opts_typo" in _error_line(res, "train")
-    res = _cli(*base, "--run", "bad-opt", "--method", "eql", "--set", "method_opts.lambdaa=0.3")
+    res = _cli(*base, "--run", "bad-opt", "--method", "eql", "--set", "method_opts.drop_probb=0.3")
     line = _error_line(res, "train")
-    assert res.returncode == 2 and "lambdaa" in line and "lambda_" in line, line
+    assert res.returncode == 2 and "drop_probb" in line and "drop_prob" in line, line
     res = _cli(*base, "--run", "bad-method", "--method", "ldam")
     line = _error_line(res, "train")
     assert res.returncode == 2 and "ldam" in line and all(m in line for m in METHODS), line

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -111,7 +113,8 @@ def test_reproducible_with_generator() -> None:
 def test_class_scores_and_rules() -> None:
     ap = np.array([0.5, 0.25])
     assert class_scores_for("ap", ap, np.array([10, 4])).tolist() == [0.5, 0.25]
-    assert class_scores_for("cf", ap, np.array([10, 4])).tolist() == pytest.approx([0.1, 0.25])
+    assert class_scores_for("cf", ap, np.array([10, 4])).tolist() == pytest.approx([1.0, 0.4])  # n_c / max n
+    assert class_scores_for("inverse_cf", ap, np.array([10, 4])).tolist() == pytest.approx([0.1, 0.25])  # 1 / n_c
     with pytest.raises(ConfigError):
         class_scores_for("apx", ap, np.array([10, 4]))
     with pytest.raises(ConfigError):
@@ -145,3 +148,43 @@ def test_running_ap_matches_sklearn_and_checkpoints() -> None:
     restored = RunningAP(4)
     restored.load_state_dict(meter.state_dict())
     assert restored.value == pytest.approx(expected, abs=1e-9)
+
+
+LABELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "videolt-labels"
+
+
+def _official_pairs(rule: str, n_clips: int = 20000) -> dict[str, float]:
+    """FrameStack's β on random pairs of official train clips: own frames kept by head and tail clips."""
+    from videolt.data.labels import load_labels, multi_hot
+
+    labels = load_labels(LABELS_DIR)
+    counts = labels.counts
+    rng = np.random.default_rng(0)
+    train = labels.splits["train"].labels
+    picked = [train[i] for i in rng.choice(len(train), n_clips, replace=False)]
+    y = torch.from_numpy(multi_hot(picked, labels.num_classes))
+    perm = torch.from_numpy(rng.permutation(n_clips))
+    score = class_scores_for(rule, np.zeros(labels.num_classes), counts)
+    s = (y * score).mean(dim=1)
+    beta = torch.where(s + s[perm] < 1e-5, torch.full_like(s, 0.5), s / (s + s[perm]).clamp_min(1e-5))
+    own = 60 - torch.floor(beta * 60)
+    group = {g: set(ids.tolist()) for g, ids in labels.groups().items()}
+    is_head = torch.tensor([all(c in group["head"] for c in lab) for lab in picked])
+    is_tail = torch.tensor([all(c in group["tail"] for c in lab) for lab in picked])
+    return {"head_own": own[is_head].mean().item(), "tail_own": own[is_tail].mean().item(),
+            "fallback_share": ((s + s[perm]) < 1e-5).float().mean().item()}
+
+
+@pytest.mark.skipif(not LABELS_DIR.is_dir(), reason="the official label lists are not here")
+def test_class_frequency_rule_on_official_counts() -> None:
+    """Table 3's "w/ CF": tail clips keep more of their own frames than head clips, as with running AP,
+    and the 1e-5 fallback to β = 0.5 almost never applies; the literal 1 / n_c substitution does the opposite."""
+    cf = _official_pairs("cf")
+    print(f"cf: head clips keep {cf['head_own']:.1f}, tail clips {cf['tail_own']:.1f} of 60 frames; "
+          f"β = 0.5 fallback on {cf['fallback_share']:.2%} of pairs")
+    assert cf["tail_own"] > cf["head_own"] + 10
+    assert cf["fallback_share"] < 0.001
+    literal = _official_pairs("inverse_cf")
+    print(f"inverse_cf: head {literal['head_own']:.1f}, tail {literal['tail_own']:.1f}; "
+          f"fallback on {literal['fallback_share']:.2%} of pairs")
+    assert literal["fallback_share"] > 0.5  # most pairs fall under the threshold: β = 0.5

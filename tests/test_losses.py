@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,37 +87,82 @@ def test_ldam_drw() -> None:
     assert loss(z, y).item() == pytest.approx(_ldam_expected(cb), rel=1e-5)
 
 
+def test_ldam_margins_under_soft_targets() -> None:
+    """Pinned decision (as the reference): margins only where the target is exactly 1; a sample's margin
+    is the target-weighted sum of the class margins."""
+    loss = create_loss("ldam", COUNTS)
+    m = [0.5 * n**-0.25 / 10**-0.25 for n in (1000, 100, 10)]
+    y = [[0.6, 0.4, 0.0], [1.0, 0.3, 0.0]]  # row 0: mixed, no exact 1; row 1: class 0 shared by both clips
+    batch_m = [sum(y[i][c] * m[c] for c in range(3)) for i in range(2)]
+    z = [[Z[i][c] - batch_m[i] if y[i][c] == 1.0 else Z[i][c] for c in range(3)] for i in range(2)]
+    expected = mean6([[bce(30 * z[i][c], y[i][c]) for c in range(3)] for i in range(2)])
+    assert loss(torch.tensor(Z), torch.tensor(y)).item() == pytest.approx(expected, rel=1e-5)
+
+
 def test_eql_reference_extremes() -> None:
     e = elems(lambda i, c: bce(Z[i][c], Y[i][c]))
     # tail = classes 1 and 2 (n ≤ 100); λ = 1 drops every negative of a tail class: (0, 1) and (0, 2)
     kept = e[0][0] + e[1][0] + e[1][1] + e[1][2]
-    assert run("eql", lambda_=1.0) == pytest.approx(kept / 6, rel=1e-6)
-    assert run("eql", lambda_=0.0) == pytest.approx(mean6(e), rel=1e-6)
+    assert run("eql", drop_prob=1.0) == pytest.approx(kept / 6, rel=1e-6)
+    assert run("eql", drop_prob=0.0) == pytest.approx(mean6(e), rel=1e-6)
 
 
 def test_eql_reference_drop_rate_and_reproducibility() -> None:
     counts = np.array([1000, 50])
     z = torch.zeros(4000, 2)  # every element loss is log 2
     y = torch.zeros(4000, 2)
-    loss = create_loss("eql", counts, lambda_=0.3, reduction="sum_classes", seed=7)
+    loss = create_loss("eql", counts, drop_prob=0.3, reduction="sum_classes", seed=7)
     first = loss(z, y).item()
     dropped = 2 - first / math.log(2)  # per-row expected: 2 − 0.3 dropped of class 1
     assert dropped == pytest.approx(0.3, abs=0.03)
     state = loss.state_dict()
     second = loss(z, y).item()
     assert second != first
-    again = create_loss("eql", counts, lambda_=0.3, reduction="sum_classes", seed=7)
+    again = create_loss("eql", counts, drop_prob=0.3, reduction="sum_classes", seed=7)
     assert again(z, y).item() == first  # same seed, same draws
     again.load_state_dict(state)
     assert again(z, y).item() == second  # the generator state travels in the state_dict
 
 
 def test_eql_threshold_variant() -> None:
-    # frequencies 1000/1110, 100/1110, 10/1110: only class 2 is below λ = 0.05; its negative (0, 2) is ignored
+    # 1110 train videos: frequencies 1000/1110, 100/1110, 10/1110; only class 2 is below 0.05: (0, 2) is ignored
     e = elems(lambda i, c: bce(Z[i][c], Y[i][c]))
     expected = (mean6(e) * 6 - e[0][2]) / 6
-    assert run("eql", variant="threshold", lambda_=0.05) == pytest.approx(expected, rel=1e-6)
-    assert run("eql", variant="threshold", lambda_=0.05) == run("eql", variant="threshold", lambda_=0.05)
+    assert run("eql", variant="threshold", freq_threshold=0.05, train_videos=1110) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ConfigError, match="train videos"):
+        create_loss("eql", COUNTS, variant="threshold")
+
+
+def test_eql_threshold_frequency_is_per_train_video() -> None:
+    """n_c / N with N the train videos (as the EQL paper), not n_c / Σn (label instances, more when multi-label)."""
+    counts = np.array([1000, 100, 10])  # 1110 labels on 1000 multi-label videos
+    loss = create_loss("eql", counts, variant="threshold", freq_threshold=0.0095, train_videos=1000)
+    assert loss.rare.tolist() == [0.0, 0.0, 0.0]  # 10 / 1000 = 0.01 is not below 0.0095 (10 / 1110 would be)
+    loss = create_loss("eql", counts, variant="threshold", freq_threshold=0.0105, train_videos=1000)
+    assert loss.rare.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_eql_options_have_one_meaning_each() -> None:
+    from videolt.train.losses import loss_options
+
+    assert {"drop_prob", "freq_threshold", "tail_threshold"} <= set(loss_options("eql"))
+    assert "lambda_" not in loss_options("eql") and "train_videos" not in loss_options("eql")
+
+
+LABELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "videolt-labels"
+
+
+@pytest.mark.skipif(not LABELS_DIR.is_dir(), reason="the official label lists are not here")
+def test_eql_threshold_marks_most_videolt_classes_rare() -> None:
+    """λ = 1.76e-3 was tuned on LVIS; on VideoLT's official train counts it marks 842 of 1004 classes rare."""
+    from videolt.data.labels import load_labels
+
+    labels = load_labels(LABELS_DIR)
+    loss = create_loss("eql", labels.counts, variant="threshold", train_videos=len(labels.splits["train"]))
+    rare = int(loss.rare.sum())
+    print(f"EQL threshold 1.76e-3 marks {rare} of {labels.num_classes} VideoLT classes rare")
+    assert (rare, labels.num_classes, len(labels.splits["train"])) == (842, 1004, 179334)
+    assert int((labels.counts <= 100).sum()) == 340  # the reference variant's tail classes
 
 
 def test_bad_options() -> None:
@@ -135,7 +181,7 @@ def test_contract(name: str, reduction: str) -> None:
     torch.manual_seed(0)
     z = torch.randn(6, 4, requires_grad=True)
     y = (torch.rand(6, 4) < 0.4).float()
-    a, b = create_loss(name, counts, reduction=reduction), create_loss(name, counts, reduction=reduction)
+    a, b = (create_loss(name, counts, train_videos=600, reduction=reduction) for _ in range(2))
     a.set_epoch(0)
     out = a(z, y)
     assert out.shape == () and torch.isfinite(out)

@@ -97,8 +97,8 @@ def test_metrics_match_sklearn_on_an_independent_forward(synth, baseline):
         logits = model.eval()(feats).numpy()
     scores = 1 / (1 + np.exp(-logits.astype(np.float64)))
     saved = np.load(run_dir / "scores_test.npy")
-    assert saved.dtype == np.float16 and saved.shape == (100, C)
-    np.testing.assert_allclose(saved, scores, atol=2e-3)
+    assert saved.dtype == np.float32 and saved.shape == (100, C)  # the float32 scores the metrics came from
+    np.testing.assert_allclose(saved, scores, atol=1e-6)
     np.testing.assert_array_equal(np.load(run_dir / "rows_test.npy"), [r.index for r in test])
     y = multi_hot([r.labels for r in test], C)
     ap = np.array([average_precision_score(y[:, c], scores[:, c]) for c in range(C)])
@@ -283,3 +283,51 @@ def test_evaluate_and_decouple_take_config_files_flags_and_set(synth, baseline, 
     assert main(["evaluate", str(root), "--run", name, "--set", "splitt=val"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "splitt" in err[0]
+
+
+def test_bf16_training_evaluates_in_float32(synth, base_config):
+    """amp=bf16 (CPU autocast standing in for CUDA) changes the training forward only: the running-AP
+    forward and every evaluation run in float32, and the saved scores are the float32 ones."""
+    root, _ = synth
+    config = dataclasses.replace(base_config, method="framestack", epochs=2, amp="bf16")
+    seen: list[tuple[bool, bool, torch.dtype]] = []  # (train mode, grad enabled, classifier output dtype)
+    real_setup = trainer._setup
+
+    def watched_setup(*args, **kwargs):
+        run = real_setup(*args, **kwargs)
+        run.model.classifier.register_forward_hook(
+            lambda mod, inp, out: seen.append((mod.training, torch.is_grad_enabled(), out.dtype)))
+        return run
+
+    trainer._setup = watched_setup
+    try:
+        train_run(root, "bf16", config, progress=False)
+    finally:
+        trainer._setup = real_setup
+    assert {d for train, grad, d in seen if train and grad} == {torch.bfloat16}  # the training forward
+    assert {d for train, grad, d in seen if train and not grad} == {torch.float32}  # FrameStack's running AP
+    assert {d for train, grad, d in seen if not train} == {torch.float32}  # evaluation
+    run_dir = root / "runs" / "bf16"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["amp"] == "bf16" and saved["provenance"]["amp"] == "bfloat16"
+    assert saved["provenance"]["evaluation_precision"] == "float32"
+    scores = np.load(run_dir / "scores_test.npy")
+    assert scores.dtype == np.float32
+    wd = Workdir.open(root)
+    model = build_model("nonlinear", 32, C, {})
+    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True)["model"])
+    store_rows = np.load(run_dir / "rows_test.npy")
+    from videolt.data.store import FeatureStore
+
+    x = torch.from_numpy(FeatureStore.open(wd.features_path("syn")).read_rows(store_rows).astype(np.float32))
+    with torch.no_grad():
+        expected = torch.sigmoid(model.eval()(x)).numpy()
+    np.testing.assert_array_equal(scores, expected)
+
+
+def test_default_precision_is_float32():
+    from videolt.config import from_dict
+
+    assert TrainConfig(features="f").amp == "off" and TrainConfig(features="f").tf32
+    with pytest.raises(ConfigError, match="amp"):
+        from_dict(TrainConfig, {"features": "f", "amp": "auto"})

@@ -41,7 +41,7 @@ class RunResult:
     ap: np.ndarray  # [C] float64
     names: list[str]
     group: np.ndarray  # [C] "head" | "medium" | "tail"
-    scores_path: Path | None  # scores_test.npy [N, C] float16, with rows_path's [N] store rows
+    scores_path: Path | None  # scores_test.npy [N, C] float32, with rows_path's [N] store rows
     rows_path: Path | None
 
     def groups(self) -> dict[str, np.ndarray]:

@@ -39,7 +39,9 @@ class TrainConfig:
     group_tail: int = field(100, "tail classes have at most this many train videos")
     workers: int = field(2, "threads reading batches ahead (0: read in the training loop)")
     preload: bool = field(False, "load the train split into RAM (float16) once, onto the GPU when it fits")
-    amp: Literal["auto", "off", "bf16", "fp16"] = field("auto", "mixed precision on CUDA (auto: bf16 if supported)")
+    amp: Literal["off", "bf16", "fp16"] = field("off", "mixed precision of the training forward (off: fp32); "
+                                                "evaluation is always fp32; bf16 also on the CPU, fp16 on CUDA only")
+    tf32: bool = field(True, "allow TF32 matrix products on CUDA in fp32 training (storage stays fp32)")
     device: str = field("auto", "auto | cpu | cuda | cuda:N")
     clip_len: int = field(60, "frames per training clip, drawn with replacement from the 150")
     checkpoint_every: int = field(1, "write last.pt every N epochs (and at the last epoch)")

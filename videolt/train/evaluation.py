@@ -27,23 +27,26 @@ from videolt.errors import UsageError
 from videolt.train import rundir
 from videolt.train.config import config_from_run
 from videolt.train.datasets import BatchLoader, FrameSource, TestClips, chunks, split_rows
-from videolt.train.model import autocast, build_model, resolve_amp
+from videolt.train.model import build_model
 
 __all__ = ["EvaluateConfig", "evaluate_checkpoint", "evaluate_run", "predict"]
 
 
 @torch.no_grad()
 def predict(model: nn.Module, source: FrameSource, rows: Sequence[int], *, num_classes: int, batch_size: int,
-            device: torch.device, amp_dtype: torch.dtype | None = None, workers: int = 0) -> np.ndarray:
-    """Sigmoid scores [N, C] (float32) of the videos at store `rows`, on all their frames, in eval mode."""
+            device: torch.device, workers: int = 0) -> np.ndarray:
+    """Sigmoid scores [N, C] of the videos at store `rows`, on all their frames, in eval mode.
+
+    Always in float32, whatever the training precision: bf16 logits take a few hundred distinct
+    values per class over a test set, so AP ties would be broken by row order.
+    """
     was_training = model.training
     model.eval()
     dataset = TestClips(source, rows, np.zeros((len(rows), num_classes), dtype=np.float32))
     out = np.empty((len(rows), num_classes), dtype=np.float32)
     loader = BatchLoader(dataset, chunks(len(rows), batch_size), workers=workers, pin_memory=device.type == "cuda")
     for x, _, pos in loader:
-        with autocast(device, amp_dtype):
-            logits = model(x.to(device, non_blocking=True).float())
+        logits = model(x.to(device, non_blocking=True).float())
         out[pos.numpy()] = torch.sigmoid(logits.float()).cpu().numpy()
     model.train(was_training)
     return out
@@ -69,8 +72,7 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
     with wd.manifest() as m:
         rows, row_labels = split_rows(m.videos([split]), store)
     scores = predict(model.to(dev), store, rows, num_classes=labels.num_classes,
-                     batch_size=batch_size or config.batch_size, device=dev, amp_dtype=resolve_amp(config.amp, dev),
-                     workers=config.workers)
+                     batch_size=batch_size or config.batch_size, device=dev, workers=config.workers)
     return rundir.write_metrics(run_dir, split=split, scores=scores, targets=multi_hot(row_labels, labels.num_classes),
                                 rows=rows, labels=labels, head=config.group_head, tail=config.group_tail,
                                 extra={"epoch": int(state["epoch"]), "checkpoint": checkpoint,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from videolt.errors import ConfigError
 from videolt.train.aggregators import Aggregator, create_aggregator
 
 __all__ = ["Decoupled", "autocast", "build_model", "resolve_amp", "tau_normalize"]
@@ -65,16 +66,16 @@ def tau_normalize(classifier: nn.Linear, tau: float = 1.0) -> None:
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: none on CPU or with `off`; `auto` picks bf16 where the GPU supports it."""
-    if device.type != "cuda" or amp == "off":
+    """The autocast dtype of the training forward: None for `off` (fp32), bf16 on any device, fp16 on CUDA."""
+    if amp == "off":
         return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp: fp16 autocast needs CUDA; use bf16 or off on the CPU")
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA only; a no-op context otherwise."""
-    if dtype is None or device.type != "cuda":
+    """Mixed precision for the training forward (`dtype` None: a no-op context, fp32)."""
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)

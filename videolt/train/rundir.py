@@ -130,7 +130,8 @@ def write_metrics(run_dir: Path, *, split: str, scores: np.ndarray, targets: np.
                   labels: LabelSet, head: int, tail: int, extra: dict) -> dict:
     """metrics.json (or metrics_<split>.json for a non-test split), per_class_ap.csv, scores and rows.
 
-    Scores are kept as float16 with the store rows they belong to, for later bootstraps and reports.
+    Scores are kept as float32, the very numbers the metrics were computed from, with the store rows
+    they belong to, for later bootstraps and reports.
     """
     groups = labels.groups(head, tail)
     summary = metrics.summarize(scores, targets, groups)
@@ -141,7 +142,7 @@ def write_metrics(run_dir: Path, *, split: str, scores: np.ndarray, targets: np.
     group_of = labels.group_of(head, tail)
     write_csv(run_dir / f"per_class_ap{suffix}.csv", ["class_id", "name", "group", "train_count", "ap"],
               [[c.id, c.name, group_of[c.id], c.count, f"{ap[c.id]:.6f}"] for c in labels.classes])
-    save_npy(run_dir / f"scores_{split}.npy", scores.astype(np.float16))
+    save_npy(run_dir / f"scores_{split}.npy", scores.astype(np.float32))
     save_npy(run_dir / f"rows_{split}.npy", np.asarray(rows, dtype=np.int64))
     return result
 

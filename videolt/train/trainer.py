@@ -120,12 +120,14 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     amp_dtype = resolve_amp(config.amp, device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.tf32
     return _Run(
         config=config, env=env, device=device, amp_dtype=amp_dtype, labels=labels, store=store,
         source=preload(store, train_rows, device) if config.preload else store, recipe=recipe,
         train_rows=train_rows, train_labels=train_labels, eval_rows=eval_rows,
         eval_targets=multi_hot(eval_labels, labels.num_classes), model=model, net=net,
-        loss=create_loss(recipe.loss, labels.counts, **loss_opts).to(device),
+        loss=create_loss(recipe.loss, labels.counts, train_videos=len(labels.splits["train"]), **loss_opts).to(device),
         sampler=create_sampler(recipe.sampler, train_labels, labels.num_classes, config.seed),
         mix=create_batch_mix(recipe.batch_mix, labels.counts, config.seed, **recipe.mix_opts),
         optimizer=optimizer,
@@ -170,8 +172,8 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
         with autocast(dev, run.amp_dtype):
             logits = run.net(xin, targets=yin, embedding_hook=mix_embeddings if mix.mixes_embeddings else None)
         loss = run.loss(logits.float(), yin, mask)
-        if mix.observes:
-            with torch.no_grad(), autocast(dev, run.amp_dtype):
+        if mix.observes:  # in fp32 whatever the training precision, like every evaluation
+            with torch.no_grad():
                 mix.observe(torch.sigmoid(run.model(x, targets=y).float()), y)
         run.optimizer.zero_grad(set_to_none=True)
         # An empty share (a last batch smaller than the world) still joins DDP's all-reduce, with zero gradients.
@@ -241,7 +243,8 @@ def _provenance(run: _Run) -> dict:
             "versions": {"videolt": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
             "device": str(run.device), "world_size": run.env.world,
-            "amp": str(run.amp_dtype).removeprefix("torch.") if run.amp_dtype else "off"}
+            "amp": str(run.amp_dtype).removeprefix("torch.") if run.amp_dtype else "off",
+            "tf32": run.device.type == "cuda" and run.config.tf32, "evaluation_precision": "float32"}
 
 
 def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
@@ -318,7 +321,6 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
 
 def _evaluate(run: _Run) -> dict:
     scores = predict(run.model, run.store, run.eval_rows, num_classes=run.labels.num_classes,
-                     batch_size=run.config.batch_size, device=run.device, amp_dtype=run.amp_dtype,
-                     workers=run.config.workers)
+                     batch_size=run.config.batch_size, device=run.device, workers=run.config.workers)
     groups = run.labels.groups(run.config.group_head, run.config.group_tail)
     return metrics.summarize(scores, run.eval_targets, groups)

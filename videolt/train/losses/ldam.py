@@ -13,9 +13,15 @@ from videolt.train.losses._base import LOSSES, MultiLabelLoss, class_balanced_we
 class LDAMLoss(MultiLabelLoss):
     """LDAM margins with deferred re-weighting (DRW), as the reference applies them to sigmoids.
 
-    m_c ∝ n_c^(−1/4) with max m = max_m. A sample's margin is Σ_c y_c·m_c (the sum over its
-    positive classes); it is subtracted from the logits at the positive positions, and the loss is
-    weighted BCE(s·z′, y). Weights are 1 before `drw_epoch`, class-balanced (β) from then on.
+    m_c ∝ n_c^(−1/4) with max m = max_m. A sample's margin is Σ_c y_c·m_c (the targets-weighted sum
+    of the class margins); it is subtracted from the logits where the target is exactly 1 (the
+    reference's `torch.where(targets.type(torch.uint8), ...)`), and the loss is weighted BCE(s·z′, y).
+    Weights are 1 before `drw_epoch`, class-balanced (β) from then on.
+
+    Under mixing (mixup, FrameStack) the targets are soft: a position with 0 < y < 1 gets no margin,
+    and the sample's margin, where some position is still exactly 1 (a class both mixed clips share),
+    is the soft-weighted sum. This is the reference's behaviour, kept as the default; it means LDAM
+    under mixup applies almost no margin.
     """
 
     def __init__(
@@ -42,5 +48,5 @@ class LDAMLoss(MultiLabelLoss):
 
     def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         batch_m = targets @ self.margins  # [B]
-        z = torch.where(targets > 0, logits - batch_m[:, None], logits)  # [B, C]
+        z = torch.where(targets >= 1.0, logits - batch_m[:, None], logits)  # [B, C]: margins at exact 1s only
         return F.binary_cross_entropy_with_logits(self.s * z, targets, weight=self.weight, reduction="none")

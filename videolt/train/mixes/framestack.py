@@ -1,9 +1,12 @@
 """FrameStack (semantics §6): mix two clips along time, by how well their classes are learnt.
 
-A clip's score s_n averages the class scores (running AP by default) over its labels. Paired with
-a partner π(n), it takes β_n = s_n / (s_n + s_π(n)) of its L frames from the partner and the rest
-from itself, and its label becomes (1 − β_n)·y_n + β_n·y_π(n): a clip of well-learnt classes gives
-room to the partner's frames and labels, a clip of poorly learnt classes keeps its own.
+A clip's score s_n is the mean over all C classes of y[n, c]·score[c], i.e. the sum of its labels'
+class scores (running AP by default) divided by C, as in the reference. Paired with a partner π(n),
+it takes β_n = s_n / (s_n + s_π(n)) of its L frames from the partner and the rest from itself, and
+its label becomes (1 − β_n)·y_n + β_n·y_π(n): a clip of well-learnt classes gives room to the
+partner's frames and labels, a clip of poorly learnt classes keeps its own. With the class-frequency
+rule ("cf", the paper's Table 3 ablation) a frequent class plays the part of a well-learnt one: head
+clips give frames away and tail clips keep theirs.
 
 The class score of an epoch is the per-class AP of the previous epoch, measured by `RunningAP` on
 the clean clips in train mode. Before the first epoch it is 0, so FrameStack starts at epoch 1
@@ -25,7 +28,10 @@ from videolt.train.mixes._base import BATCH_MIXES, BatchMix, Gather
 
 __all__ = ["BETA_RULES", "FrameStack", "RunningAP", "class_scores_for", "framestack_active", "framestack_mix"]
 
-BETA_RULES = ("ap", "fixed", "cf")
+# ap: running AP (the method); fixed: β = 0.5; cf: train frequency n_c / max n (the paper's rationale,
+# scaled like AP so the 1e-5 threshold keeps its meaning); inverse_cf: 1 / n_c in place of AP (the
+# literal substitution, in which tail clips give their frames away and most pairs fall under 1e-5).
+BETA_RULES = ("ap", "fixed", "cf", "inverse_cf")
 _EPS = 1e-5
 
 
@@ -85,10 +91,14 @@ def _numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def class_scores_for(beta_rule: str, ap: np.ndarray, class_counts: np.ndarray) -> torch.Tensor:
-    """The class score [C] that `framestack_mix` uses: AP ("ap"), 1/n_c ("cf"), unused zeros ("fixed")."""
+    """The class score [C] that `framestack_mix` uses: AP ("ap"), n_c / max n ("cf"), 1 / n_c
+    ("inverse_cf"), unused zeros ("fixed")."""
     _check_beta_rule(beta_rule)
+    counts = np.maximum(np.asarray(class_counts, dtype=np.float64), 1.0)
     if beta_rule == "cf":
-        return torch.as_tensor(1.0 / np.maximum(np.asarray(class_counts, dtype=np.float64), 1.0), dtype=torch.float32)
+        return torch.as_tensor(counts / counts.max(), dtype=torch.float32)
+    if beta_rule == "inverse_cf":
+        return torch.as_tensor(1.0 / counts, dtype=torch.float32)
     if beta_rule == "ap":
         return torch.as_tensor(ap, dtype=torch.float32)
     return torch.zeros(len(ap))
