@@ -17,7 +17,7 @@ from yt_dlp.utils import ExtractorError, GeoRestrictedError
 from tests.http_fixture import BehaviourServer, small_mp4
 from tests.lists import write_lists
 from videolt.data.download import PARTIAL_DIR, STAGE, DownloadConfig, download_pending, fetch_one, process_dir_name
-from videolt.data.failures import Failure, classify
+from videolt.data.failures import DownloadFailure, classify
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, StageError, UsageError
 
@@ -44,36 +44,37 @@ def _no_leftovers(videos: Path) -> None:
 # -- classification table ------------------------------------------------------------------------
 
 YOUTUBE_MESSAGES = {
-    "Private video. Sign in if you've been granted access to this video": Failure.PRIVATE,
-    "This video is private": Failure.PRIVATE,
-    "Video unavailable. This video has been removed by the uploader": Failure.REMOVED,
+    "Private video. Sign in if you've been granted access to this video": DownloadFailure.PRIVATE,
+    "This video is private": DownloadFailure.PRIVATE,
+    "Video unavailable. This video has been removed by the uploader": DownloadFailure.REMOVED,
     "Video unavailable. This video is no longer available because the YouTube account associated with this "
-    "video has been terminated.": Failure.REMOVED,
-    "Video unavailable": Failure.REMOVED,
-    "Video unavailable. This video is not available": Failure.REMOVED,
-    "The uploader has not made this video available in your country": Failure.GEO_BLOCKED,
-    "Sign in to confirm your age. This video may be inappropriate for some users.": Failure.AGE_RESTRICTED,
+    "video has been terminated.": DownloadFailure.REMOVED,
+    "Video unavailable": DownloadFailure.REMOVED,
+    "Video unavailable. This video is not available": DownloadFailure.REMOVED,
+    "The uploader has not made this video available in your country": DownloadFailure.GEO_BLOCKED,
+    "Sign in to confirm your age. This video may be inappropriate for some users.": DownloadFailure.AGE_RESTRICTED,
     "Join this channel to get access to members-only content like this video, and other exclusive perks.":
-        Failure.MEMBERS_ONLY,
+        DownloadFailure.MEMBERS_ONLY,
     "Video unavailable. This video is no longer available due to a copyright claim by Some Label":
-        Failure.COPYRIGHT,
+        DownloadFailure.COPYRIGHT,
     "Video unavailable. This video contains content from X, who has blocked it on copyright grounds.":
-        Failure.COPYRIGHT,
-    "This video has been removed for violating YouTube's Terms of Service": Failure.POLICY,
-    "Video unavailable. This video has been removed for violating YouTube's Community Guidelines": Failure.POLICY,
-    "Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies": Failure.RATE_LIMITED,
-    "Sign in to confirm you're not a bot": Failure.RATE_LIMITED,
-    "Video unavailable. This content isn\u2019t available, try again later.": Failure.RATE_LIMITED,
-    "Video unavailable. This content isn't available, try again later.": Failure.RATE_LIMITED,
-    "nsig extraction failed: Some formats may be missing": Failure.TOOLING,
-    "Signature extraction failed: Some formats may be missing": Failure.TOOLING,
-    "No supported JavaScript runtime could be found": Failure.TOOLING,
-    "Unable to extract yt initial data": Failure.TOOLING,
-    "ffmpeg could not be found": Failure.TOOLING,
-    "[download] Got error: HTTP Error 503: Service Unavailable. Giving up after 2 retries": Failure.TRANSIENT,
-    "[download] Got error: 973 bytes read, 5974 more expected. Giving up after 2 retries": Failure.TRANSIENT,
-    "Read timed out. (read timeout=30)": Failure.TRANSIENT,
-    "Something nobody has seen before": Failure.UNKNOWN,
+        DownloadFailure.COPYRIGHT,
+    "This video has been removed for violating YouTube's Terms of Service": DownloadFailure.POLICY,
+    "Video unavailable. This video has been removed for violating YouTube's Community Guidelines":
+        DownloadFailure.POLICY,
+    "Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies": DownloadFailure.RATE_LIMITED,
+    "Sign in to confirm you're not a bot": DownloadFailure.RATE_LIMITED,
+    "Video unavailable. This content isn\u2019t available, try again later.": DownloadFailure.RATE_LIMITED,
+    "Video unavailable. This content isn't available, try again later.": DownloadFailure.RATE_LIMITED,
+    "nsig extraction failed: Some formats may be missing": DownloadFailure.TOOLING,
+    "Signature extraction failed: Some formats may be missing": DownloadFailure.TOOLING,
+    "No supported JavaScript runtime could be found": DownloadFailure.TOOLING,
+    "Unable to extract yt initial data": DownloadFailure.TOOLING,
+    "ffmpeg could not be found": DownloadFailure.TOOLING,
+    "[download] Got error: HTTP Error 503: Service Unavailable. Giving up after 2 retries": DownloadFailure.TRANSIENT,
+    "[download] Got error: 973 bytes read, 5974 more expected. Giving up after 2 retries": DownloadFailure.TRANSIENT,
+    "Read timed out. (read timeout=30)": DownloadFailure.TRANSIENT,
+    "Something nobody has seen before": DownloadFailure.UNKNOWN,
 }
 
 
@@ -88,15 +89,15 @@ def test_classify_youtube_messages(message, expected):
 # behaviour -> (status, failure, server hits): retries=2, so a media GET is tried 3 times after 1 probe.
 CASES = {
     "ok": ("done", None, 2),
-    "404": ("failed", Failure.REMOVED, 1),
-    "403": ("failed", Failure.TRANSIENT, 1),
-    "429": ("failed", Failure.RATE_LIMITED, 1),
-    "503": ("failed", Failure.TRANSIENT, 1),
+    "404": ("failed", DownloadFailure.REMOVED, 1),
+    "403": ("failed", DownloadFailure.TRANSIENT, 1),
+    "429": ("failed", DownloadFailure.RATE_LIMITED, 1),
+    "503": ("failed", DownloadFailure.TRANSIENT, 1),
     "flaky2": ("done", None, 4),  # probe, two 503s retried by yt-dlp, success
-    "flaky5": ("failed", Failure.TRANSIENT, 4),  # probe, then gives up after 2 retries
-    "trunc": ("failed", Failure.TRANSIENT, 4),
-    "slow": ("failed", Failure.TRANSIENT, 1),
-    "html": ("failed", Failure.UNKNOWN, 1),
+    "flaky5": ("failed", DownloadFailure.TRANSIENT, 4),  # probe, then gives up after 2 retries
+    "trunc": ("failed", DownloadFailure.TRANSIENT, 4),
+    "slow": ("failed", DownloadFailure.TRANSIENT, 1),
+    "html": ("failed", DownloadFailure.UNKNOWN, 1),
 }
 
 
@@ -122,7 +123,7 @@ def test_invalid_ids_are_never_fetched(server, tmp_path):
     template = f"{server.base}/ok/{{id}}.mp4"
     for bad in ("1234567890", "abcdefghijkl", "abc/efghijk", "abcdefghij!"):
         res = fetch_one(bad, tmp_path, _config(template))
-        assert res.failure is Failure.INVALID_ID
+        assert res.failure is DownloadFailure.INVALID_ID
         assert server.hits[server.path("ok", bad)] == 0
     assert not any(tmp_path.rglob("*.mp4"))
 
@@ -130,7 +131,7 @@ def test_invalid_ids_are_never_fetched(server, tmp_path):
 def test_returned_id_must_match(server, tmp_path):
     # The generic extractor names the video after the file stem: a different stem is another video.
     res = fetch_one(VID, tmp_path, _config(f"{server.base}/ok/{{id}}x.mp4"))
-    assert res.failure is Failure.INVALID_ID
+    assert res.failure is DownloadFailure.INVALID_ID
     assert server.hits[server.path("ok", VID + "x")] == 1  # the probe only: refused before downloading
     assert not any(tmp_path.rglob("*.mp4"))
     _no_leftovers(tmp_path)
@@ -139,20 +140,21 @@ def test_returned_id_must_match(server, tmp_path):
 # -- a YouTube-like extractor raising YouTube's own messages ----------------------------------------
 
 FAKE_MESSAGES = {
-    "privateVid1": ("Private video. Sign in if you've been granted access to this video", Failure.PRIVATE),
-    "removedVid1": ("Video unavailable. This video has been removed by the uploader", Failure.REMOVED),
-    "geoBlocked1": (None, Failure.GEO_BLOCKED),  # raised as GeoRestrictedError
+    "privateVid1": ("Private video. Sign in if you've been granted access to this video", DownloadFailure.PRIVATE),
+    "removedVid1": ("Video unavailable. This video has been removed by the uploader", DownloadFailure.REMOVED),
+    "geoBlocked1": (None, DownloadFailure.GEO_BLOCKED),  # raised as GeoRestrictedError
     "ageRestrict": ("Sign in to confirm your age. This video may be inappropriate for some users.",
-                    Failure.AGE_RESTRICTED),
+                    DownloadFailure.AGE_RESTRICTED),
     "membersOnly": ("Join this channel to get access to members-only content like this video",
-                    Failure.MEMBERS_ONLY),
+                    DownloadFailure.MEMBERS_ONLY),
     "copyrighted": ("Video unavailable. This video is no longer available due to a copyright claim by X",
-                    Failure.COPYRIGHT),
-    "policyBreak": ("This video has been removed for violating YouTube's Community Guidelines", Failure.POLICY),
-    "notABotPls1": ("Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser", Failure.RATE_LIMITED),
-    "toolingFail": ("nsig extraction failed: Some formats may be missing", Failure.TOOLING),
+                    DownloadFailure.COPYRIGHT),
+    "policyBreak": ("This video has been removed for violating YouTube's Community Guidelines", DownloadFailure.POLICY),
+    "notABotPls1": ("Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser",
+                    DownloadFailure.RATE_LIMITED),
+    "toolingFail": ("nsig extraction failed: Some formats may be missing", DownloadFailure.TOOLING),
     # yt-dlp only warns about a broken player, then fails on the formats it could not decipher
-    "warnedNsig1": ("Requested format is not available", Failure.TOOLING),
+    "warnedNsig1": ("Requested format is not available", DownloadFailure.TOOLING),
 }
 
 

@@ -129,7 +129,7 @@ def _status(args: argparse.Namespace) -> int:
 
 # -- download -------------------------------------------------------------------------------------
 def _download_args(p: argparse.ArgumentParser) -> None:
-    from videolt.data.failures import Failure
+    from videolt.data.failures import DownloadFailure
 
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--splits", type=_csv, default=None, help="comma-separated splits (train,val,test); default all")
@@ -147,7 +147,8 @@ def _download_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pause", type=float, default=None, metavar="SECONDS",
                    help="pause of all workers after a rate-limit answer, doubled per repeat (default 900)")
     p.add_argument("--min-free-gb", type=float, default=None, help="stop cleanly below this much free disk")
-    p.add_argument("--recheck", nargs="+", default=(), choices=sorted(f.value for f in Failure), metavar="CLASS",
+    p.add_argument("--recheck", nargs="+", default=(), choices=sorted(f.value for f in DownloadFailure),
+                   metavar="CLASS",
                    help="also retry videos that failed with these (permanent) classes")
     p.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="local: worker threads here; ray: fetch tasks on a Ray cluster, paced by this process")

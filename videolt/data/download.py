@@ -25,7 +25,7 @@ import yt_dlp
 from tqdm import tqdm
 from yt_dlp.utils import DownloadError
 
-from videolt.data.failures import RETRYABLE, Failure, classify
+from videolt.data.failures import RETRYABLE, DownloadFailure, classify
 from videolt.data.ids import is_valid_id
 from videolt.data.manifest import Manifest, VideoRow
 from videolt.data.pacing import CircuitBreaker, TokenBucket
@@ -89,7 +89,7 @@ class FetchResult:
 
     video_id: str
     status: str  # "done" or "failed"
-    failure: Failure | None = None
+    failure: DownloadFailure | None = None
     message: str | None = None
     path: Path | None = None
     bytes: int = 0
@@ -172,11 +172,11 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
     whatever happens, and the finished file is renamed into place, so a final path always holds a
     whole file.
     """
-    def failed(failure: Failure, message: str) -> FetchResult:
+    def failed(failure: DownloadFailure, message: str) -> FetchResult:
         return FetchResult(video_id, "failed", failure, f"[download] {video_id}: {message}")
 
     if not is_valid_id(video_id):
-        return failed(Failure.INVALID_ID, "not a YouTube ID (11 characters of A-Z a-z 0-9 _ -); not fetched")
+        return failed(DownloadFailure.INVALID_ID, "not a YouTube ID (11 characters of A-Z a-z 0-9 _ -); not fetched")
     tmp_root = tmp_root or videos_dir / PARTIAL_DIR
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{video_id}.", dir=tmp_root))
@@ -187,8 +187,8 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
                 info = ydl.extract_info(config.url(video_id), download=True)
         except DownloadError as e:
             failure = classify(e)
-            if failure is Failure.UNKNOWN and classify(" | ".join(ydl_log.warnings)) is Failure.TOOLING:
-                failure = Failure.TOOLING  # e.g. "nsig extraction failed" warned, then "format not available"
+            if failure is DownloadFailure.UNKNOWN and classify(" | ".join(ydl_log.warnings)) is DownloadFailure.TOOLING:
+                failure = DownloadFailure.TOOLING  # e.g. "nsig extraction failed" warned, then "format not available"
             return failed(failure, _clean(str(e)))
         return _finish(video_id, info, tmp_dir, videos_dir, failed)
     finally:
@@ -196,21 +196,21 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
 
 
 def _finish(video_id: str, info: dict | None, tmp_dir: Path, videos_dir: Path,
-            failed: Callable[[Failure, str], FetchResult]) -> FetchResult:
+            failed: Callable[[DownloadFailure, str], FetchResult]) -> FetchResult:
     """Check what yt-dlp returned and move the file into place."""
     info = info or {}
     if info.get("id") != video_id:
-        return failed(Failure.INVALID_ID, f"yt-dlp returned id {info.get('id')!r}, not the requested one")
+        return failed(DownloadFailure.INVALID_ID, f"yt-dlp returned id {info.get('id')!r}, not the requested one")
     downloads = info.get("requested_downloads") or []
     src = Path(downloads[0]["filepath"]) if downloads and downloads[0].get("filepath") else None
     if src is None or not src.is_file():
-        return failed(Failure.UNKNOWN, "yt-dlp returned without a file (skipped by a filter?)")
+        return failed(DownloadFailure.UNKNOWN, "yt-dlp returned without a file (skipped by a filter?)")
     size = src.stat().st_size
     if size == 0:
-        return failed(Failure.TRANSIENT, "empty file")
+        return failed(DownloadFailure.TRANSIENT, "empty file")
     ext = src.suffix.lstrip(".")
     if not ext.isalnum():
-        return failed(Failure.UNKNOWN, f"unexpected file name {src.name!r}")
+        return failed(DownloadFailure.UNKNOWN, f"unexpected file name {src.name!r}")
     dest = videos_dir / video_id[:2] / f"{video_id}.{ext}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dest)
@@ -263,7 +263,7 @@ def select_pending(workdir: Workdir, max_attempts: int, *, splits: Sequence[str]
     class named in `recheck` (a user's explicit choice), or done but its file is gone. Checks the
     user's `recheck` and `limit` first (`UsageError`).
     """
-    known = {f.value for f in Failure}
+    known = {f.value for f in DownloadFailure}
     if set(recheck) - known:
         bad = sorted(set(recheck) - known)[0]
         raise UsageError(f"--recheck {bad!r}: not a failure class ({', '.join(sorted(known))})")
@@ -316,7 +316,7 @@ def fetch_guarded(video_id: str, videos_dir: Path, config: DownloadConfig, tmp_r
         return fetch_one(video_id, videos_dir, config, tmp_root=tmp_root, ydl_factory=ydl_factory)
     except Exception as e:
         log.exception("%s: unexpected error", video_id)
-        return FetchResult(video_id, "failed", Failure.INTERNAL, f"[download] {video_id}: {e!r}")
+        return FetchResult(video_id, "failed", DownloadFailure.INTERNAL, f"[download] {video_id}: {e!r}")
 
 
 def settle(manifest: Manifest, workdir: Workdir, index: int, result: FetchResult, attempts: int,
@@ -327,7 +327,7 @@ def settle(manifest: Manifest, workdir: Workdir, index: int, result: FetchResult
     A rate-limit answer is not the video's fault: no attempt, every worker pauses, retry at once
     behind the pause. A tooling failure raises `StageError`: every later video would fail alike.
     """
-    if result.failure is Failure.RATE_LIMITED:
+    if result.failure is DownloadFailure.RATE_LIMITED:
         manifest.record(STAGE, index, "failed", failure=result.failure.value, message=result.message,
                         attempt=False)
         log.warning("rate-limited; every worker pauses for %.0f s (%s)", breaker.trip(), result.message)
@@ -336,17 +336,17 @@ def settle(manifest: Manifest, workdir: Workdir, index: int, result: FetchResult
                     message=result.message, info=result.info(workdir.root) if result.status == "done" else None)
     if result.status == "done":
         breaker.success()
-    elif result.failure is Failure.TOOLING:
+    elif result.failure is DownloadFailure.TOOLING:
         raise StageError(f"yt-dlp {YTDLP_VERSION} can no longer fetch videos ({result.message}); "
                          "upgrade it (pip install -U 'yt-dlp[default]') and rerun")
-    elif result.failure is Failure.TRANSIENT and attempts + 1 < config.max_attempts:
+    elif result.failure is DownloadFailure.TRANSIENT and attempts + 1 < config.max_attempts:
         return config.backoff(attempts + 1)
     return None
 
 
 def attempts_after(result: FetchResult, attempts: int) -> int:
     """The attempt count once `result` is recorded (a rate-limit answer costs none)."""
-    return attempts + (result.failure is not Failure.RATE_LIMITED)
+    return attempts + (result.failure is not DownloadFailure.RATE_LIMITED)
 
 
 def outcome(result: FetchResult) -> str:
