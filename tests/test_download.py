@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import signal
 import subprocess
 import threading
@@ -20,6 +21,7 @@ from videolt.data.download import PARTIAL_DIR, STAGE, DownloadConfig, download_p
 from videolt.data.failures import DownloadFailure, classify
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, StageError, UsageError
+from videolt.pipeline.executors import create_executor
 
 VID = "abcdefghijk"
 FAST = dict(retries=2, socket_timeout=1.0, backoff_base_s=0.01, backoff_cap_s=0.05, rate_per_hour=1e7, burst=100,
@@ -226,6 +228,16 @@ def _workdir(tmp_path: Path, ids: list[str]) -> Workdir:
     return Workdir.init(tmp_path / "wd", lists)
 
 
+def _download(wd: Workdir, config: DownloadConfig, *, ydl_factory=None, **settings) -> dict:
+    """The runner on threads, one fetch in flight per worker (what `videolt download` does by default)."""
+    config = dataclasses.replace(config, **settings)
+    executor = create_executor("threads", workers=config.workers, in_flight=config.workers)
+    try:
+        return download_pending(wd, config, executor, progress=False, ydl_factory=ydl_factory)
+    finally:
+        executor.close()
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -246,7 +258,7 @@ def test_download_pending_records_retries_and_resumes(server, tmp_path):
     def hits() -> dict[str, int]:
         return {vid: server.hits[server.path("by-id", vid)] for vid in ids}
 
-    counts = download_pending(wd, config, progress=False)
+    counts = _download(wd, config)
     assert counts == {"todo": 10, "done": 6, "failed": {"removed": 1, "transient": 2, "invalid_id": 1}}
     # retries=1: each attempt is one probe plus up to 2 media GETs; transient videos get 3 attempts.
     assert hits() == {**{v: 2 for v in oks}, "batchFlaky2": 5, "batchGone01": 1, "batchBusy01": 3,
@@ -268,13 +280,13 @@ def test_download_pending_records_retries_and_resumes(server, tmp_path):
 
     # A rerun fetches nothing: done is done, transient ones used their attempts, permanent stay failed.
     before = hits()
-    assert download_pending(wd, config, progress=False) == {"todo": 0, "done": 0, "failed": {}}
+    assert _download(wd, config) == {"todo": 0, "done": 0, "failed": {}}
     assert hits() == before
 
     # A done video whose file vanished is fetched again; a permanent class only when re-checked.
     (wd.root / states["batchOk0003"].info["path"]).unlink()
-    assert download_pending(wd, config, progress=False)["done"] == 1
-    assert download_pending(wd, config, recheck=["removed"], progress=False)["failed"] == {"removed": 1}
+    assert _download(wd, config)["done"] == 1
+    assert _download(wd, config, recheck=("removed",))["failed"] == {"removed": 1}
     assert hits() == {**before, "batchOk0003": 4, "batchGone01": 2}
 
 
@@ -282,18 +294,18 @@ def test_download_pending_limit_and_splits(server, tmp_path):
     ids = [f"splitVid{i:03d}" for i in range(6)]
     wd = _workdir(tmp_path, ids)
     config = _config(f"{server.base}/ok/{{id}}.mp4", workers=1)
-    assert download_pending(wd, config, splits=["val"], progress=False)["done"] == 2
-    assert download_pending(wd, config, limit=1, progress=False)["done"] == 1
+    assert _download(wd, config, splits=("val",))["done"] == 2
+    assert _download(wd, config, limit=1)["done"] == 1
     with wd.manifest() as m:
         assert m.counts(STAGE)["done"] == 3
     with pytest.raises(UsageError, match="not a failure class"):
-        download_pending(wd, config, recheck=["gone"], progress=False)
+        _download(wd, config, recheck=("gone",))
 
 
 def test_download_pending_stops_on_tooling(server, tmp_path):
     wd = _workdir(tmp_path, ["toolingFail", *(f"goodVideo{i:02d}" for i in range(4))])
     with pytest.raises(StageError, match="upgrade"):
-        download_pending(wd, _config(FAKE_TEMPLATE, workers=1), ydl_factory=fake_factory(server), progress=False)
+        _download(wd, _config(FAKE_TEMPLATE, workers=1), ydl_factory=fake_factory(server))
     with wd.manifest() as m:
         assert m.counts(STAGE)["failed"] == {"tooling": 1}
         assert m.counts(STAGE)["done"] == 0  # the run stopped at the first video
@@ -304,18 +316,34 @@ def test_download_pending_rate_limit_pauses_then_stops(server, tmp_path):
     FakeYouTubeIE.calls.clear()
     config = _config(FAKE_TEMPLATE, workers=1, pause_s=0.05, max_trips=2)
     with pytest.raises(StageError, match="Resume after"):
-        download_pending(wd, config, ydl_factory=fake_factory(server), progress=False)
+        _download(wd, config, ydl_factory=fake_factory(server))
     assert FakeYouTubeIE.calls == {"notABotPls1": 3}  # first try + one retry after each of the 2 pauses
     with wd.manifest() as m:
         state = m.states(STAGE)[m.by_id("notABotPls1").index]
     assert (state.failure, state.attempts) == ("rate_limited", 0)  # not the video's fault
 
 
+def test_download_videos_on_local_processes(server, tmp_path):
+    """The stage wiring with `executor: local`: fetches in worker processes, recorded here alike."""
+    from videolt.pipeline.download import download_videos
+
+    server.by_id.update({"procGone001": "404", "procFlaky01": "flaky2"})
+    wd = _workdir(tmp_path, ["procOk00001", "procOk00002", "procGone001", "procFlaky01"])
+    config = _config(f"{server.base}/by-id/{{id}}.mp4", executor="local", workers=2)
+    assert download_videos(wd, config, progress=False) == {"todo": 4, "done": 3, "failed": {"removed": 1}}
+    with wd.manifest() as m:
+        states = {m.video(i).video_id: (s.status, s.failure) for i, s in m.states(STAGE).items()}
+    assert states == {"procOk00001": ("done", None), "procOk00002": ("done", None),
+                      "procGone001": ("failed", "removed"), "procFlaky01": ("done", None)}
+    assert wd.find_video("procFlaky01").read_bytes() == small_mp4()
+    _no_leftovers(wd.videos_dir)
+
+
 def test_download_pending_disk_guard(server, tmp_path):
     wd = _workdir(tmp_path, ["diskVideo01", "diskVideo02", "diskVideo03"])
     config = _config(f"{server.base}/ok/{{id}}.mp4", min_free_gb=1e9)
     with pytest.raises(StageError, match="min_free_gb"):
-        download_pending(wd, config, progress=False)
+        _download(wd, config)
     assert server.hits[server.path("ok", "diskVideo01")] == 0
     with wd.manifest() as m:
         assert m.counts(STAGE)["done"] == 0
@@ -326,7 +354,7 @@ def test_download_pending_adopts_a_file_moved_in_by_a_killed_run(server, tmp_pat
     placed = wd.video_path("adoptVid001", "mp4")
     placed.parent.mkdir(parents=True)
     placed.write_bytes(small_mp4())
-    counts = download_pending(wd, _config(f"{server.base}/ok/{{id}}.mp4"), progress=False)
+    counts = _download(wd, _config(f"{server.base}/ok/{{id}}.mp4"))
     assert counts["done"] == 3
     assert server.hits[server.path("ok", "adoptVid001")] == 0
     with wd.manifest() as m:
@@ -352,7 +380,7 @@ def test_ctrl_c_finishes_the_video_in_flight_and_stops(server, tmp_path):
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            download_pending(wd, config, progress=False)
+            _download(wd, config)
     finally:
         signal.signal(signal.SIGINT, previous)
     timer.join()

@@ -147,41 +147,29 @@ def _download_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pause", type=float, default=None, metavar="SECONDS",
                    help="pause of all workers after a rate-limit answer, doubled per repeat (default 900)")
     p.add_argument("--min-free-gb", type=float, default=None, help="stop cleanly below this much free disk")
-    p.add_argument("--recheck", nargs="+", default=(), choices=sorted(f.value for f in DownloadFailure),
-                   metavar="CLASS",
-                   help="also retry videos that failed with these (permanent) classes")
-    p.add_argument("--executor", default="local", choices=("local", "ray"),
-                   help="local: worker threads here; ray: fetch tasks on a Ray cluster, paced by this process")
+    p.add_argument("--recheck", nargs="+", default=None, choices=sorted(f.value for f in DownloadFailure),
+                   metavar="CLASS", help="also retry videos that failed with these (permanent) classes")
+    p.add_argument("--executor", default=None, choices=("threads", "local", "ray"),
+                   help="threads (default): worker threads here; local: worker processes here; ray: fetch tasks "
+                        "on a Ray cluster; pacing and recording stay in this process")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
+    _config_args(p, "max_trips=5")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
 
 @command("download", "fetch pending videos with yt-dlp: paced, classified, resumable", _download_args)
 def _download(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from videolt.data.download import DownloadConfig, download_pending
+    from videolt.data.download import DownloadConfig
     from videolt.data.workdir import Workdir
+    from videolt.pipeline.download import download_videos
 
-    given = {"url_template": args.url_template, "workers": args.workers, "rate_per_hour": args.rate,
-             "max_attempts": args.max_attempts, "socket_timeout": args.socket_timeout,
-             "backoff_base_s": args.backoff, "jitter_s": args.jitter, "pause_s": args.pause,
-             "min_free_gb": args.min_free_gb}
-    cfg = dataclasses.replace(DownloadConfig(), **{k: v for k, v in given.items() if v is not None})
-    wd = Workdir.open(args.workdir)
-    if args.executor == "ray":
-        from videolt.pipeline.download import run_download
-        from videolt.pipeline.executors import create_executor
-
-        executor = create_executor("ray", address=args.ray_address, in_flight=cfg.workers)
-        try:
-            counts = run_download(wd, cfg, executor, splits=args.splits, limit=args.limit, recheck=args.recheck)
-        finally:
-            executor.close()
-    else:
-        counts = download_pending(wd, cfg, splits=args.splits, limit=args.limit, recheck=args.recheck,
-                                  progress=not args.no_progress)
+    cfg = _stage_config(DownloadConfig, args, splits=args.splits, limit=args.limit, url_template=args.url_template,
+                        workers=args.workers, rate_per_hour=args.rate, max_attempts=args.max_attempts,
+                        socket_timeout=args.socket_timeout, backoff_base_s=args.backoff, jitter_s=args.jitter,
+                        pause_s=args.pause, min_free_gb=args.min_free_gb, recheck=args.recheck,
+                        executor=args.executor, ray_address=args.ray_address)
+    counts = download_videos(Workdir.open(args.workdir), cfg, progress=not args.no_progress)
     _print_counts(counts, args.json, "downloaded {done} of {todo}")
     return 0
 

@@ -19,16 +19,17 @@ import torch
 
 from videolt.config import field, load_config
 from videolt.data.demo import DemoSpec, make_demo_dataset
-from videolt.data.download import DownloadConfig, download_pending
+from videolt.data.download import DownloadConfig
 from videolt.data.importers import import_features, import_videos
 from videolt.data.serve import FileServer
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError
 from videolt.evaluate.benchmark import BenchmarkConfig, load_benchmark, run_benchmark
+from videolt.pipeline.download import download_videos
 from videolt.pipeline.executors import create_executor
 from videolt.pipeline.extract import ExtractConfig, run_extract
 
-__all__ = ["BenchmarkStage", "DemoStage", "DownloadStage", "ExtractStage", "ImportFeaturesStage",
+__all__ = ["BenchmarkStage", "DemoStage", "ExtractStage", "ImportFeaturesStage",
            "ImportVideosStage", "RunConfig", "format_summary", "load_run_config", "run_pipeline"]
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,6 @@ class DemoStage(DemoSpec):
     @property
     def spec(self) -> DemoSpec:
         return DemoSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DemoSpec)})
-
-
-@dataclass(frozen=True, kw_only=True)
-class DownloadStage(DownloadConfig):
-    """The download stage's settings plus which videos to fetch this run."""
-
-    splits: tuple[str, ...] = field((), "only these splits (train, val, test); default all")
-    limit: int | None = field(None, "at most this many videos per run")
-    recheck: tuple[str, ...] = field((), "also retry videos that failed with these permanent classes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +87,7 @@ class RunConfig:
     labels: str = field("", "folder with the four official list files (omit with a demo section)")
     threads: int | None = field(None, "torch CPU threads in this process (default: torch's choice, all cores)")
     demo: DemoStage | None = field(None, "generate the offline demo set; its lists become `labels`")
-    download: DownloadStage | None = field(None, "fetch videos with yt-dlp")
+    download: DownloadConfig | None = field(None, "fetch videos with yt-dlp")
     import_videos: ImportVideosStage | None = field(None, "register local video files instead of downloading")
     import_features: tuple[ImportFeaturesStage, ...] = field((), "official feature releases to import, in order")
     extract: tuple[ExtractStage, ...] = field((), "extraction passes, in order (one per weights source)")
@@ -161,14 +153,13 @@ def run_pipeline(config: RunConfig, *, progress: bool = True) -> dict:
     return summary
 
 
-def _download(wd: Workdir, stage: DownloadStage, clips_dir: Path | None, progress: bool) -> dict:
+def _download(wd: Workdir, config: DownloadConfig, clips_dir: Path | None, progress: bool) -> dict:
     """The download stage; with a demo, its clips are served on the loopback while it runs."""
-    serving = FileServer(clips_dir) if clips_dir is not None and PORT in stage.url_template else None
+    serving = FileServer(clips_dir) if clips_dir is not None and PORT in config.url_template else None
     with serving or contextlib.nullcontext():
-        cfg = stage if serving is None else dataclasses.replace(
-            stage, url_template=stage.url_template.replace(PORT, str(serving.port)))
-        counts = download_pending(wd, cfg, splits=list(stage.splits) or None, limit=stage.limit,
-                                  recheck=stage.recheck, progress=progress)
+        if serving is not None:
+            config = dataclasses.replace(config, url_template=config.url_template.replace(PORT, str(serving.port)))
+        counts = download_videos(wd, config, progress=progress)
     log.info("download: %d of %d fetched this run", counts["done"], counts["todo"])
     return counts
 
