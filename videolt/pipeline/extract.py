@@ -21,7 +21,7 @@ from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.errors import UsageError
 from videolt.extract.backbones import create_backbone, parse_backbone_name
-from videolt.extract.decode import DECODERS
+from videolt.extract.decoders import DECODERS
 from videolt.extract.runner import DecodeJob, FeatureSink, RowResult, SinkSpec, View, decode_job
 from videolt.pipeline.executors import Executor, LocalExecutor
 
@@ -75,8 +75,7 @@ def feature_set_names(cfg: ExtractConfig) -> list[str]:
 
 def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: str) -> tuple[list[SinkSpec], list[View]]:
     """Create (or check) each feature set with its provenance; one View per distinct preprocessing."""
-    if cfg.decoder not in DECODERS:
-        DECODERS.get(cfg.decoder)  # raises the unknown-name error
+    decoder = DECODERS.get(cfg.decoder)  # an unknown name fails before any work
     with wd.manifest() as m:
         ids = [v.video_id for v in m.videos()]
     views: list[View] = []
@@ -95,7 +94,7 @@ def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: str) -> tuple[list[Sink
                               "antialias": True, "scale": "[0, 1]", "mean": list(bb.cfg.mean),
                               "std": list(bb.cfg.std), "channel_order": "RGB",
                               "temporal_sampling": f"floor(linspace(0, n - 1, {cfg.frames}))"},
-            "decoder": {"name": cfg.decoder, "version": _decoder_version(cfg.decoder)},
+            "decoder": {"name": decoder.name, "version": decoder.version()},
             "inference": {"device": device, "amp": "bf16" if (cfg.amp if cfg.amp is not None else device != "cpu")
                           else "fp32", "compile": cfg.compile},
             "versions": {p: _version(p) for p in ("torch", "torchvision", "timm", "av")} | {
@@ -209,10 +208,6 @@ def _record(m, r: RowResult) -> None:
             m.record(f"features:{name}", r.index, "done", info={"n_frames": r.n_frames})
         else:
             m.record(f"features:{name}", r.index, "failed", failure=failure, message=r.message)
-
-
-def _decoder_version(name: str) -> str:
-    return {"pyav": _version("av"), "decord": _version("decord"), "torchcodec": _version("torchcodec")}.get(name, "")
 
 
 def _version(pkg: str) -> str:
