@@ -26,8 +26,9 @@ from tests.lists import small_lists  # noqa: E402
 from tests.videos import make_video  # noqa: E402
 from videolt.data.store import FeatureStore  # noqa: E402
 from videolt.data.workdir import Workdir  # noqa: E402
+from videolt.extract.config import ExtractConfig  # noqa: E402
+from videolt.extract.stage import run_extract  # noqa: E402
 from videolt.pipeline.executors import create_executor  # noqa: E402
-from videolt.pipeline.extract import ExtractConfig, run_extract  # noqa: E402
 
 N = 6
 CFG = ExtractConfig(backbones=("resnet50",), weights="random", names=("r50",), workers=1, frames=6, resize=40,
