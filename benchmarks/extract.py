@@ -27,9 +27,9 @@ import torch
 from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.extract.backbones import create_backbone
+from videolt.extract.config import ExtractConfig
 from videolt.extract.runner import Decoded, FeatureSink, SinkSpec
-from videolt.pipeline.executors import create_executor
-from videolt.pipeline.extract import ExtractConfig, run_extract
+from videolt.pipeline.extract import extract_features
 
 BACKBONE = "resnet50"
 VIDEOLT_FRAMES = 150  # features per video in VideoLT: what the GPU rate is divided by for the estimate
@@ -110,7 +110,7 @@ def stage_rate(wd: Workdir, device: str, frames: int, crop: int, resize: int, ba
     """Frames/s of `run_extract` (decoding included) and each video's decode seconds."""
     cfg = ExtractConfig(backbones=(BACKBONE,), weights="random", names=("bench",), device=device, batch_size=batch,
                         workers=workers, frames=frames, resize=resize, crop=crop)
-    counts = run_extract(wd, cfg, create_executor("local", workers=workers), progress=False)
+    counts = extract_features(wd, cfg, progress=False)  # on the local executor, `workers` processes
     assert counts["done"] == counts["videos"], counts
     with wd.manifest() as m:
         decode = [s.info["seconds"] for s in m.states("decode").values()]

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from tests.videos import make_video, read_counter, vfr_intervals_ms
-from videolt.errors import StageError, UnknownNameError, UsageError
-from videolt.extract.decode import DECODERS, DecodedVideo, DecodeError, iter_frames, read_frames
+from videolt.errors import StageError, UnknownNameError, UsageError, VideoFailure
+from videolt.extract.decoders import DECODERS, DecodedVideo, DecodeError, iter_frames, read_frames
+from videolt.extract.failures import ExtractFailure
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
 
@@ -37,7 +38,7 @@ CASES = {
 }
 SUFFIX = {"vp9_webm": ".webm", "mkv_start_offset": ".mkv", "vfr_mkv": ".mkv"}
 
-# Documented differences of the optional backends (see videolt/extract/_decode_backends.py).
+# Documented differences of the optional backends (see videolt/extract/decoders/decord.py, torchcodec.py).
 EXPECTED_FAILURE = {("decord", "rotate_90"): "corrupt"}
 DROPS_LAST_TICK = {("torchcodec", "vfr_mp4")}
 
@@ -194,7 +195,7 @@ PYAV_FAILURES = {
     "audio_only": "no_video_stream",
     "no_frames": "empty",
 }
-# Where an optional backend classifies differently (or does not notice), documented in _decode_backends.
+# Where an optional backend classifies differently (or does not notice), documented in its decoders/ module.
 BACKEND_FAILURES = {
     "decord": {**PYAV_FAILURES, "truncated_mkv": None, "no_frames": "unreadable"},
     "torchcodec": {**PYAV_FAILURES, "truncated_mkv": None, "no_frames": "unreadable"},
@@ -213,7 +214,9 @@ def test_failure_classes(broken: dict[str, Path], name: str, backend: str) -> No
     with pytest.raises(DecodeError) as err:
         read_frames(broken[name], backend=backend)
     assert err.value.failure == expected
-    assert isinstance(err.value, StageError)
+    # A per-video failure, recorded with its class while the batch goes on; never a stage stop.
+    assert isinstance(err.value, VideoFailure) and not isinstance(err.value, StageError)
+    assert isinstance(err.value.failure, ExtractFailure)
     assert str(broken[name]) in str(err.value)
 
 
@@ -234,6 +237,8 @@ def test_timeout(videos: dict[str, Path]) -> None:
 
 def test_backend_registry_and_missing_extra(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     assert {"pyav", "decord", "torchcodec"} <= set(DECODERS.names())
+    pyav = DECODERS.get("pyav")  # each entry names the package whose version the feature set records
+    assert (pyav.name, pyav.package, pyav.version()) == ("pyav", "av", av.__version__)
     with pytest.raises(UnknownNameError, match="pyav"):
         read_frames(videos["short"], backend="pyva")
     monkeypatch.setitem(sys.modules, "decord", None)  # import decord now fails

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import signal
 import subprocess
 import threading
@@ -17,9 +18,10 @@ from yt_dlp.utils import ExtractorError, GeoRestrictedError
 from tests.http_fixture import BehaviourServer, small_mp4
 from tests.lists import write_lists
 from videolt.data.download import PARTIAL_DIR, STAGE, DownloadConfig, download_pending, fetch_one, process_dir_name
-from videolt.data.failures import Failure, classify
+from videolt.data.failures import DownloadFailure, classify
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, StageError, UsageError
+from videolt.pipeline.executors import create_executor
 
 VID = "abcdefghijk"
 FAST = dict(retries=2, socket_timeout=1.0, backoff_base_s=0.01, backoff_cap_s=0.05, rate_per_hour=1e7, burst=100,
@@ -44,36 +46,37 @@ def _no_leftovers(videos: Path) -> None:
 # -- classification table ------------------------------------------------------------------------
 
 YOUTUBE_MESSAGES = {
-    "Private video. Sign in if you've been granted access to this video": Failure.PRIVATE,
-    "This video is private": Failure.PRIVATE,
-    "Video unavailable. This video has been removed by the uploader": Failure.REMOVED,
+    "Private video. Sign in if you've been granted access to this video": DownloadFailure.PRIVATE,
+    "This video is private": DownloadFailure.PRIVATE,
+    "Video unavailable. This video has been removed by the uploader": DownloadFailure.REMOVED,
     "Video unavailable. This video is no longer available because the YouTube account associated with this "
-    "video has been terminated.": Failure.REMOVED,
-    "Video unavailable": Failure.REMOVED,
-    "Video unavailable. This video is not available": Failure.REMOVED,
-    "The uploader has not made this video available in your country": Failure.GEO_BLOCKED,
-    "Sign in to confirm your age. This video may be inappropriate for some users.": Failure.AGE_RESTRICTED,
+    "video has been terminated.": DownloadFailure.REMOVED,
+    "Video unavailable": DownloadFailure.REMOVED,
+    "Video unavailable. This video is not available": DownloadFailure.REMOVED,
+    "The uploader has not made this video available in your country": DownloadFailure.GEO_BLOCKED,
+    "Sign in to confirm your age. This video may be inappropriate for some users.": DownloadFailure.AGE_RESTRICTED,
     "Join this channel to get access to members-only content like this video, and other exclusive perks.":
-        Failure.MEMBERS_ONLY,
+        DownloadFailure.MEMBERS_ONLY,
     "Video unavailable. This video is no longer available due to a copyright claim by Some Label":
-        Failure.COPYRIGHT,
+        DownloadFailure.COPYRIGHT,
     "Video unavailable. This video contains content from X, who has blocked it on copyright grounds.":
-        Failure.COPYRIGHT,
-    "This video has been removed for violating YouTube's Terms of Service": Failure.POLICY,
-    "Video unavailable. This video has been removed for violating YouTube's Community Guidelines": Failure.POLICY,
-    "Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies": Failure.RATE_LIMITED,
-    "Sign in to confirm you're not a bot": Failure.RATE_LIMITED,
-    "Video unavailable. This content isn\u2019t available, try again later.": Failure.RATE_LIMITED,
-    "Video unavailable. This content isn't available, try again later.": Failure.RATE_LIMITED,
-    "nsig extraction failed: Some formats may be missing": Failure.TOOLING,
-    "Signature extraction failed: Some formats may be missing": Failure.TOOLING,
-    "No supported JavaScript runtime could be found": Failure.TOOLING,
-    "Unable to extract yt initial data": Failure.TOOLING,
-    "ffmpeg could not be found": Failure.TOOLING,
-    "[download] Got error: HTTP Error 503: Service Unavailable. Giving up after 2 retries": Failure.TRANSIENT,
-    "[download] Got error: 973 bytes read, 5974 more expected. Giving up after 2 retries": Failure.TRANSIENT,
-    "Read timed out. (read timeout=30)": Failure.TRANSIENT,
-    "Something nobody has seen before": Failure.UNKNOWN,
+        DownloadFailure.COPYRIGHT,
+    "This video has been removed for violating YouTube's Terms of Service": DownloadFailure.POLICY,
+    "Video unavailable. This video has been removed for violating YouTube's Community Guidelines":
+        DownloadFailure.POLICY,
+    "Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies": DownloadFailure.RATE_LIMITED,
+    "Sign in to confirm you're not a bot": DownloadFailure.RATE_LIMITED,
+    "Video unavailable. This content isn\u2019t available, try again later.": DownloadFailure.RATE_LIMITED,
+    "Video unavailable. This content isn't available, try again later.": DownloadFailure.RATE_LIMITED,
+    "nsig extraction failed: Some formats may be missing": DownloadFailure.TOOLING,
+    "Signature extraction failed: Some formats may be missing": DownloadFailure.TOOLING,
+    "No supported JavaScript runtime could be found": DownloadFailure.TOOLING,
+    "Unable to extract yt initial data": DownloadFailure.TOOLING,
+    "ffmpeg could not be found": DownloadFailure.TOOLING,
+    "[download] Got error: HTTP Error 503: Service Unavailable. Giving up after 2 retries": DownloadFailure.TRANSIENT,
+    "[download] Got error: 973 bytes read, 5974 more expected. Giving up after 2 retries": DownloadFailure.TRANSIENT,
+    "Read timed out. (read timeout=30)": DownloadFailure.TRANSIENT,
+    "Something nobody has seen before": DownloadFailure.UNKNOWN,
 }
 
 
@@ -88,15 +91,15 @@ def test_classify_youtube_messages(message, expected):
 # behaviour -> (status, failure, server hits): retries=2, so a media GET is tried 3 times after 1 probe.
 CASES = {
     "ok": ("done", None, 2),
-    "404": ("failed", Failure.REMOVED, 1),
-    "403": ("failed", Failure.TRANSIENT, 1),
-    "429": ("failed", Failure.RATE_LIMITED, 1),
-    "503": ("failed", Failure.TRANSIENT, 1),
+    "404": ("failed", DownloadFailure.REMOVED, 1),
+    "403": ("failed", DownloadFailure.TRANSIENT, 1),
+    "429": ("failed", DownloadFailure.RATE_LIMITED, 1),
+    "503": ("failed", DownloadFailure.TRANSIENT, 1),
     "flaky2": ("done", None, 4),  # probe, two 503s retried by yt-dlp, success
-    "flaky5": ("failed", Failure.TRANSIENT, 4),  # probe, then gives up after 2 retries
-    "trunc": ("failed", Failure.TRANSIENT, 4),
-    "slow": ("failed", Failure.TRANSIENT, 1),
-    "html": ("failed", Failure.UNKNOWN, 1),
+    "flaky5": ("failed", DownloadFailure.TRANSIENT, 4),  # probe, then gives up after 2 retries
+    "trunc": ("failed", DownloadFailure.TRANSIENT, 4),
+    "slow": ("failed", DownloadFailure.TRANSIENT, 1),
+    "html": ("failed", DownloadFailure.UNKNOWN, 1),
 }
 
 
@@ -122,7 +125,7 @@ def test_invalid_ids_are_never_fetched(server, tmp_path):
     template = f"{server.base}/ok/{{id}}.mp4"
     for bad in ("1234567890", "abcdefghijkl", "abc/efghijk", "abcdefghij!"):
         res = fetch_one(bad, tmp_path, _config(template))
-        assert res.failure is Failure.INVALID_ID
+        assert res.failure is DownloadFailure.INVALID_ID
         assert server.hits[server.path("ok", bad)] == 0
     assert not any(tmp_path.rglob("*.mp4"))
 
@@ -130,7 +133,7 @@ def test_invalid_ids_are_never_fetched(server, tmp_path):
 def test_returned_id_must_match(server, tmp_path):
     # The generic extractor names the video after the file stem: a different stem is another video.
     res = fetch_one(VID, tmp_path, _config(f"{server.base}/ok/{{id}}x.mp4"))
-    assert res.failure is Failure.INVALID_ID
+    assert res.failure is DownloadFailure.INVALID_ID
     assert server.hits[server.path("ok", VID + "x")] == 1  # the probe only: refused before downloading
     assert not any(tmp_path.rglob("*.mp4"))
     _no_leftovers(tmp_path)
@@ -139,20 +142,21 @@ def test_returned_id_must_match(server, tmp_path):
 # -- a YouTube-like extractor raising YouTube's own messages ----------------------------------------
 
 FAKE_MESSAGES = {
-    "privateVid1": ("Private video. Sign in if you've been granted access to this video", Failure.PRIVATE),
-    "removedVid1": ("Video unavailable. This video has been removed by the uploader", Failure.REMOVED),
-    "geoBlocked1": (None, Failure.GEO_BLOCKED),  # raised as GeoRestrictedError
+    "privateVid1": ("Private video. Sign in if you've been granted access to this video", DownloadFailure.PRIVATE),
+    "removedVid1": ("Video unavailable. This video has been removed by the uploader", DownloadFailure.REMOVED),
+    "geoBlocked1": (None, DownloadFailure.GEO_BLOCKED),  # raised as GeoRestrictedError
     "ageRestrict": ("Sign in to confirm your age. This video may be inappropriate for some users.",
-                    Failure.AGE_RESTRICTED),
+                    DownloadFailure.AGE_RESTRICTED),
     "membersOnly": ("Join this channel to get access to members-only content like this video",
-                    Failure.MEMBERS_ONLY),
+                    DownloadFailure.MEMBERS_ONLY),
     "copyrighted": ("Video unavailable. This video is no longer available due to a copyright claim by X",
-                    Failure.COPYRIGHT),
-    "policyBreak": ("This video has been removed for violating YouTube's Community Guidelines", Failure.POLICY),
-    "notABotPls1": ("Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser", Failure.RATE_LIMITED),
-    "toolingFail": ("nsig extraction failed: Some formats may be missing", Failure.TOOLING),
+                    DownloadFailure.COPYRIGHT),
+    "policyBreak": ("This video has been removed for violating YouTube's Community Guidelines", DownloadFailure.POLICY),
+    "notABotPls1": ("Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser",
+                    DownloadFailure.RATE_LIMITED),
+    "toolingFail": ("nsig extraction failed: Some formats may be missing", DownloadFailure.TOOLING),
     # yt-dlp only warns about a broken player, then fails on the formats it could not decipher
-    "warnedNsig1": ("Requested format is not available", Failure.TOOLING),
+    "warnedNsig1": ("Requested format is not available", DownloadFailure.TOOLING),
 }
 
 
@@ -224,6 +228,16 @@ def _workdir(tmp_path: Path, ids: list[str]) -> Workdir:
     return Workdir.init(tmp_path / "wd", lists)
 
 
+def _download(wd: Workdir, config: DownloadConfig, *, ydl_factory=None, **settings) -> dict:
+    """The runner on threads, one fetch in flight per worker (what `videolt download` does by default)."""
+    config = dataclasses.replace(config, **settings)
+    executor = create_executor("threads", workers=config.workers, in_flight=config.workers)
+    try:
+        return download_pending(wd, config, executor, progress=False, ydl_factory=ydl_factory)
+    finally:
+        executor.close()
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -244,7 +258,7 @@ def test_download_pending_records_retries_and_resumes(server, tmp_path):
     def hits() -> dict[str, int]:
         return {vid: server.hits[server.path("by-id", vid)] for vid in ids}
 
-    counts = download_pending(wd, config, progress=False)
+    counts = _download(wd, config)
     assert counts == {"todo": 10, "done": 6, "failed": {"removed": 1, "transient": 2, "invalid_id": 1}}
     # retries=1: each attempt is one probe plus up to 2 media GETs; transient videos get 3 attempts.
     assert hits() == {**{v: 2 for v in oks}, "batchFlaky2": 5, "batchGone01": 1, "batchBusy01": 3,
@@ -266,13 +280,13 @@ def test_download_pending_records_retries_and_resumes(server, tmp_path):
 
     # A rerun fetches nothing: done is done, transient ones used their attempts, permanent stay failed.
     before = hits()
-    assert download_pending(wd, config, progress=False) == {"todo": 0, "done": 0, "failed": {}}
+    assert _download(wd, config) == {"todo": 0, "done": 0, "failed": {}}
     assert hits() == before
 
     # A done video whose file vanished is fetched again; a permanent class only when re-checked.
     (wd.root / states["batchOk0003"].info["path"]).unlink()
-    assert download_pending(wd, config, progress=False)["done"] == 1
-    assert download_pending(wd, config, recheck=["removed"], progress=False)["failed"] == {"removed": 1}
+    assert _download(wd, config)["done"] == 1
+    assert _download(wd, config, recheck=("removed",))["failed"] == {"removed": 1}
     assert hits() == {**before, "batchOk0003": 4, "batchGone01": 2}
 
 
@@ -280,18 +294,18 @@ def test_download_pending_limit_and_splits(server, tmp_path):
     ids = [f"splitVid{i:03d}" for i in range(6)]
     wd = _workdir(tmp_path, ids)
     config = _config(f"{server.base}/ok/{{id}}.mp4", workers=1)
-    assert download_pending(wd, config, splits=["val"], progress=False)["done"] == 2
-    assert download_pending(wd, config, limit=1, progress=False)["done"] == 1
+    assert _download(wd, config, splits=("val",))["done"] == 2
+    assert _download(wd, config, limit=1)["done"] == 1
     with wd.manifest() as m:
         assert m.counts(STAGE)["done"] == 3
     with pytest.raises(UsageError, match="not a failure class"):
-        download_pending(wd, config, recheck=["gone"], progress=False)
+        _download(wd, config, recheck=("gone",))
 
 
 def test_download_pending_stops_on_tooling(server, tmp_path):
     wd = _workdir(tmp_path, ["toolingFail", *(f"goodVideo{i:02d}" for i in range(4))])
     with pytest.raises(StageError, match="upgrade"):
-        download_pending(wd, _config(FAKE_TEMPLATE, workers=1), ydl_factory=fake_factory(server), progress=False)
+        _download(wd, _config(FAKE_TEMPLATE, workers=1), ydl_factory=fake_factory(server))
     with wd.manifest() as m:
         assert m.counts(STAGE)["failed"] == {"tooling": 1}
         assert m.counts(STAGE)["done"] == 0  # the run stopped at the first video
@@ -302,18 +316,34 @@ def test_download_pending_rate_limit_pauses_then_stops(server, tmp_path):
     FakeYouTubeIE.calls.clear()
     config = _config(FAKE_TEMPLATE, workers=1, pause_s=0.05, max_trips=2)
     with pytest.raises(StageError, match="Resume after"):
-        download_pending(wd, config, ydl_factory=fake_factory(server), progress=False)
+        _download(wd, config, ydl_factory=fake_factory(server))
     assert FakeYouTubeIE.calls == {"notABotPls1": 3}  # first try + one retry after each of the 2 pauses
     with wd.manifest() as m:
         state = m.states(STAGE)[m.by_id("notABotPls1").index]
     assert (state.failure, state.attempts) == ("rate_limited", 0)  # not the video's fault
 
 
+def test_download_videos_on_local_processes(server, tmp_path):
+    """The stage wiring with `executor: local`: fetches in worker processes, recorded here alike."""
+    from videolt.pipeline.download import download_videos
+
+    server.by_id.update({"procGone001": "404", "procFlaky01": "flaky2"})
+    wd = _workdir(tmp_path, ["procOk00001", "procOk00002", "procGone001", "procFlaky01"])
+    config = _config(f"{server.base}/by-id/{{id}}.mp4", executor="local", workers=2)
+    assert download_videos(wd, config, progress=False) == {"todo": 4, "done": 3, "failed": {"removed": 1}}
+    with wd.manifest() as m:
+        states = {m.video(i).video_id: (s.status, s.failure) for i, s in m.states(STAGE).items()}
+    assert states == {"procOk00001": ("done", None), "procOk00002": ("done", None),
+                      "procGone001": ("failed", "removed"), "procFlaky01": ("done", None)}
+    assert wd.find_video("procFlaky01").read_bytes() == small_mp4()
+    _no_leftovers(wd.videos_dir)
+
+
 def test_download_pending_disk_guard(server, tmp_path):
     wd = _workdir(tmp_path, ["diskVideo01", "diskVideo02", "diskVideo03"])
     config = _config(f"{server.base}/ok/{{id}}.mp4", min_free_gb=1e9)
     with pytest.raises(StageError, match="min_free_gb"):
-        download_pending(wd, config, progress=False)
+        _download(wd, config)
     assert server.hits[server.path("ok", "diskVideo01")] == 0
     with wd.manifest() as m:
         assert m.counts(STAGE)["done"] == 0
@@ -324,7 +354,7 @@ def test_download_pending_adopts_a_file_moved_in_by_a_killed_run(server, tmp_pat
     placed = wd.video_path("adoptVid001", "mp4")
     placed.parent.mkdir(parents=True)
     placed.write_bytes(small_mp4())
-    counts = download_pending(wd, _config(f"{server.base}/ok/{{id}}.mp4"), progress=False)
+    counts = _download(wd, _config(f"{server.base}/ok/{{id}}.mp4"))
     assert counts["done"] == 3
     assert server.hits[server.path("ok", "adoptVid001")] == 0
     with wd.manifest() as m:
@@ -350,7 +380,7 @@ def test_ctrl_c_finishes_the_video_in_flight_and_stops(server, tmp_path):
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            download_pending(wd, config, progress=False)
+            _download(wd, config)
     finally:
         signal.signal(signal.SIGINT, previous)
     timer.join()

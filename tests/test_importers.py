@@ -15,7 +15,7 @@ import pytest
 
 from tests.lists import small_lists
 from tests.videos import make_video
-from videolt.data.importers import import_features, import_videos
+from videolt.data.importers import ImportFeaturesConfig, ImportVideosConfig, import_features, import_videos
 from videolt.data.store import STATUS_DONE, STATUS_FAILED, STATUS_MISSING, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.errors import UsageError
@@ -78,7 +78,7 @@ def _outcome(wd: Workdir, stage: str = STAGE) -> dict[int, str]:
 def test_import_features_records_every_outcome(tmp_path: Path, release) -> None:
     labels, ids, expected, npy = release
     wd = Workdir.init(tmp_path / "wd", labels)
-    counts = import_features(wd, "official", npy, workers=2, progress=False)
+    counts = import_features(wd, ImportFeaturesConfig(name="official", npy_dir=str(npy), workers=2), progress=False)
 
     n_good = sum(e == "done" for e in expected.values())
     failed = {c: sum(e == c for e in expected.values()) for c in set(expected.values()) - {"done"}}
@@ -101,20 +101,21 @@ def test_import_features_records_every_outcome(tmp_path: Path, release) -> None:
         state = m.states(STAGE, [11])[11]
     assert state.message.startswith(f"[{STAGE}] {ids[11]}: ") and "expected float [150, 8]" in state.message
 
-    again = import_features(wd, "official", npy, progress=False)
+    again = import_features(wd, ImportFeaturesConfig(name="official", npy_dir=str(npy)), progress=False)
     assert again == {"videos": 200, "skipped": n_good, "done": 0, "failed": failed}
     np.testing.assert_array_equal(store.status(), want_status)
     with pytest.raises(UsageError, match="provenance for npy_dir"):
-        import_features(wd, "official", tmp_path, progress=False)
+        import_features(wd, ImportFeaturesConfig(name="official", npy_dir=str(tmp_path)), progress=False)
     with pytest.raises(UsageError, match="no readable"):
-        import_features(wd, "other", tmp_path, progress=False)
+        import_features(wd, ImportFeaturesConfig(name="other", npy_dir=str(tmp_path)), progress=False)
 
 
 def test_import_features_float32_and_splits(tmp_path: Path, release) -> None:
     labels, ids, expected, npy = release
     wd = Workdir.init(tmp_path / "wd", labels)
-    counts = import_features(wd, "val32", npy, dtype="float32", compression="none", splits=["val"], workers=1,
-                             progress=False)
+    config = ImportFeaturesConfig(name="val32", npy_dir=str(npy), dtype="float32", compression="none",
+                                  splits=("val",), workers=1)
+    counts = import_features(wd, config, progress=False)
     with wd.manifest() as m:
         val = [v.index for v in m.videos(["val"])]
     assert counts["videos"] == len(val) == 30
@@ -134,7 +135,8 @@ def slow(*args):  # slow enough that the test can kill the run midway
     time.sleep(0.05)
     return read(*args)
 imp._read_npy = slow
-imp.import_features(sys.argv[1], "official", sys.argv[2], workers=2, progress=False)
+imp.import_features(sys.argv[1], imp.ImportFeaturesConfig(name="official", npy_dir=sys.argv[2], workers=2),
+                    progress=False)
 """
 
 
@@ -155,8 +157,8 @@ def test_killed_import_resumes_to_the_same_result(tmp_path: Path, release) -> No
     n_good = sum(e == "done" for e in expected.values())
     assert 20 <= (FeatureStore.open(path).status() == STATUS_DONE).sum() < n_good
 
-    import_features(killed, "official", npy, workers=2, progress=False)
-    import_features(clean, "official", npy, workers=2, progress=False)
+    import_features(killed, ImportFeaturesConfig(name="official", npy_dir=str(npy), workers=2), progress=False)
+    import_features(clean, ImportFeaturesConfig(name="official", npy_dir=str(npy), workers=2), progress=False)
     assert _outcome(killed) == _outcome(clean) == {i: expected[vid] for i, vid in enumerate(ids)}
     a, b = FeatureStore.open(path), FeatureStore.open(clean.features_path("official"))
     np.testing.assert_array_equal(a.status(), b.status())
@@ -191,7 +193,7 @@ def test_import_videos(tmp_path: Path, mode: str) -> None:
     make_video(src / "unknownId12.mp4", seconds=1.0)
     (src / "notes.txt").write_text("hello\n")
 
-    counts = import_videos(wd, src, mode=mode, progress=False)
+    counts = import_videos(wd, ImportVideosConfig(dir=str(src), mode=mode), progress=False)
     assert counts == {"files": 6, "unknown_id": 2, "skipped": 0, "done": 2,
                       "failed": {"unreadable": 1, "no_video_stream": 1}}
     with wd.manifest() as m:
@@ -209,7 +211,7 @@ def test_import_videos(tmp_path: Path, mode: str) -> None:
     assert (states[3].status, states[3].failure) == ("failed", "no_video_stream")
     assert states[3].message.startswith(f"[download] {ids[3]}: ")
 
-    again = import_videos(wd, src, mode=mode, progress=False)
+    again = import_videos(wd, ImportVideosConfig(dir=str(src), mode=mode), progress=False)
     assert again == {**counts, "skipped": 2, "done": 0}
     with wd.manifest() as m:
         assert m.counts("download") == {"done": 2, "pending": 2, "failed": {"unreadable": 1, "no_video_stream": 1}}
@@ -218,6 +220,6 @@ def test_import_videos(tmp_path: Path, mode: str) -> None:
 def test_import_videos_refuses_bad_arguments(tmp_path: Path) -> None:
     wd = Workdir.init(tmp_path / "wd", small_lists(tmp_path / "labels", n_train=3, n_val=1, n_test=1))
     with pytest.raises(UsageError, match="mode"):
-        import_videos(wd, tmp_path, mode="move")
+        import_videos(wd, ImportVideosConfig(dir=str(tmp_path), mode="move"))
     with pytest.raises(UsageError, match="not a directory"):
-        import_videos(wd, tmp_path / "absent")
+        import_videos(wd, ImportVideosConfig(dir=str(tmp_path / "absent")))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lists import small_lists, write_lists
+from tests.lists import small_lists
 from videolt.data.manifest import Manifest
 from videolt.data.workdir import Workdir
 from videolt.errors import UsageError, WorkdirError

@@ -26,8 +26,9 @@ from tests.lists import small_lists  # noqa: E402
 from tests.videos import make_video  # noqa: E402
 from videolt.data.store import FeatureStore  # noqa: E402
 from videolt.data.workdir import Workdir  # noqa: E402
+from videolt.extract.config import ExtractConfig  # noqa: E402
+from videolt.extract.stage import run_extract  # noqa: E402
 from videolt.pipeline.executors import create_executor  # noqa: E402
-from videolt.pipeline.extract import ExtractConfig, run_extract  # noqa: E402
 
 N = 6
 CFG = ExtractConfig(backbones=("resnet50",), weights="random", names=("r50",), workers=1, frames=6, resize=40,
@@ -182,7 +183,6 @@ def test_ray_download_records_what_the_local_runner_records(tmp_path, ray_instan
     from tests.http_fixture import BehaviourServer, small_mp4
     from tests.lists import write_lists
     from videolt.data.download import DownloadConfig, download_pending
-    from videolt.pipeline.download import run_download
 
     behaviours = {"rayGone0001": "404", "rayBusy0001": "503", "rayFlaky001": "flaky2"}
     ids = ["rayOk000001", "rayOk000002", *behaviours, "1234567890"]  # the last: an invalid (10-digit) ID
@@ -195,14 +195,12 @@ def test_ray_download_records_what_the_local_runner_records(tmp_path, ray_instan
                                 backoff_base_s=0.01, backoff_cap_s=0.05, rate_per_hour=1e7, burst=100, jitter_s=0.0,
                                 pause_s=0.05, min_free_gb=0.0, max_attempts=3, workers=2)
         server.hits.clear()
-        if which == "local":
-            counts = download_pending(wd, config, progress=False)
-        else:
-            executor = create_executor("ray", in_flight=config.workers)
-            try:
-                counts = run_download(wd, config, executor)
-            finally:
-                executor.close()
+        executor = (create_executor("threads", workers=config.workers) if which == "local"
+                    else create_executor("ray", in_flight=config.workers))
+        try:
+            counts = download_pending(wd, config, executor, progress=False)
+        finally:
+            executor.close()
         with wd.manifest() as m:
             states = {m.video(i).video_id: (s.status, s.failure, s.attempts) for i, s in m.states("download").items()}
         for vid, (status, _, _) in states.items():
@@ -225,8 +223,7 @@ def test_ray_download_pacing_is_the_drivers(tmp_path, ray_instance):
     late, e.g. at its process start, may begin right after the one before: at most `in_flight`)."""
     from tests.http_fixture import BehaviourServer
     from tests.lists import write_lists
-    from videolt.data.download import DownloadConfig
-    from videolt.pipeline.download import run_download
+    from videolt.data.download import DownloadConfig, download_pending
 
     class Timed(BehaviourServer):
         def count(self, path: str) -> int:
@@ -246,10 +243,46 @@ def test_ray_download_pacing_is_the_drivers(tmp_path, ray_instance):
         executor = create_executor("ray", in_flight=config.workers)
         try:
             start = time.monotonic()
-            counts = run_download(wd, config, executor)
+            counts = download_pending(wd, config, executor, progress=False)
         finally:
             executor.close()
     assert counts == {"todo": 4, "done": 4, "failed": {}}
     starts = np.array(sorted(first)) - start
     assert len(starts) == 4 and (starts >= 0.4 * np.arange(4) - 0.02).all(), starts
     assert starts[3] - starts[2] >= 0.35, starts
+
+
+def test_ray_executor_honours_the_contract(tmp_path, ray_instance):
+    """Ctrl-C while the third job is paced: the two in flight are yielded, then it propagates; an early
+    close returns only once every task handed out has finished."""
+    def nap(seconds: float) -> float:  # local functions travel by value to the Ray workers
+        time.sleep(seconds)
+        return seconds
+
+    def marked(job: tuple[str, int]) -> int:
+        folder, i = job
+        Path(folder, f"{i}.start").touch()
+        time.sleep(0.3)
+        Path(folder, f"{i}.end").touch()
+        return i
+
+    def paced():
+        for i in range(5):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield 0.3
+
+    executor = create_executor("ray", in_flight=2)
+    try:
+        results = []
+        with pytest.raises(KeyboardInterrupt):
+            for r in executor.run(nap, paced()):
+                results.append(r)
+        assert results == [0.3, 0.3]
+        run = executor.run(marked, ((str(tmp_path), i) for i in range(10)))
+        next(run)
+        run.close()
+        started = {p.stem for p in tmp_path.glob("*.start")}
+        assert started == {p.stem for p in tmp_path.glob("*.end")} and len(started) <= 3
+    finally:
+        executor.close()

@@ -11,6 +11,7 @@ file and line, key or ID), 1 runtime failure, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -64,6 +65,39 @@ def _stage_config(cls: type, args: argparse.Namespace, **flags: object):
     from videolt.config import load_config
 
     return load_config(cls, files=args.config, overrides=args.overrides, flags=flags)
+
+
+def _key(p: argparse.ArgumentParser, flag: str, config: str, key: str, **kw: object) -> None:
+    """A flag that is a shortcut for key `key` of the config class `config` ("module:Class"): None
+    unless given. Its help is the key's one-line doc and default, read from the dataclass (the one
+    source of both) when help is shown, so building the parser imports no stage code."""
+    own = kw.pop("help", None)
+    action = p.add_argument(flag, dest=key, default=None, help=key, **kw)
+    action.config_key = (config, key, own)  # type: ignore[attr-defined]
+    p.formatter_class = _KeyHelp
+
+
+class _KeyHelp(argparse.HelpFormatter):
+    """Help of `_key` flags: the config key's doc (unless the flag has its own), the key and its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if not hasattr(action, "config_key"):
+            return super()._get_help_string(action)
+        from videolt.config import describe
+
+        config, key, own = action.config_key
+        module, _, name = config.partition(":")
+        doc, default = next((d, v) for k, d, v in describe(getattr(importlib.import_module(module), name)) if k == key)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        given = "" if shown in (None, "", False) else f"; default {shown}"
+        return f"{own or doc} [{key}{given}]".replace("%", "%%")
+
+
+def _keys(args: argparse.Namespace, cls: type) -> dict[str, object]:
+    """The values of `cls`'s config-key flags (declared with `_key`, so their dest is the key)."""
+    import dataclasses
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
 
 
 # -- labels ---------------------------------------------------------------------------------------
@@ -129,86 +163,68 @@ def _status(args: argparse.Namespace) -> int:
 
 # -- download -------------------------------------------------------------------------------------
 def _download_args(p: argparse.ArgumentParser) -> None:
-    from videolt.data.failures import Failure
+    from videolt.data.failures import DownloadFailure
 
+    config = "videolt.data.download:DownloadConfig"
     p.add_argument("workdir", metavar="WORKDIR")
-    p.add_argument("--splits", type=_csv, default=None, help="comma-separated splits (train,val,test); default all")
-    p.add_argument("--limit", type=int, default=None, help="at most N videos this run")
-    p.add_argument("--url-template", default=None, help="URL with {id}; default https://www.youtube.com/watch?v={id}")
-    p.add_argument("--workers", type=int, default=None, help="parallel downloads (default 2)")
-    p.add_argument("--rate", type=float, default=None, metavar="PER_HOUR",
-                   help="videos started per hour, all workers together (default 250)")
-    p.add_argument("--max-attempts", type=int, default=None, help="attempts per video for retryable failures")
-    p.add_argument("--socket-timeout", type=float, default=None, help="seconds before a silent connection fails")
-    p.add_argument("--backoff", type=float, default=None, metavar="SECONDS",
-                   help="wait after a video's first transient failure, doubled per attempt (default 30)")
-    p.add_argument("--jitter", type=float, default=None, metavar="SECONDS",
-                   help="up to this many random seconds added to each start (default 5)")
-    p.add_argument("--pause", type=float, default=None, metavar="SECONDS",
-                   help="pause of all workers after a rate-limit answer, doubled per repeat (default 900)")
-    p.add_argument("--min-free-gb", type=float, default=None, help="stop cleanly below this much free disk")
-    p.add_argument("--recheck", nargs="+", default=(), choices=sorted(f.value for f in Failure), metavar="CLASS",
-                   help="also retry videos that failed with these (permanent) classes")
-    p.add_argument("--executor", default="local", choices=("local", "ray"),
-                   help="local: worker threads here; ray: fetch tasks on a Ray cluster, paced by this process")
-    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
+    _key(p, "--splits", config, "splits", type=_csv, metavar="A,B")
+    _key(p, "--limit", config, "limit", type=int, metavar="N")
+    _key(p, "--url-template", config, "url_template", metavar="T")
+    _key(p, "--workers", config, "workers", type=int, metavar="N")
+    _key(p, "--rate", config, "rate_per_hour", type=float, metavar="PER_HOUR")
+    _key(p, "--max-attempts", config, "max_attempts", type=int, metavar="N")
+    _key(p, "--socket-timeout", config, "socket_timeout", type=float, metavar="SECONDS")
+    _key(p, "--backoff", config, "backoff_base_s", type=float, metavar="SECONDS")
+    _key(p, "--jitter", config, "jitter_s", type=float, metavar="SECONDS")
+    _key(p, "--pause", config, "pause_s", type=float, metavar="SECONDS")
+    _key(p, "--min-free-gb", config, "min_free_gb", type=float, metavar="GB")
+    _key(p, "--recheck", config, "recheck", nargs="+", choices=sorted(f.value for f in DownloadFailure),
+         metavar="CLASS")
+    _key(p, "--executor", config, "executor", choices=("threads", "local", "ray"),
+         help="where fetches run: threads here, local processes here or Ray tasks; pacing and recording stay here")
+    _key(p, "--ray-address", config, "ray_address", metavar="HOST:PORT")
+    _config_args(p, "max_trips=5")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
 
 @command("download", "fetch pending videos with yt-dlp: paced, classified, resumable", _download_args)
 def _download(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from videolt.data.download import DownloadConfig, download_pending
+    from videolt.data.download import DownloadConfig
     from videolt.data.workdir import Workdir
+    from videolt.pipeline.download import download_videos
 
-    given = {"url_template": args.url_template, "workers": args.workers, "rate_per_hour": args.rate,
-             "max_attempts": args.max_attempts, "socket_timeout": args.socket_timeout,
-             "backoff_base_s": args.backoff, "jitter_s": args.jitter, "pause_s": args.pause,
-             "min_free_gb": args.min_free_gb}
-    cfg = dataclasses.replace(DownloadConfig(), **{k: v for k, v in given.items() if v is not None})
-    wd = Workdir.open(args.workdir)
-    if args.executor == "ray":
-        from videolt.pipeline.download import run_download
-        from videolt.pipeline.executors import create_executor
-
-        executor = create_executor("ray", address=args.ray_address, in_flight=cfg.workers)
-        try:
-            counts = run_download(wd, cfg, executor, splits=args.splits, limit=args.limit, recheck=args.recheck)
-        finally:
-            executor.close()
-    else:
-        counts = download_pending(wd, cfg, splits=args.splits, limit=args.limit, recheck=args.recheck,
-                                  progress=not args.no_progress)
+    config = _stage_config(DownloadConfig, args, **_keys(args, DownloadConfig))
+    counts = download_videos(Workdir.open(args.workdir), config, progress=not args.no_progress)
     _print_counts(counts, args.json, "downloaded {done} of {todo}")
     return 0
 
 
 # -- extract --------------------------------------------------------------------------------------
 def _extract_args(p: argparse.ArgumentParser) -> None:
+    config = "videolt.extract.config:ExtractConfig"
     p.add_argument("workdir", metavar="WORKDIR")
-    p.add_argument("--backbone", required=True, type=_csv, metavar="NAMES",
-                   help="comma-separated: resnet50, resnet101, tsm_r50, timm:<name>; each video is decoded once")
-    p.add_argument("--weights", default="imagenet", help="imagenet | kinetics400 (tsm_r50) | random | PATH")
-    p.add_argument("--name", type=_csv, default=(), metavar="FEATURESET", help="feature set name(s), one per backbone")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--batch-size", type=int, default=150, help="frames per forward pass")
-    p.add_argument("--decoder", default="pyav", help="pyav | decord | torchcodec")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
-    p.add_argument("--splits", type=_csv, default=(), help="comma-separated splits; default all")
-    p.add_argument("--limit", type=int, default=None, help="at most N videos this run")
-    p.add_argument("--frames", type=int, default=150, help="frames per video after uniform temporal sampling")
-    p.add_argument("--resize", type=int, default=256, help="short side after resizing")
-    p.add_argument("--crop", type=int, default=256, help="centre crop side (224 for the ImageNet evaluation crop)")
-    p.add_argument("--n-segment", type=int, default=8, help="TSM frames per temporal segment")
-    p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature storage dtype")
-    p.add_argument("--compression", default="none", choices=("none", "zstd"),
-                   help="feature chunks: none (raw, read without zarr: fastest to stream in training) or zstd (smaller)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the backbones")
-    p.add_argument("--retry", nargs="+", default=(), metavar="CLASS", help="retry videos failed with these classes")
-    p.add_argument("--executor", default="local", choices=("local", "ray"), help="where decode work runs")
-    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
+    _key(p, "--backbone", config, "backbones", type=_csv, metavar="NAMES",
+         help="comma-separated: resnet50, resnet101, tsm_r50, timm:<name>; each video is decoded once for all")
+    _key(p, "--weights", config, "weights", metavar="imagenet|kinetics400|random|PATH")
+    _key(p, "--name", config, "names", type=_csv, metavar="FEATURESETS")
+    _key(p, "--device", config, "device", metavar="auto|cpu|cuda|cuda:N")
+    _key(p, "--batch-size", config, "batch_size", type=int, metavar="N")
+    _key(p, "--decoder", config, "decoder", metavar="pyav|decord|torchcodec")
+    _key(p, "--workers", config, "workers", type=int, metavar="N")
+    _key(p, "--splits", config, "splits", type=_csv, metavar="A,B")
+    _key(p, "--limit", config, "limit", type=int, metavar="N")
+    _key(p, "--frames", config, "frames", type=int, metavar="N")
+    _key(p, "--resize", config, "resize", type=int, metavar="PX")
+    _key(p, "--crop", config, "crop", type=int, metavar="PX")
+    _key(p, "--n-segment", config, "n_segment", type=int, metavar="N")
+    _key(p, "--dtype", config, "dtype", choices=("float16", "float32"))
+    _key(p, "--compression", config, "compression", choices=("none", "zstd"))
+    _key(p, "--compile", config, "compile", action="store_true")
+    _key(p, "--retry", config, "retry", nargs="+", metavar="CLASS")
+    _key(p, "--executor", config, "executor", choices=("local", "ray"))
+    _key(p, "--ray-address", config, "ray_address", metavar="HOST:PORT")
+    _config_args(p, "fps=2 or timeout=600 or amp=false")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
@@ -216,68 +232,60 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
 @command("extract", "decode at 1 fps, run backbones, write Zarr feature sets (resumable)", _extract_args)
 def _extract(args: argparse.Namespace) -> int:
     from videolt.data.workdir import Workdir
-    from videolt.pipeline.executors import create_executor
-    from videolt.pipeline.extract import ExtractConfig, run_extract
+    from videolt.extract.config import ExtractConfig
+    from videolt.pipeline.extract import extract_features
 
-    cfg = ExtractConfig(backbones=tuple(args.backbone), weights=args.weights, names=tuple(args.name),
-                        device=args.device, batch_size=args.batch_size, decoder=args.decoder, workers=args.workers,
-                        splits=tuple(args.splits), limit=args.limit, frames=args.frames, resize=args.resize, crop=args.crop, n_segment=args.n_segment,
-                        dtype=args.dtype, compression=args.compression, compile=args.compile,
-                        retry=tuple(args.retry))
-    opts = {"address": args.ray_address, "workers": args.workers} if args.executor == "ray" else {
-        "workers": args.workers}
-    executor = create_executor(args.executor, **opts)
-    try:
-        counts = run_extract(Workdir.open(args.workdir), cfg, executor, progress=not args.no_progress)
-    finally:
-        executor.close()
+    config = _stage_config(ExtractConfig, args, **_keys(args, ExtractConfig))
+    counts = extract_features(Workdir.open(args.workdir), config, progress=not args.no_progress)
     _print_counts(counts, args.json, "extracted {done} of {videos} videos")
     return 0
 
 
 # -- importers ------------------------------------------------------------------------------------
 def _import_features_args(p: argparse.ArgumentParser) -> None:
+    config = "videolt.data.importers:ImportFeaturesConfig"
     p.add_argument("workdir", metavar="WORKDIR")
-    p.add_argument("--name", required=True, help="feature set name (features/<name>.zarr)")
-    p.add_argument("--npy-dir", required=True, metavar="DIR", help="official release: <id>.npy float32 [150, D]")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="storage dtype")
-    p.add_argument("--compression", choices=("none", "zstd"), default="none",
-                   help="feature chunks: none (raw, read without zarr: fastest to stream in training) or zstd (smaller)")
-    p.add_argument("--workers", type=int, default=4, help="parallel file readers")
-    p.add_argument("--splits", type=_csv, default=None, help="comma-separated splits to import (default all)")
-    p.add_argument("--frames", type=int, default=150, help="frames per video in the release")
-    p.add_argument("--dim", type=int, default=None, help="feature size D (default: from the first good file)")
+    _key(p, "--name", config, "name", metavar="NAME")
+    _key(p, "--npy-dir", config, "npy_dir", metavar="DIR")
+    _key(p, "--dtype", config, "dtype", choices=("float16", "float32"))
+    _key(p, "--compression", config, "compression", choices=("none", "zstd"))
+    _key(p, "--workers", config, "workers", type=int, metavar="N")
+    _key(p, "--splits", config, "splits", type=_csv, metavar="A,B")
+    _key(p, "--frames", config, "frames", type=int, metavar="N")
+    _key(p, "--dim", config, "dim", type=int, metavar="D")
+    _config_args(p, "dtype=float32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
 
 @command("import-features", "import the official per-video .npy features into a feature set", _import_features_args)
 def _import_features(args: argparse.Namespace) -> int:
-    from videolt.data.importers import import_features
+    from videolt.data.importers import ImportFeaturesConfig, import_features
     from videolt.data.workdir import Workdir
 
-    counts = import_features(Workdir.open(args.workdir), args.name, args.npy_dir, dtype=args.dtype,
-                             compression=args.compression, workers=args.workers, splits=args.splits,
-                             frames=args.frames, dim=args.dim, progress=not args.no_progress)
+    config = _stage_config(ImportFeaturesConfig, args, **_keys(args, ImportFeaturesConfig))
+    counts = import_features(Workdir.open(args.workdir), config, progress=not args.no_progress)
     _print_counts(counts, args.json, "imported {done} of {videos} (skipped {skipped} done)")
     return 0
 
 
 def _import_videos_args(p: argparse.ArgumentParser) -> None:
+    config = "videolt.data.importers:ImportVideosConfig"
     p.add_argument("workdir", metavar="WORKDIR")
-    p.add_argument("--dir", required=True, metavar="DIR", help="folder of <id>.<ext> video files")
-    p.add_argument("--mode", choices=("link", "copy", "symlink"), default="link",
-                   help="hard link (default), copy or symlink into the workdir")
+    _key(p, "--dir", config, "dir", metavar="DIR")
+    _key(p, "--mode", config, "mode", choices=("link", "copy", "symlink"))
+    _config_args(p, "mode=copy")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
 
 
 @command("import-videos", "register a folder of <id>.<ext> videos as downloaded", _import_videos_args)
 def _import_videos(args: argparse.Namespace) -> int:
-    from videolt.data.importers import import_videos
+    from videolt.data.importers import ImportVideosConfig, import_videos
     from videolt.data.workdir import Workdir
 
-    counts = import_videos(Workdir.open(args.workdir), args.dir, mode=args.mode, progress=not args.no_progress)
+    config = _stage_config(ImportVideosConfig, args, **_keys(args, ImportVideosConfig))
+    counts = import_videos(Workdir.open(args.workdir), config, progress=not args.no_progress)
     _print_counts(counts, args.json, "registered {done} of {files} files (unknown IDs {unknown_id})")
     return 0
 

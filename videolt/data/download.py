@@ -2,35 +2,42 @@
 
 `fetch_one` fetches one video into `videos/<2 chars>/<id>.<ext>` (temp name first, then an atomic
 rename) and returns a `FetchResult`; it never raises for a video's own failure. `download_pending`
-runs it over the manifest's pending videos with a few worker threads sharing one `TokenBucket` and
-one `CircuitBreaker`, recording every attempt as it finishes. See `reference/download.md`.
+runs it over the manifest's pending videos on any executor (threads, processes, Ray): this process
+keeps the one `TokenBucket` and `CircuitBreaker` and hands a fetch to the executor only when they
+allow a start, so a whole cluster keeps the rate, and it records every attempt as it finishes.
+See `reference/download.md`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import logging
 import os
 import shutil
 import socket
 import sys
 import tempfile
-import threading
+import time
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yt_dlp
 from tqdm import tqdm
 from yt_dlp.utils import DownloadError
 
-from videolt.data.failures import RETRYABLE, Failure, classify
+from videolt.config import field
+from videolt.data.failures import RETRYABLE, DownloadFailure, classify
 from videolt.data.ids import is_valid_id
 from videolt.data.manifest import Manifest, VideoRow
 from videolt.data.pacing import CircuitBreaker, TokenBucket
 from videolt.data.workdir import Workdir
-from videolt.errors import ConfigError, StageError, UsageError
+from videolt.errors import ConfigError, StageError
+from videolt.executor import Executor
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +48,52 @@ YTDLP_VERSION: str = yt_dlp.version.__version__
 YdlFactory = Callable[[dict[str, Any]], yt_dlp.YoutubeDL]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DownloadConfig:
-    """How videos are fetched and paced; the yt-dlp params are derived from it in `ydl_params`."""
+    """Which videos to fetch, how, and how fast; the yt-dlp params are derived from it in `ydl_params`."""
 
-    url_template: str = "https://www.youtube.com/watch?v={id}"  # `{id}` is replaced by the video ID
-    max_short_side: int = 360  # prefer streams whose shorter side is at most this (yt-dlp `res:` sort)
-    codec: str = "h264"  # preferred video codec (yt-dlp `vcodec:` sort)
-    format: str = "bv*/b"  # one video-only stream (or the best combined one): no merge, no ffmpeg
-    retries: int = 3  # yt-dlp's own retries of 5xx/transport errors within one attempt
-    socket_timeout: float = 30.0  # seconds before a silent connection counts as failed
-    max_attempts: int = 5  # attempts per video for retryable classes, over all runs
-    backoff_base_s: float = 30.0  # wait after a video's first transient failure; doubles per attempt
-    backoff_cap_s: float = 600.0  # longest wait between two attempts at one video
-    rate_per_hour: float = 250.0  # videos started per hour (YouTube allows a guest ~300/h per IP)
-    burst: int = 2  # videos that may start back to back after an idle spell
-    jitter_s: float = 5.0  # up to this many random seconds added to each start
-    pause_s: float = 900.0  # pause of all workers after a rate-limit answer
-    pause_factor: float = 2.0  # each further rate-limit answer in a row multiplies the pause by this
-    max_trips: int = 3  # rate-limit pauses in a row before the run stops
-    min_free_gb: float = 5.0  # stop cleanly when the videos folder has less free disk than this
-    workers: int = 2  # concurrent downloads (threads)
+    url_template: str = field("https://www.youtube.com/watch?v={id}", "URL of a video; {id} is replaced by its ID")
+    max_short_side: int = field(360, "prefer streams whose shorter side is at most this (yt-dlp res: sort)")
+    codec: str = field("h264", "preferred video codec (yt-dlp vcodec: sort)")
+    format: str = field("bv*/b", "one video-only stream (or the best combined one): no merge, no ffmpeg")
+    retries: int = field(3, "yt-dlp's own retries of 5xx/transport errors within one attempt")
+    socket_timeout: float = field(30.0, "seconds before a silent connection counts as failed")
+    max_attempts: int = field(5, "attempts per video for retryable failure classes, over all runs")
+    backoff_base_s: float = field(30.0, "wait after a video's first transient failure; doubles per attempt")
+    backoff_cap_s: float = field(600.0, "longest wait between two attempts at one video")
+    rate_per_hour: float = field(250.0, "videos started per hour, all workers together (a guest gets ~300/h)")
+    burst: int = field(2, "videos that may start back to back after an idle spell")
+    jitter_s: float = field(5.0, "up to this many random seconds added before each start")
+    pause_s: float = field(900.0, "pause of all workers after a rate-limit answer")
+    pause_factor: float = field(2.0, "each further rate-limit answer in a row multiplies the pause by this")
+    max_trips: int = field(3, "rate-limit pauses in a row before the run stops")
+    min_free_gb: float = field(5.0, "stop cleanly when the videos folder has less free disk than this")
+    workers: int = field(2, "concurrent downloads")
+    executor: Literal["threads", "local", "ray"] = field(
+        "threads", "where fetches run: threads of this process, local processes, or Ray tasks")
+    ray_address: str | None = field(None, "Ray cluster to join (executor ray; default: start a local one)")
+    splits: tuple[str, ...] = field((), "only these splits (train, val, test); default all")
+    limit: int | None = field(None, "at most this many videos per run")
+    recheck: tuple[str, ...] = field((), "also retry videos that failed with these (permanent) classes")
 
     def __post_init__(self) -> None:
         if "{id}" not in self.url_template:
             raise ConfigError(f"download.url_template {self.url_template!r} must contain {{id}}")
-        positive = ("max_short_side", "retries", "socket_timeout", "max_attempts", "rate_per_hour", "burst", "workers",
+        positive = ("max_short_side", "socket_timeout", "max_attempts", "rate_per_hour", "burst", "workers",
                     "pause_s", "max_trips")
         for name in positive:
-            if getattr(self, name) <= 0 and name != "retries":
+            if getattr(self, name) <= 0:
                 raise ConfigError(f"download.{name} must be > 0, got {getattr(self, name)}")
         for name in ("retries", "backoff_base_s", "backoff_cap_s", "jitter_s", "min_free_gb"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"download.{name} must be >= 0, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError(f"download.limit (--limit) must be >= 0, got {self.limit}")
+        known = {f.value for f in DownloadFailure}
+        for bad in sorted(set(self.recheck) - known):
+            raise ConfigError(f"download.recheck (--recheck) {bad!r}: not a failure class ({', '.join(sorted(known))})")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError(f"download.ray_address is for executor ray, not {self.executor}")
 
     def url(self, video_id: str) -> str:
         return self.url_template.format(id=video_id)
@@ -89,7 +109,7 @@ class FetchResult:
 
     video_id: str
     status: str  # "done" or "failed"
-    failure: Failure | None = None
+    failure: DownloadFailure | None = None
     message: str | None = None
     path: Path | None = None
     bytes: int = 0
@@ -172,11 +192,11 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
     whatever happens, and the finished file is renamed into place, so a final path always holds a
     whole file.
     """
-    def failed(failure: Failure, message: str) -> FetchResult:
+    def failed(failure: DownloadFailure, message: str) -> FetchResult:
         return FetchResult(video_id, "failed", failure, f"[download] {video_id}: {message}")
 
     if not is_valid_id(video_id):
-        return failed(Failure.INVALID_ID, "not a YouTube ID (11 characters of A-Z a-z 0-9 _ -); not fetched")
+        return failed(DownloadFailure.INVALID_ID, "not a YouTube ID (11 characters of A-Z a-z 0-9 _ -); not fetched")
     tmp_root = tmp_root or videos_dir / PARTIAL_DIR
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{video_id}.", dir=tmp_root))
@@ -187,8 +207,8 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
                 info = ydl.extract_info(config.url(video_id), download=True)
         except DownloadError as e:
             failure = classify(e)
-            if failure is Failure.UNKNOWN and classify(" | ".join(ydl_log.warnings)) is Failure.TOOLING:
-                failure = Failure.TOOLING  # e.g. "nsig extraction failed" warned, then "format not available"
+            if failure is DownloadFailure.UNKNOWN and classify(" | ".join(ydl_log.warnings)) is DownloadFailure.TOOLING:
+                failure = DownloadFailure.TOOLING  # e.g. "nsig extraction failed" warned, then "format not available"
             return failed(failure, _clean(str(e)))
         return _finish(video_id, info, tmp_dir, videos_dir, failed)
     finally:
@@ -196,21 +216,21 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
 
 
 def _finish(video_id: str, info: dict | None, tmp_dir: Path, videos_dir: Path,
-            failed: Callable[[Failure, str], FetchResult]) -> FetchResult:
+            failed: Callable[[DownloadFailure, str], FetchResult]) -> FetchResult:
     """Check what yt-dlp returned and move the file into place."""
     info = info or {}
     if info.get("id") != video_id:
-        return failed(Failure.INVALID_ID, f"yt-dlp returned id {info.get('id')!r}, not the requested one")
+        return failed(DownloadFailure.INVALID_ID, f"yt-dlp returned id {info.get('id')!r}, not the requested one")
     downloads = info.get("requested_downloads") or []
     src = Path(downloads[0]["filepath"]) if downloads and downloads[0].get("filepath") else None
     if src is None or not src.is_file():
-        return failed(Failure.UNKNOWN, "yt-dlp returned without a file (skipped by a filter?)")
+        return failed(DownloadFailure.UNKNOWN, "yt-dlp returned without a file (skipped by a filter?)")
     size = src.stat().st_size
     if size == 0:
-        return failed(Failure.TRANSIENT, "empty file")
+        return failed(DownloadFailure.TRANSIENT, "empty file")
     ext = src.suffix.lstrip(".")
     if not ext.isalnum():
-        return failed(Failure.UNKNOWN, f"unexpected file name {src.name!r}")
+        return failed(DownloadFailure.UNKNOWN, f"unexpected file name {src.name!r}")
     dest = videos_dir / video_id[:2] / f"{video_id}.{ext}"
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dest)
@@ -222,8 +242,8 @@ def _finish(video_id: str, info: dict | None, tmp_dir: Path, videos_dir: Path,
 
 
 # -- the batch runner ---------------------------------------------------------------------------
-# `download_pending` (threads) and `videolt.pipeline.download.run_download` (any executor) only
-# schedule; which videos to fetch and what each outcome means are the functions below.
+# `download_pending` only schedules and paces; which videos to fetch and what each outcome means are
+# the functions below.
 
 def process_dir_name() -> str:
     """This process's folder under `videos/.partial`: host and pid, so a later run can tell it is dead."""
@@ -255,32 +275,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def select_pending(workdir: Workdir, max_attempts: int, *, splits: Sequence[str] | None = None,
-                   limit: int | None = None, recheck: Collection[str] = ()) -> list[tuple[VideoRow, int]]:
-    """(video, attempts so far) for the first `limit` videos a run should fetch, in manifest order.
+def select_pending(workdir: Workdir, config: DownloadConfig) -> list[tuple[VideoRow, int]]:
+    """(video, attempts so far) for the first `config.limit` videos a run should fetch, in manifest order.
 
     Pending means: never tried, failed with a retryable class below `max_attempts`, failed with a
-    class named in `recheck` (a user's explicit choice), or done but its file is gone. Checks the
-    user's `recheck` and `limit` first (`UsageError`).
+    class named in `recheck` (a user's explicit choice), or done but its file is gone.
     """
-    known = {f.value for f in Failure}
-    if set(recheck) - known:
-        bad = sorted(set(recheck) - known)[0]
-        raise UsageError(f"--recheck {bad!r}: not a failure class ({', '.join(sorted(known))})")
-    if limit is not None and limit < 0:
-        raise UsageError(f"--limit {limit}: must be >= 0")
+    splits = list(config.splits) or None
     with workdir.manifest() as m:
         rows = {v.index: v for v in m.todo(STAGE, splits, retry={f.value for f in RETRYABLE},
-                                            max_attempts=max_attempts)}
-        if recheck:
-            rows.update((v.index, v) for v in m.todo(STAGE, splits, retry=set(recheck)))
+                                            max_attempts=config.max_attempts)}
+        if config.recheck:
+            rows.update((v.index, v) for v in m.todo(STAGE, splits, retry=set(config.recheck)))
         states = m.states(STAGE)
         for v in m.videos(splits):
             s = states.get(v.index)
             if s is not None and s.status == "done" and not _file_present(workdir, v.video_id, s.info):
                 log.info("%s: recorded as downloaded but its file is gone; fetching it again", v.video_id)
                 rows[v.index] = v
-    return [(rows[i], states[i].attempts if i in states else 0) for i in sorted(rows)][:limit]
+    return [(rows[i], states[i].attempts if i in states else 0) for i in sorted(rows)][:config.limit]
 
 
 def _file_present(workdir: Workdir, video_id: str, info: dict[str, Any]) -> bool:
@@ -316,7 +329,7 @@ def fetch_guarded(video_id: str, videos_dir: Path, config: DownloadConfig, tmp_r
         return fetch_one(video_id, videos_dir, config, tmp_root=tmp_root, ydl_factory=ydl_factory)
     except Exception as e:
         log.exception("%s: unexpected error", video_id)
-        return FetchResult(video_id, "failed", Failure.INTERNAL, f"[download] {video_id}: {e!r}")
+        return FetchResult(video_id, "failed", DownloadFailure.INTERNAL, f"[download] {video_id}: {e!r}")
 
 
 def settle(manifest: Manifest, workdir: Workdir, index: int, result: FetchResult, attempts: int,
@@ -327,7 +340,7 @@ def settle(manifest: Manifest, workdir: Workdir, index: int, result: FetchResult
     A rate-limit answer is not the video's fault: no attempt, every worker pauses, retry at once
     behind the pause. A tooling failure raises `StageError`: every later video would fail alike.
     """
-    if result.failure is Failure.RATE_LIMITED:
+    if result.failure is DownloadFailure.RATE_LIMITED:
         manifest.record(STAGE, index, "failed", failure=result.failure.value, message=result.message,
                         attempt=False)
         log.warning("rate-limited; every worker pauses for %.0f s (%s)", breaker.trip(), result.message)
@@ -336,17 +349,17 @@ def settle(manifest: Manifest, workdir: Workdir, index: int, result: FetchResult
                     message=result.message, info=result.info(workdir.root) if result.status == "done" else None)
     if result.status == "done":
         breaker.success()
-    elif result.failure is Failure.TOOLING:
+    elif result.failure is DownloadFailure.TOOLING:
         raise StageError(f"yt-dlp {YTDLP_VERSION} can no longer fetch videos ({result.message}); "
                          "upgrade it (pip install -U 'yt-dlp[default]') and rerun")
-    elif result.failure is Failure.TRANSIENT and attempts + 1 < config.max_attempts:
+    elif result.failure is DownloadFailure.TRANSIENT and attempts + 1 < config.max_attempts:
         return config.backoff(attempts + 1)
     return None
 
 
 def attempts_after(result: FetchResult, attempts: int) -> int:
     """The attempt count once `result` is recorded (a rate-limit answer costs none)."""
-    return attempts + (result.failure is not Failure.RATE_LIMITED)
+    return attempts + (result.failure is not DownloadFailure.RATE_LIMITED)
 
 
 def outcome(result: FetchResult) -> str:
@@ -360,105 +373,108 @@ def summary(todo: int, tally: Counter[str]) -> dict[str, Any]:
     return {"todo": todo, "done": failed.pop("done", 0), "failed": failed}
 
 
-def download_pending(workdir: Workdir, config: DownloadConfig = DownloadConfig(), *,
-                     splits: Sequence[str] | None = None, limit: int | None = None,
-                     recheck: Collection[str] = (), progress: bool = True,
-                     ydl_factory: YdlFactory | None = None) -> dict[str, Any]:
-    """Download every pending video of `splits` (all by default, see `select_pending`) on threads.
+@dataclass(frozen=True)
+class FetchJob:
+    """One attempt at one video, as plain picklable data for a worker anywhere."""
 
-    Returns counts of this run's outcomes (`summary`). Raises `StageError` when the run cannot go
-    on (yt-dlp outdated, rate-limited too often, disk full) and re-raises `KeyboardInterrupt` once
-    the downloads in flight are finished and recorded.
+    index: int
+    video_id: str
+    attempts: int  # attempts recorded before this one
+    videos_dir: str
+    tmp_root: str
+    config: DownloadConfig
+    ydl_factory: YdlFactory | None = None
+
+
+def fetch_job(job: FetchJob) -> tuple[FetchJob, FetchResult]:
+    """An executor's `work`: `fetch_guarded` for one job, which never raises for the video's own failure."""
+    return job, fetch_guarded(job.video_id, Path(job.videos_dir), job.config, Path(job.tmp_root), job.ydl_factory)
+
+
+def download_pending(workdir: Workdir, config: DownloadConfig, executor: Executor, *, progress: bool = True,
+                     ydl_factory: YdlFactory | None = None) -> dict[str, Any]:
+    """Download every pending video (`select_pending`) on `executor`; returns this run's counts (`summary`).
+
+    Give the executor `in_flight=config.workers`: a job is handed out only when the executor has
+    room for it and after it took a token with no rate-limit pause in force, so the k-th fetch never
+    starts before the k-th token. A retry that is due goes before new videos. Raises `StageError`
+    when the run cannot go on (yt-dlp outdated, rate-limited too often, disk full) and re-raises
+    `KeyboardInterrupt` once the fetches in flight are finished and recorded.
     """
-    jobs = select_pending(workdir, config.max_attempts, splits=splits, limit=limit, recheck=recheck)
+    selected = select_pending(workdir, config)
     for d in remove_stale_partials(workdir.videos_dir):
         log.info("removed %s, left by a killed run", d)
-    run = _Run(workdir, config, ydl_factory, deque(jobs),
-               tqdm(total=len(jobs), desc="download", unit="video", file=sys.stderr, disable=not progress))
-    threads = [threading.Thread(target=run.work, name=f"download-{i}", daemon=True)
-               for i in range(min(config.workers, len(jobs)))]
-    run.running = len(threads)
+    tmp_root = workdir.videos_dir / PARTIAL_DIR / process_dir_name()
+    tally: Counter[str] = Counter()
+    bar = tqdm(total=len(selected), desc="download", unit="video", file=sys.stderr, disable=not progress)
+
+    def count(key: str) -> None:
+        tally[key] += 1
+        bar.set_postfix(tally, refresh=False)
+        bar.update(1)
+
+    bucket = TokenBucket(config.rate_per_hour, config.burst, jitter=config.jitter_s)
+    breaker = CircuitBreaker(config.pause_s, factor=config.pause_factor, max_trips=config.max_trips)
     try:
-        for t in threads:
-            t.start()
-        # Waiting on an Event, not Thread.join: a join interrupted by Ctrl-C can wrongly report the
-        # thread finished (CPython gh-90882) and the run would exit with downloads in flight.
-        while threads and not run.finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        log.warning("interrupted: finishing the %d downloads in flight, then stopping", len(threads))
-        run.stop.set()
-        run.finished.wait()
-        raise
+        with workdir.manifest() as m:
+            queue = _Queue()
+            for row, attempts in selected:
+                if adopt_existing(m, workdir, row):
+                    count("done")
+                else:
+                    queue.new.append(FetchJob(row.index, row.video_id, attempts, str(workdir.videos_dir),
+                                              str(tmp_root), config, ydl_factory))
+            while queue:
+                queue.sleep_until_due()
+                paced = _paced(queue, workdir, config, bucket, breaker)
+                with closing(executor.run(fetch_job, paced)) as results:
+                    for job, result in results:
+                        retry_in = settle(m, workdir, job.index, result, job.attempts, config, breaker)
+                        if retry_in is None:
+                            count(outcome(result))
+                        else:
+                            queue.retry(dataclasses.replace(job, attempts=attempts_after(result, job.attempts)),
+                                        retry_in)
     finally:
-        run.bar.close()
-        shutil.rmtree(run.tmp_root, ignore_errors=True)
-    if run.error is not None:
-        raise run.error
-    return summary(len(jobs), run.tally)
+        bar.close()
+        shutil.rmtree(tmp_root, ignore_errors=True)  # after the executor finished every fetch it started
+    return summary(len(selected), tally)
 
 
-class _Run:
-    """What the worker threads of one `download_pending` call share."""
+class _Queue:
+    """The jobs a run has yet to hand out: retries, each due at a time, before new videos."""
 
-    def __init__(self, workdir: Workdir, config: DownloadConfig, ydl_factory: YdlFactory | None,
-                 jobs: deque[tuple[VideoRow, int]], bar: tqdm):
-        self.workdir, self.config, self.ydl_factory, self.jobs, self.bar = workdir, config, ydl_factory, jobs, bar
-        self.stop = threading.Event()  # its `wait` is the sleep of every pause, so stopping wakes them
-        self.bucket = TokenBucket(config.rate_per_hour, config.burst, jitter=config.jitter_s, sleep=self.stop.wait)
-        self.breaker = CircuitBreaker(config.pause_s, factor=config.pause_factor, max_trips=config.max_trips,
-                                      sleep=self.stop.wait)
-        self.tmp_root = workdir.videos_dir / PARTIAL_DIR / process_dir_name()
-        self.tally: Counter[str] = Counter()
-        self.error: BaseException | None = None
-        self.running = 0  # worker threads not yet finished
-        self.finished = threading.Event()  # set when the last worker thread ends
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        self.new: deque[FetchJob] = deque()
+        self._retries: list[tuple[float, int, FetchJob]] = []  # a heap of (monotonic time due, seq, job)
+        self._seq = 0
 
-    def work(self) -> None:
-        """One worker thread: take videos until none are left or the run stops."""
-        try:
-            with self.workdir.manifest() as manifest:
-                while not self.stop.is_set():
-                    with self._lock:
-                        if not self.jobs:
-                            return
-                        row, attempts = self.jobs.popleft()
-                    self._video(manifest, row, attempts)
-        except BaseException as e:  # a StageError (or a bug): stop every worker; the main thread re-raises
-            with self._lock:
-                self.error = self.error or e
-            self.stop.set()
-        finally:
-            with self._lock:
-                self.running -= 1
-                if self.running == 0:
-                    self.finished.set()
+    def __bool__(self) -> bool:
+        return bool(self.new or self._retries)
 
-    def _video(self, manifest: Manifest, row: VideoRow, attempts: int) -> None:
-        """Fetch one video, retrying as `settle` says; records every attempt."""
-        if adopt_existing(manifest, self.workdir, row):
-            self._count("done")
-            return
-        while not self.stop.is_set():
-            if row.id_valid:  # invalid IDs never reach the network, so they cost no token
-                check_disk(self.workdir.videos_dir, self.config.min_free_gb)
-                while self.breaker.paused_for() > 0 and not self.stop.is_set():
-                    self.breaker.wait()
-                self.bucket.acquire()
-                if self.stop.is_set():
-                    return
-            result = fetch_guarded(row.video_id, self.workdir.videos_dir, self.config, self.tmp_root,
-                                   self.ydl_factory)
-            retry_in = settle(manifest, self.workdir, row.index, result, attempts, self.config, self.breaker)
-            if retry_in is None:
-                self._count(outcome(result))
-                return
-            attempts = attempts_after(result, attempts)
-            self.stop.wait(retry_in)
+    def retry(self, job: FetchJob, delay_s: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._retries, (time.monotonic() + delay_s, self._seq, job))
 
-    def _count(self, key: str) -> None:
-        with self._lock:
-            self.tally[key] += 1
-            self.bar.set_postfix(self.tally, refresh=False)
-            self.bar.update(1)
+    def pop_ready(self) -> FetchJob | None:
+        """A due retry, else the next new video, else None (nothing can start now)."""
+        if self._retries and self._retries[0][0] <= time.monotonic():
+            return heapq.heappop(self._retries)[2]
+        return self.new.popleft() if self.new else None
+
+    def sleep_until_due(self) -> None:
+        """With no new video left, wait for the first retry."""
+        if not self.new and self._retries:
+            time.sleep(max(0.0, self._retries[0][0] - time.monotonic()))
+
+
+def _paced(queue: _Queue, workdir: Workdir, config: DownloadConfig, bucket: TokenBucket,
+           breaker: CircuitBreaker) -> Iterator[FetchJob]:
+    """Hand out jobs while one can start now, each once pacing allows (invalid IDs cost no token)."""
+    while (job := queue.pop_ready()) is not None:
+        if is_valid_id(job.video_id):
+            check_disk(workdir.videos_dir, config.min_free_gb)
+            while breaker.paused_for() > 0:
+                breaker.wait()
+            bucket.acquire()
+        yield job

@@ -17,7 +17,7 @@ from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import GeoRestrictedError
 
 
-class Failure(str, enum.Enum):
+class DownloadFailure(str, enum.Enum):
     """Why a video could not be fetched; the value is what the manifest stores."""
 
     INVALID_ID = "invalid_id"
@@ -40,32 +40,33 @@ class Failure(str, enum.Enum):
 
 #: Classes worth another try in a later run (bounded by the attempt cap). The others are permanent
 #: until the user asks for a re-check (after an upgrade, or from another location).
-RETRYABLE: frozenset[Failure] = frozenset(
-    {Failure.TRANSIENT, Failure.RATE_LIMITED, Failure.TOOLING, Failure.UNKNOWN, Failure.INTERNAL}
-)
-PERMANENT: frozenset[Failure] = frozenset(Failure) - RETRYABLE
+RETRYABLE: frozenset[DownloadFailure] = frozenset({
+    DownloadFailure.TRANSIENT, DownloadFailure.RATE_LIMITED, DownloadFailure.TOOLING, DownloadFailure.UNKNOWN,
+    DownloadFailure.INTERNAL,
+})
+PERMANENT: frozenset[DownloadFailure] = frozenset(DownloadFailure) - RETRYABLE
 
 _Q = "['\u2019]"  # YouTube writes both straight and curly apostrophes
 
 #: (class, pattern) in the order they are checked; patterns are case-insensitive regular expressions.
-MESSAGE_TABLE: tuple[tuple[Failure, str], ...] = (
-    (Failure.TOOLING, r"ffmpeg could not be found|ffmpeg is not installed"),
-    (Failure.TOOLING, r"No supported JavaScript runtime|nsig extraction failed|Signature extraction failed"),
-    (Failure.TOOLING, r"Unable to extract"),
-    (Failure.RATE_LIMITED, r"HTTP Error 429|Too Many Requests|try again later|captcha"),
-    (Failure.RATE_LIMITED, rf"confirm you{_Q}re not a bot"),
-    (Failure.TRANSIENT, r"timed out|timeout|connection (?:reset|refused|aborted)|remote end closed"),
-    (Failure.TRANSIENT, r"HTTP Error 5\d\d|HTTP Error 403|Giving up after"),
-    (Failure.TRANSIENT, r"expected \d+ bytes|\d+ more expected|did not get any data blocks|empty file"),
-    (Failure.GEO_BLOCKED, r"not made this video available in your country"),
-    (Failure.AGE_RESTRICTED, r"confirm your age|age[- ]restricted|inappropriate for some users"),
-    (Failure.MEMBERS_ONLY, r"members[- ]only|Join this channel"),
-    (Failure.PRIVATE, r"Private video|This video is private"),
-    (Failure.REMOVED, r"removed by the uploader|account\b.*\bterminated|does not exist"),
+MESSAGE_TABLE: tuple[tuple[DownloadFailure, str], ...] = (
+    (DownloadFailure.TOOLING, r"ffmpeg could not be found|ffmpeg is not installed"),
+    (DownloadFailure.TOOLING, r"No supported JavaScript runtime|nsig extraction failed|Signature extraction failed"),
+    (DownloadFailure.TOOLING, r"Unable to extract"),
+    (DownloadFailure.RATE_LIMITED, r"HTTP Error 429|Too Many Requests|try again later|captcha"),
+    (DownloadFailure.RATE_LIMITED, rf"confirm you{_Q}re not a bot"),
+    (DownloadFailure.TRANSIENT, r"timed out|timeout|connection (?:reset|refused|aborted)|remote end closed"),
+    (DownloadFailure.TRANSIENT, r"HTTP Error 5\d\d|HTTP Error 403|Giving up after"),
+    (DownloadFailure.TRANSIENT, r"expected \d+ bytes|\d+ more expected|did not get any data blocks|empty file"),
+    (DownloadFailure.GEO_BLOCKED, r"not made this video available in your country"),
+    (DownloadFailure.AGE_RESTRICTED, r"confirm your age|age[- ]restricted|inappropriate for some users"),
+    (DownloadFailure.MEMBERS_ONLY, r"members[- ]only|Join this channel"),
+    (DownloadFailure.PRIVATE, r"Private video|This video is private"),
+    (DownloadFailure.REMOVED, r"removed by the uploader|account\b.*\bterminated|does not exist"),
     # "Video unavailable" only when no more specific reason follows it.
-    (Failure.REMOVED, r"This video is not available|Video unavailable(?!\s*[.:]\s*\w)"),
-    (Failure.COPYRIGHT, r"copyright claim|copyright grounds"),
-    (Failure.POLICY, r"Terms of Service|Community Guidelines"),
+    (DownloadFailure.REMOVED, r"This video is not available|Video unavailable(?!\s*[.:]\s*\w)"),
+    (DownloadFailure.COPYRIGHT, r"copyright claim|copyright grounds"),
+    (DownloadFailure.POLICY, r"Terms of Service|Community Guidelines"),
 )
 _COMPILED = tuple((cls, re.compile(pattern, re.IGNORECASE)) for cls, pattern in MESSAGE_TABLE)
 
@@ -85,32 +86,32 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         todo.extend(x for x in (*linked, e.__cause__, e.__context__) if isinstance(x, BaseException))
 
 
-def _classify_type(exc: BaseException) -> Failure | None:
+def _classify_type(exc: BaseException) -> DownloadFailure | None:
     for e in _chain(exc):
         if isinstance(e, HTTPError):
             if e.status == 429:
-                return Failure.RATE_LIMITED
+                return DownloadFailure.RATE_LIMITED
             if e.status >= 500 or e.status in (403, 408):  # YouTube's media URLs answer 403 when stale
-                return Failure.TRANSIENT
+                return DownloadFailure.TRANSIENT
             if e.status in (404, 410):
-                return Failure.REMOVED
+                return DownloadFailure.REMOVED
             return None  # other 4xx: let the message decide
         if isinstance(e, GeoRestrictedError):
-            return Failure.GEO_BLOCKED
+            return DownloadFailure.GEO_BLOCKED
         if isinstance(e, (TransportError, TimeoutError, ConnectionError)):
-            return Failure.TRANSIENT
+            return DownloadFailure.TRANSIENT
     return None
 
 
-def classify_message(message: str) -> Failure:
+def classify_message(message: str) -> DownloadFailure:
     """The failure class of an error message alone (first matching row of `MESSAGE_TABLE`)."""
     for cls, pattern in _COMPILED:
         if pattern.search(message):
             return cls
-    return Failure.UNKNOWN
+    return DownloadFailure.UNKNOWN
 
 
-def classify(exc_or_message: BaseException | str) -> Failure:
+def classify(exc_or_message: BaseException | str) -> DownloadFailure:
     """Classify a yt-dlp error (or its message): exception types first, then the message table."""
     if isinstance(exc_or_message, str):
         return classify_message(exc_or_message)

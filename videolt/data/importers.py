@@ -18,19 +18,21 @@ import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import av
 import numpy as np
 from tqdm import tqdm
 
+from videolt.config import field
 from videolt.data.manifest import Manifest, VideoRow
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
-from videolt.errors import UsageError
+from videolt.errors import ConfigError, UsageError
 
-__all__ = ["ImportFailure", "import_features", "import_videos"]
+__all__ = ["ImportFailure", "ImportFeaturesConfig", "ImportVideosConfig", "import_features", "import_videos"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,39 @@ class _Rejected(Exception):
     def __init__(self, failure: ImportFailure, reason: str):
         super().__init__(reason)
         self.failure = failure
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportFeaturesConfig:
+    """One official feature release (`<id>.npy`, float32 [frames, D] per video) into one feature set."""
+
+    name: str = field("", "feature set name (WORKDIR/features/<name>.zarr); required")
+    npy_dir: str = field("", "the release folder: <id>.npy float32 [150, D]; required")
+    dtype: Literal["float16", "float32"] = field("float16", "storage dtype")
+    compression: Literal["none", "zstd"] = field("none", "feature chunks: none (raw, read without zarr: faster "
+                                                 "to stream in training) or zstd (smaller)")
+    workers: int = field(4, "parallel file readers")
+    splits: tuple[str, ...] = field((), "only these splits (train, val, test); default all")
+    frames: int = field(150, "frames per video in the release")
+    dim: int | None = field(None, "feature size D (default: from the first good file)")
+
+    def __post_init__(self) -> None:
+        if not (self.name and self.npy_dir):
+            raise ConfigError("import_features: give name (--name) and npy_dir (--npy-dir)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportVideosConfig:
+    """A folder of `<id>.<ext>` video files obtained elsewhere, registered as downloaded."""
+
+    dir: str = field("", "folder of <id>.<ext> video files; required")
+    mode: Literal["link", "copy", "symlink"] = field("link", "hard link, copy or symlink into the workdir")
+
+    def __post_init__(self) -> None:
+        if not self.dir:
+            raise ConfigError("import_videos: give dir (--dir), the folder of video files")
+        if self.mode not in ("link", "copy", "symlink"):
+            raise ConfigError(f"import_videos.mode must be 'link', 'copy' or 'symlink', got {self.mode!r}")
 
 
 def _as_workdir(workdir: Workdir | str | Path) -> Workdir:
@@ -112,20 +147,9 @@ def _infer_dim(videos: Sequence[VideoRow], npy_dir: Path, frames: int) -> int:
     raise UsageError(f"{npy_dir}: no readable <id>.npy float [{frames}, D] file for any of {len(videos)} videos")
 
 
-def import_features(
-    workdir: Workdir | str | Path,
-    name: str,
-    npy_dir: str | Path,
-    *,
-    dtype: str = "float16",
-    compression: str = "none",
-    workers: int = 4,
-    splits: Sequence[str] | None = None,
-    frames: int = 150,
-    dim: int | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Import `<npy_dir>/<id>.npy` files into feature set `name`; returns counts of what happened.
+def import_features(workdir: Workdir | str | Path, config: ImportFeaturesConfig, *,
+                    progress: bool = True) -> dict[str, Any]:
+    """Import `<npy_dir>/<id>.npy` files into feature set `config.name`; returns counts of what happened.
 
     The set has a row for every manifest video (only `splits`, if given, are imported); D is
     taken from the first good file unless given. Rows already done in the store are skipped, so
@@ -135,7 +159,8 @@ def import_features(
     the store's: "none" or "zstd" (see `FeatureStore.create`).
     """
     wd = _as_workdir(workdir)
-    npy_dir = Path(npy_dir).resolve()
+    name, frames, dim, dtype = config.name, config.frames, config.dim, config.dtype
+    npy_dir = Path(config.npy_dir).resolve()
     if not npy_dir.is_dir():
         raise UsageError(f"{npy_dir}: not a directory of <id>.npy files")
     stage = f"features:{name}"
@@ -143,11 +168,12 @@ def import_features(
     manifest = wd.manifest()
     try:
         everything = manifest.videos()
-        selected = manifest.videos(splits) if splits else everything
+        selected = manifest.videos(list(config.splits)) if config.splits else everything
         if dim is None:
             dim = FeatureStore.open(path).dim if path.exists() else _infer_dim(selected, npy_dir, frames)
         store = FeatureStore.create(
-            path, [v.video_id for v in everything], frames=frames, dim=dim, dtype=dtype, compression=compression,
+            path, [v.video_id for v in everything], frames=frames, dim=dim, dtype=dtype,
+            compression=config.compression,
             attrs={"source": "import", "npy_dir": str(npy_dir), "dtype": dtype},
         )
         status = store.status()
@@ -170,7 +196,7 @@ def import_features(
         counts: dict[str, Any] = {"videos": len(selected), "skipped": skipped, "done": 0, "failed": {}}
         bar = tqdm(total=len(todo), desc=f"import {name}", unit="video", file=sys.stderr, disable=not progress)
         with bar:
-            for v, failure, message in _bounded_map(one, todo, workers):
+            for v, failure, message in _bounded_map(one, todo, config.workers):
                 if failure is None:
                     manifest.record(stage, v.index, "done", info={"source": "import"})
                     counts["done"] += 1
@@ -232,14 +258,9 @@ def _place(src: Path, dst: Path, mode: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def import_videos(
-    workdir: Workdir | str | Path,
-    src_dir: str | Path,
-    *,
-    mode: str = "link",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Register the `<id>.<ext>` video files of `src_dir` as downloaded; returns counts.
+def import_videos(workdir: Workdir | str | Path, config: ImportVideosConfig, *,
+                  progress: bool = True) -> dict[str, Any]:
+    """Register the `<id>.<ext>` video files of `config.dir` as downloaded; returns counts.
 
     A file whose stem is a manifest ID is checked to open as a video (a video stream whose first
     frame decodes), then hard-linked (`link`), symlinked or copied to `videos/<2>/<id>.<ext>` and
@@ -247,10 +268,8 @@ def import_videos(
     recorded failed (unreadable / no_video_stream). Videos already done are left alone; files
     whose stem is no manifest ID are only counted (`unknown_id`).
     """
-    if mode not in ("link", "copy", "symlink"):
-        raise UsageError(f"import mode must be 'link', 'copy' or 'symlink', got {mode!r}")
     wd = _as_workdir(workdir)
-    src_dir = Path(src_dir)
+    src_dir = Path(config.dir)
     if not src_dir.is_dir():
         raise UsageError(f"{src_dir}: not a directory of <id>.<ext> video files")
     files = sorted(p for p in src_dir.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -277,7 +296,7 @@ def import_videos(
                 counts["failed"][rej.failure.value] = counts["failed"].get(rej.failure.value, 0) + 1
                 continue
             dst = wd.video_path(video.video_id, ext)
-            _place(src, dst, mode)
+            _place(src, dst, config.mode)
             info = {"path": str(dst.relative_to(wd.root)), "bytes": src.stat().st_size, "source": "import"}
             manifest.record("download", video.index, "done", info=info)
             counts["done"] += 1

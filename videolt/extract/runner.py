@@ -25,7 +25,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from videolt.extract.decode import DecodeError, iter_frames
+from videolt.extract.decoders import DecodeError, iter_frames
+from videolt.extract.failures import ExtractFailure
 from videolt.extract.sampling import sample_indices
 from videolt.extract.transforms import CenterCrop, Normalize, ResizeShortSide, ToFloat
 
@@ -65,7 +66,7 @@ class Decoded:
     video_id: str
     n_frames: int = 0
     clips: tuple[np.ndarray, ...] = ()
-    failure: str | None = None
+    failure: ExtractFailure | None = None
     message: str | None = None
     seconds: float = 0.0
 
@@ -77,9 +78,9 @@ class RowResult:
     index: int
     video_id: str
     n_frames: int
-    decode_failure: str | None
+    decode_failure: ExtractFailure | None
     message: str | None
-    sets: dict[str, str | None] = field(default_factory=dict)
+    sets: dict[str, ExtractFailure | None] = field(default_factory=dict)
     decode_seconds: float = 0.0
     infer_seconds: float = 0.0
 
@@ -94,7 +95,7 @@ def decode_job(job: DecodeJob) -> Decoded:
         return Decoded(job.index, job.video_id, failure=e.failure, message=str(e),
                        seconds=time.perf_counter() - start)
     except Exception as e:  # a bug or an unforeseen library error: keep the traceback, go on
-        return Decoded(job.index, job.video_id, failure="internal",
+        return Decoded(job.index, job.video_id, failure=ExtractFailure.INTERNAL,
                        message=f"[decode] {job.video_id}: {type(e).__name__}: {e}\n{traceback.format_exc()}",
                        seconds=time.perf_counter() - start)
     return Decoded(job.index, job.video_id, n, clips, seconds=time.perf_counter() - start)
@@ -131,7 +132,7 @@ def _decode_sampled(job: DecodeJob) -> tuple[int, tuple[np.ndarray, ...]]:
         log.info("%s: %d frames at %g fps, header predicted %d; decoding again", job.video_id, n, job.fps, predicted)
         n2, kept = _collect(job, set(sample_indices(n, job.frames).tolist()), prepare)
         if n2 != n:
-            raise DecodeError("corrupt", job.path, f"two decodes gave {n} and {n2} frames")
+            raise DecodeError(ExtractFailure.CORRUPT, job.path, f"two decodes gave {n} and {n2} frames")
     picks = sample_indices(n, job.frames)
     return n, tuple(np.stack([kept[int(i)][v] for i in picks]) for v in range(len(job.views)))
 
@@ -144,7 +145,7 @@ def _collect(job: DecodeJob, keep: set[int] | None, prepare) -> tuple[int, dict[
         if keep is None or n - 1 in keep:
             kept[n - 1] = prepare(image)
     if n == 0:
-        raise DecodeError("empty", job.path, "no frame before the end of the stream")
+        raise DecodeError(ExtractFailure.EMPTY, job.path, "no frame before the end of the stream")
     return n, kept
 
 
@@ -218,7 +219,7 @@ class FeatureSink:
             return RowResult(d.index, d.video_id, d.n_frames, d.failure, d.message,
                              {s.name: d.failure for s in self.specs}, d.seconds)
         start = time.perf_counter()
-        sets: dict[str, str | None] = {}
+        sets: dict[str, ExtractFailure | None] = {}
         message = None
         for spec, (bb, forward), store, (to_float, norm) in zip(self.specs, self.models, self.stores, self.to_input):
             try:
@@ -227,7 +228,7 @@ class FeatureSink:
                 sets[spec.name] = None
             except Exception as e:  # one video's inference failure never stops the batch
                 store.mark_failed(d.index)
-                sets[spec.name] = "inference"
+                sets[spec.name] = ExtractFailure.INFERENCE
                 message = f"[extract] {d.video_id}: {spec.name}: {type(e).__name__}: {e}"
                 log.warning(message)
         return RowResult(d.index, d.video_id, d.n_frames, None, message, sets, d.seconds,

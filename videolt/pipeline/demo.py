@@ -19,7 +19,7 @@ from videolt.config import from_dict, merge, parse_overrides
 from videolt.data.labels import multi_hot
 from videolt.data.workdir import Workdir
 from videolt.evaluate import tables
-from videolt.pipeline.extract import ExtractConfig, feature_set_names
+from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.pipeline.run import RunConfig, run_pipeline
 
 __all__ = ["DEMO_WORKDIR", "demo_config", "demo_settings", "format_demo", "run_demo"]

@@ -1,79 +1,120 @@
 """Executors: where stage functions run. They schedule and bound work; they hold no stage logic.
 
-Every stage is expressed as `work(job) -> partial` (CPU work: decoding, downloading; picklable, run
-in parallel) followed by `sink.consume(partial) -> result` (one stateful consumer per device: model
-inference and the rows it writes). The local executor runs `work` in a process pool and the sink in
-the calling process; the Ray executor runs `work` as Ray tasks and the sink as a Ray actor (on a GPU
-when asked), passing task results to the actor by reference. Both yield results as they finish, so
-the caller records each outcome at once.
+Every stage is expressed as `work(job) -> partial` (CPU or I/O work: decoding, downloading;
+picklable, run in parallel) followed by `sink.consume(partial) -> result` (one stateful consumer per
+device: model inference and the rows it writes); the contract is `videolt.executor`'s. `threads`
+runs `work` on threads of this process, `local` in a process pool, both with the sink in this
+process; `ray` runs `work` as Ray tasks and the sink as a Ray actor (on a GPU when asked), passing
+task results to the actor by reference. All yield results as they finish, so the caller records
+each outcome at once.
+
+All three honour the same stops. Ctrl-C (`KeyboardInterrupt`): no further job is taken, the jobs in
+flight finish and their results are yielded, then the interrupt is re-raised (process-pool workers
+ignore SIGINT, so the terminal's Ctrl-C reaches only this process). An early close of the
+generator (the consumer raised, e.g. a `StageError`): unstarted jobs are cancelled and running ones
+waited for, so nothing runs on after `run` returns. With `workers=0` the `local` executor runs
+`work` in the calling thread, where Ctrl-C abandons the job in progress.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator, Protocol
+import signal
+from concurrent.futures import FIRST_COMPLETED, Executor as _Pool, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator
 
 from videolt.errors import UsageError
+from videolt.executor import Executor, SinkFactory
 from videolt.registry import Registry
 
+__all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "ThreadExecutor", "create_executor", "stage_executor"]
 
-class Sink(Protocol):
-    def consume(self, partial: Any) -> Any: ...
-
-
-SinkFactory = Callable[[], Sink]
-
-
-class Executor(Protocol):
-    def run(self, work: Callable[[Any], Any], jobs: Iterable[Any], sink_factory: SinkFactory | None = None,
-            *, sink_gpus: float = 0) -> Iterator[Any]: ...
-
-    def close(self) -> None: ...
-
+log = logging.getLogger(__name__)
 
 EXECUTORS: Registry[Callable[..., Executor]] = Registry("executor")
 
+# Seconds between checks for Ctrl-C while waiting: a simulated interrupt (`_thread.interrupt_main`)
+# does not wake a blocked wait, and a join interrupted by Ctrl-C can misreport (CPython gh-90882).
+_POLL_S = 0.2
+_END = object()  # the jobs iterator is exhausted
+
 
 def create_executor(name: str, **opts: Any) -> Executor:
+    """The executor registered as `name` (threads, local, ray), built with `opts`."""
     return EXECUTORS.get(name)(**opts)
 
 
-@EXECUTORS.register("local")
-class LocalExecutor:
-    """`workers` processes for `work` (0: in this process); the sink runs in this process."""
+def stage_executor(name: str, *, workers: int, in_flight: int | None = None,
+                   ray_address: str | None = None) -> Executor:
+    """The executor a stage config names, with its `workers` (and `ray_address`, the cluster to join)."""
+    address = {"address": ray_address} if ray_address is not None else {}
+    return create_executor(name, workers=workers, in_flight=in_flight, **address)
+
+
+def _identity(partial: Any) -> Any:
+    return partial
+
+
+def _drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int,
+           finish: Callable[[Any], Any]) -> Iterator[Any]:
+    """Run `work` over `jobs` on `pool`, at most `in_flight` at a time, pulling a job only when there is room."""
+    pending: set[Future] = set()
+    it = iter(jobs)
+    try:
+        try:
+            while True:
+                while it is not None and len(pending) < in_flight:
+                    job = next(it, _END)
+                    if job is _END:
+                        it = None
+                    else:
+                        pending.add(pool.submit(work, job))
+                if not pending:
+                    return
+                done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    pending.discard(fut)
+                    yield finish(fut.result())
+        except KeyboardInterrupt:
+            log.warning("interrupted: finishing the %d jobs in flight, then stopping", len(pending))
+            while pending:
+                done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    pending.discard(fut)
+                    yield finish(fut.result())
+            raise
+    finally:  # closed early or failed: cancel what has not started, wait for what has
+        for fut in pending:
+            fut.cancel()
+        wait(pending)
+
+
+class _PoolExecutor:
+    """`work` on a `concurrent.futures` pool of `workers`, created on first use; the sink in this process."""
+
+    jobs_per_worker = 1  # default `in_flight` per worker
 
     def __init__(self, workers: int = 1, in_flight: int | None = None):
         if workers < 0:
             raise UsageError(f"--workers must be >= 0, got {workers}")
         self.workers = workers
-        self.in_flight = in_flight or max(2 * workers, 1)
-        self._pool: ProcessPoolExecutor | None = None
+        self.in_flight = in_flight or max(self.jobs_per_worker * workers, 1)
+        self._pool: _Pool | None = None
 
-    def run(self, work, jobs, sink_factory=None, *, sink_gpus=0):
+    def _make_pool(self) -> _Pool:
+        raise NotImplementedError
+
+    def run(self, work, jobs, sink_factory: SinkFactory | None = None, *, sink_gpus: float = 0) -> Iterator[Any]:
         sink = sink_factory() if sink_factory else None
-        finish = sink.consume if sink else (lambda p: p)
-        if self.workers == 0:
+        finish = sink.consume if sink else _identity
+        if self.workers == 0:  # in this thread
             for job in jobs:
                 yield finish(work(job))
             return
         if self._pool is None:
-            # forkserver: workers never inherit the parent's torch threads or open files.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("forkserver"))
-        pending: set[Future] = set()
-        it = iter(jobs)
-        exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < self.in_flight:
-                try:
-                    pending.add(self._pool.submit(work, next(it)))
-                except StopIteration:
-                    exhausted = True
-            if not pending:
-                break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield finish(fut.result())
+            self._pool = self._make_pool()
+        yield from _drive(self._pool, work, jobs, self.in_flight, finish)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -81,9 +122,38 @@ class LocalExecutor:
             self._pool = None
 
 
+@EXECUTORS.register("threads")
+class ThreadExecutor(_PoolExecutor):
+    """`workers` threads of this process for `work` (I/O-bound: downloads); one job in flight per thread."""
+
+    def _make_pool(self) -> _Pool:
+        return ThreadPoolExecutor(self.workers, thread_name_prefix="videolt-work")
+
+
+@EXECUTORS.register("local")
+class LocalExecutor(_PoolExecutor):
+    """`workers` processes for `work` (0: in this thread); two jobs in flight per process."""
+
+    jobs_per_worker = 2
+
+    def _make_pool(self) -> _Pool:
+        # forkserver: workers never inherit the parent's torch threads or open files.
+        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("forkserver"),
+                                   initializer=_ignore_sigint)
+
+
+def _ignore_sigint() -> None:
+    """In a pool worker: the terminal's Ctrl-C goes to the whole process group; the driver decides."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @EXECUTORS.register("ray")
 class RayExecutor:
-    """Ray tasks for `work` (`num_cpus=1` each) and a Ray actor for the sink (`num_gpus=sink_gpus`)."""
+    """Ray tasks for `work` (`num_cpus=1` each) and a Ray actor for the sink (`num_gpus=sink_gpus`).
+
+    On an early close the tasks out (at most `in_flight`) are waited for, queued ones included:
+    `ray.cancel` cannot tell a queued task from a running one, and would interrupt the latter.
+    """
 
     def __init__(self, address: str | None = None, in_flight: int | None = None, workers: int | None = None):
         try:
@@ -101,7 +171,7 @@ class RayExecutor:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.in_flight = in_flight or 2 * max(workers or cpus, 1)
 
-    def run(self, work, jobs, sink_factory=None, *, sink_gpus=0):
+    def run(self, work, jobs, sink_factory: SinkFactory | None = None, *, sink_gpus: float = 0) -> Iterator[Any]:
         ray = self._ray
         remote_work = ray.remote(num_cpus=1)(work)
         actor = None
@@ -109,24 +179,36 @@ class RayExecutor:
             actor = ray.remote(num_cpus=1, num_gpus=sink_gpus)(_SinkActor).remote(sink_factory)
         pending: list = []
         it = iter(jobs)
-        exhausted = False
         try:
-            while pending or not exhausted:
-                while not exhausted and len(pending) < self.in_flight:
-                    try:
-                        ref = remote_work.remote(next(it))
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    pending.append(actor.consume.remote(ref) if actor is not None else ref)
-                if not pending:
-                    break
-                done, pending = ray.wait(pending, num_returns=1)
-                for ref in done:
-                    yield ray.get(ref)
-        finally:  # also when the caller stops early or a task raised: no actor outlives its run
-            if actor is not None:
+            try:
+                while True:
+                    while it is not None and len(pending) < self.in_flight:
+                        job = next(it, _END)
+                        if job is _END:
+                            it = None
+                        else:
+                            ref = remote_work.remote(job)
+                            pending.append(actor.consume.remote(ref) if actor is not None else ref)
+                    if not pending:
+                        return
+                    yield from self._ready(pending)
+            except KeyboardInterrupt:
+                log.warning("interrupted: finishing the %d jobs in flight, then stopping", len(pending))
+                while pending:
+                    yield from self._ready(pending)
+                raise
+        finally:  # closed early or failed: wait for the tasks out (see the class docstring)
+            if pending:
+                ray.wait(pending, num_returns=len(pending))
+            if actor is not None:  # no actor outlives its run
                 ray.kill(actor)
+
+    def _ready(self, pending: list) -> Iterator[Any]:
+        """Yield the results that finish within one poll, removing them from `pending`."""
+        done, rest = self._ray.wait(pending, num_returns=1, timeout=_POLL_S)
+        pending[:] = rest
+        for ref in done:
+            yield self._ray.get(ref)
 
     def close(self) -> None:
         """Disconnect from what this executor connected to (a joined cluster keeps running; a local

@@ -13,23 +13,23 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 
 from videolt.config import field, load_config
 from videolt.data.demo import DemoSpec, make_demo_dataset
-from videolt.data.download import DownloadConfig, download_pending
-from videolt.data.importers import import_features, import_videos
+from videolt.data.download import DownloadConfig
+from videolt.data.importers import ImportFeaturesConfig, ImportVideosConfig, import_features, import_videos
 from videolt.data.serve import FileServer
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError
+from videolt.extract.config import ExtractConfig
 from videolt.pipeline.benchmark import BenchmarkConfig, load_benchmark, run_benchmark
-from videolt.pipeline.executors import create_executor
-from videolt.pipeline.extract import ExtractConfig, run_extract
+from videolt.pipeline.download import download_videos
+from videolt.pipeline.extract import extract_features
 
-__all__ = ["BenchmarkStage", "DemoStage", "DownloadStage", "ExtractStage", "ImportFeaturesStage",
-           "ImportVideosStage", "RunConfig", "format_summary", "load_run_config", "run_pipeline"]
+__all__ = ["BenchmarkStage", "DemoStage", "RunConfig", "format_summary", "load_run_config", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -48,39 +48,6 @@ class DemoStage(DemoSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DownloadStage(DownloadConfig):
-    """The download stage's settings plus which videos to fetch this run."""
-
-    splits: tuple[str, ...] = field((), "only these splits (train, val, test); default all")
-    limit: int | None = field(None, "at most this many videos per run")
-    recheck: tuple[str, ...] = field((), "also retry videos that failed with these permanent classes")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImportVideosStage:
-    dir: str = field("", "folder of <id>.<ext> video files obtained elsewhere")
-    mode: Literal["link", "copy", "symlink"] = field("link", "hard link, copy or symlink into the workdir")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImportFeaturesStage:
-    name: str = field("", "feature set name (WORKDIR/features/<name>.zarr)")
-    npy_dir: str = field("", "the official release: <id>.npy float32 [150, D]")
-    dtype: Literal["float16", "float32"] = field("float16", "storage dtype")
-    compression: Literal["none", "zstd"] = field("none", "feature chunks: none (raw: faster to stream) or zstd")
-    workers: int = field(4, "parallel file readers")
-    splits: tuple[str, ...] = field((), "only these splits; default all")
-    frames: int = field(150, "frames per video in the release")
-    dim: int | None = field(None, "feature size D (default: from the first good file)")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExtractStage(ExtractConfig):
-    executor: Literal["local", "ray"] = field("local", "where decoding runs: this machine or a Ray cluster")
-    ray_address: str | None = field(None, "Ray cluster to join (default: start a local one)")
-
-
-@dataclass(frozen=True, kw_only=True)
 class BenchmarkStage:
     files: tuple[str, ...] = field((), "benchmark grid files (configs/table*.yaml), run in order")
     grid: BenchmarkConfig | None = field(None, "a grid written inline (same keys as a grid file)")
@@ -95,10 +62,10 @@ class RunConfig:
     labels: str = field("", "folder with the four official list files (omit with a demo section)")
     threads: int | None = field(None, "torch CPU threads in this process (default: torch's choice, all cores)")
     demo: DemoStage | None = field(None, "generate the offline demo set; its lists become `labels`")
-    download: DownloadStage | None = field(None, "fetch videos with yt-dlp")
-    import_videos: ImportVideosStage | None = field(None, "register local video files instead of downloading")
-    import_features: tuple[ImportFeaturesStage, ...] = field((), "official feature releases to import, in order")
-    extract: tuple[ExtractStage, ...] = field((), "extraction passes, in order (one per weights source)")
+    download: DownloadConfig | None = field(None, "fetch videos with yt-dlp")
+    import_videos: ImportVideosConfig | None = field(None, "register local video files instead of downloading")
+    import_features: tuple[ImportFeaturesConfig, ...] = field((), "official feature releases to import, in order")
+    extract: tuple[ExtractConfig, ...] = field((), "extraction passes, in order (one per weights source)")
     benchmark: BenchmarkStage | None = field(None, "training grids and their reports")
 
     def __post_init__(self) -> None:
@@ -112,10 +79,6 @@ class RunConfig:
             raise ConfigError("extract and import_features: choose one way to get the features")
         if self.download is not None and PORT in self.download.url_template and self.demo is None:
             raise ConfigError(f"download.url_template: {PORT} is the demo server's port; there is no demo section")
-        if self.import_videos is not None and not self.import_videos.dir:
-            raise ConfigError("import_videos.dir: name the folder of videos")
-        if any(not (s.name and s.npy_dir) for s in self.import_features):
-            raise ConfigError("import_features: give each entry a name and an npy_dir")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads: expected a positive integer, got {self.threads}")
         if self.benchmark is not None and not (self.benchmark.files or self.benchmark.grid):
@@ -144,15 +107,11 @@ def run_pipeline(config: RunConfig, *, progress: bool = True) -> dict:
     if config.download is not None:
         summary["download"] = _download(wd, config.download, clips_dir, progress)
     if config.import_videos is not None:
-        s = config.import_videos
-        summary["import_videos"] = import_videos(wd, s.dir, mode=s.mode, progress=progress)
-    for s in config.import_features:
-        summary.setdefault("import_features", []).append(
-            import_features(wd, s.name, s.npy_dir, dtype=s.dtype, compression=s.compression, workers=s.workers,
-                            splits=list(s.splits) or None, frames=s.frames, dim=s.dim, progress=progress)
-            | {"name": s.name})
-    for stage in config.extract:
-        summary.setdefault("extract", []).append(_extract(wd, stage, progress) | {"backbones": list(stage.backbones)})
+        summary["import_videos"] = import_videos(wd, config.import_videos, progress=progress)
+    for c in config.import_features:
+        summary.setdefault("import_features", []).append(import_features(wd, c, progress=progress) | {"name": c.name})
+    for c in config.extract:
+        summary.setdefault("extract", []).append(_extract(wd, c, progress) | {"backbones": list(c.backbones)})
     if config.benchmark is not None:
         grids = [load_benchmark(f) for f in config.benchmark.files]
         grids += [config.benchmark.grid] if config.benchmark.grid is not None else []
@@ -161,28 +120,21 @@ def run_pipeline(config: RunConfig, *, progress: bool = True) -> dict:
     return summary
 
 
-def _download(wd: Workdir, stage: DownloadStage, clips_dir: Path | None, progress: bool) -> dict:
+def _download(wd: Workdir, config: DownloadConfig, clips_dir: Path | None, progress: bool) -> dict:
     """The download stage; with a demo, its clips are served on the loopback while it runs."""
-    serving = FileServer(clips_dir) if clips_dir is not None and PORT in stage.url_template else None
+    serving = FileServer(clips_dir) if clips_dir is not None and PORT in config.url_template else None
     with serving or contextlib.nullcontext():
-        cfg = stage if serving is None else dataclasses.replace(
-            stage, url_template=stage.url_template.replace(PORT, str(serving.port)))
-        counts = download_pending(wd, cfg, splits=list(stage.splits) or None, limit=stage.limit,
-                                  recheck=stage.recheck, progress=progress)
+        if serving is not None:
+            config = dataclasses.replace(config, url_template=config.url_template.replace(PORT, str(serving.port)))
+        counts = download_videos(wd, config, progress=progress)
     log.info("download: %d of %d fetched this run", counts["done"], counts["todo"])
     return counts
 
 
-def _extract(wd: Workdir, stage: ExtractStage, progress: bool) -> dict:
-    opts = {"workers": stage.workers} | ({"address": stage.ray_address} if stage.executor == "ray" else {})
-    executor = create_executor(stage.executor, **opts)
-    try:
-        counts = run_extract(wd, stage, executor, progress=progress)
-    finally:
-        executor.close()
+def _extract(wd: Workdir, config: ExtractConfig, progress: bool) -> dict:
+    counts = extract_features(wd, config, progress=progress)
     log.info("extract: %d of %d videos this run", counts["done"], counts["videos"])
     return counts
-
 
 
 def format_summary(summary: dict) -> str:

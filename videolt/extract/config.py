@@ -1,0 +1,58 @@
+"""The extract stage's config: which backbones, how frames are decoded and prepared, where it runs.
+
+Kept apart from the stage code so the CLI can read the keys' docs and defaults without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from videolt.config import field
+from videolt.errors import ConfigError, UsageError
+
+__all__ = ["ExtractConfig", "feature_set_names"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractConfig:
+    """One extraction pass: every video is decoded once for all its backbones."""
+
+    backbones: tuple[str, ...] = field(("resnet50",), "backbones to run; each video is decoded once for all")
+    weights: str = field("imagenet", "imagenet (library download), kinetics400 (tsm_r50), random (seeded) or a file")
+    names: tuple[str, ...] = field((), "feature set names, one per backbone; default <backbone>[-<weights>]")
+    device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    batch_size: int = field(150, "frames per forward pass")
+    decoder: str = field("pyav", "decoding backend: pyav, decord or torchcodec")
+    workers: int = field(2, "decoding processes (0: decode in the main process)")
+    executor: Literal["local", "ray"] = field("local", "where decoding runs: processes here or a Ray cluster")
+    ray_address: str | None = field(None, "Ray cluster to join (executor ray; default: start a local one)")
+    splits: tuple[str, ...] = field((), "only these splits (default: all)")
+    limit: int | None = field(None, "at most this many videos this run")
+    fps: float = field(1.0, "decoding rate")
+    frames: int = field(150, "frames per video after uniform temporal sampling")
+    resize: int = field(256, "short side after resizing (bilinear, antialias)")
+    crop: int = field(256, "centre crop side (224 selectable)")
+    dtype: Literal["float16", "float32"] = field("float16", "feature storage dtype")
+    compression: Literal["none", "zstd"] = field("none", "feature chunks: none (raw, read without zarr: several "
+                                                 "times faster to stream in training) or zstd (smaller)")
+    timeout: float | None = field(900.0, "seconds allowed to decode one video")
+    seed: int = field(0, "init seed for random weights")
+    n_segment: int = field(8, "TSM: frames per temporal segment")
+    amp: bool | None = field(None, "bf16 autocast; default: on CUDA only")
+    compile: bool = field(False, "torch.compile the backbones (static batch shapes)")
+    retry: tuple[str, ...] = field((), "failure classes to try again (e.g. timeout, inference)")
+
+    def __post_init__(self) -> None:
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError(f"extract.ray_address is for executor ray, not {self.executor}")
+
+
+def feature_set_names(cfg: ExtractConfig) -> list[str]:
+    """The feature set of each backbone: `names`, or <backbone>[-random|-file] by default."""
+    if cfg.names:
+        if len(cfg.names) != len(cfg.backbones):
+            raise UsageError(f"--name gives {len(cfg.names)} names for {len(cfg.backbones)} backbones")
+        return list(cfg.names)
+    tag = "" if cfg.weights == "imagenet" else "-" + ("random" if cfg.weights == "random" else "file")
+    return [b.replace(":", "-").replace("/", "-") + tag for b in cfg.backbones]

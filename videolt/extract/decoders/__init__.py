@@ -1,0 +1,39 @@
+"""Decode a video at a fixed rate (1 fps by default) into RGB frames: one registry, one file per backend.
+
+The frame kept for tick k is the frame *shown* at t = k / fps: the last frame in presentation order
+whose timestamp (relative to the stream start) is ≤ t, for every t before the end of the stream
+(last frame's pts + its duration). This is exactly what
+`ffmpeg -i V -an -vf fps=fps=1:round=up -f rawvideo -pix_fmt rgb24 -` produces; plain `fps=1`
+rounds to the nearest tick and picks other frames.
+
+Backends: "pyav" (the default, `pyav.py`), "decord" and "torchcodec" (optional extras, imported
+only when used). Every failure is a `DecodeError`, a per-video `VideoFailure` whose `failure` is an
+`ExtractFailure`, so the caller records it and goes on. Importing this package registers them all.
+"""
+
+from videolt.extract.decoders import decord, pyav, torchcodec  # noqa: F401  (register on import)
+from videolt.extract.decoders._base import (
+    DECODERS,
+    Deadline,
+    DecodedVideo,
+    DecodeError,
+    Decoder,
+    autorotate,
+    iter_frames,
+    package_version,
+    read_frames,
+    register_decoder,
+)
+
+__all__ = [
+    "DECODERS",
+    "Deadline",
+    "DecodeError",
+    "DecodedVideo",
+    "Decoder",
+    "autorotate",
+    "iter_frames",
+    "package_version",
+    "read_frames",
+    "register_decoder",
+]

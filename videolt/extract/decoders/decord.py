@@ -1,0 +1,44 @@
+"""The "decord" decoder (extra `videolt[decord]`), with the same tick rule as "pyav".
+
+Known differences from "pyav" (pinned by tests/test_decode.py): it fails on some rotated videos (a
+buffer size check when the rotated width is not aligned, e.g. 64×48 turned by 90°), reported as
+`corrupt`; it does not notice a truncated stream (it decodes what is there); and it calls a file that
+declares a video stream without any packet `unreadable` rather than `empty`. It applies rotation
+metadata; on every other test video its frames equal ffmpeg's byte for byte.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from videolt.extract.decoders._base import Deadline, DecodeError, register_decoder, require
+from videolt.extract.decoders._float_ticks import chunks, ticks
+from videolt.extract.failures import ExtractFailure
+
+
+@register_decoder("decord", package="decord")
+def decode_decord(path: Path, fps: Fraction, deadline: Deadline) -> Iterator[tuple[float, np.ndarray]]:
+    decord = require("decord", "decord")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise DecodeError(ExtractFailure.UNREADABLE, path, "missing or empty file")
+    try:
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
+    except (decord.DECORDError, RuntimeError) as exc:
+        failure = ExtractFailure.NO_VIDEO_STREAM if "video stream" in str(exc).lower() else ExtractFailure.UNREADABLE
+        raise DecodeError(failure, path, f"cannot open ({exc})") from exc
+    if len(reader) == 0:
+        raise DecodeError(ExtractFailure.EMPTY, path, "no frame in the stream")
+    spans = reader.get_frame_timestamp(np.arange(len(reader)))  # [n, 2] start, end seconds
+    times, idx = ticks(spans[:, 0], float(spans[-1, 1]), fps)
+    for chunk_times, chunk_idx in chunks(times, idx):
+        deadline.check()
+        try:
+            batch = reader.get_batch(chunk_idx.tolist()).asnumpy()
+        except (decord.DECORDError, RuntimeError) as exc:
+            raise DecodeError(ExtractFailure.CORRUPT, path,
+                              f"decoder error near frame {chunk_idx[0]} ({exc})") from exc
+        yield from zip(chunk_times, batch)

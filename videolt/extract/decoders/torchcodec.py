@@ -1,0 +1,47 @@
+"""The "torchcodec" decoder (extra `videolt[torchcodec]`), with the same tick rule as "pyav".
+
+Known differences from "pyav" (pinned by tests/test_decode.py): it needs the system's FFmpeg
+libraries; its stream end can be the last frame's pts without that frame's duration (seen on a
+variable-rate mp4), which drops a final tick that falls inside the last frame; it does not notice a
+truncated stream; and it calls a file that declares a video stream without any packet `unreadable`
+rather than `empty`. It applies rotation metadata; on every other test video its frames equal
+ffmpeg's byte for byte.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from videolt.extract.decoders._base import Deadline, DecodeError, register_decoder, require
+from videolt.extract.decoders._float_ticks import EPS, chunks, tick_times
+from videolt.extract.failures import ExtractFailure
+
+
+@register_decoder("torchcodec", package="torchcodec")
+def decode_torchcodec(path: Path, fps: Fraction, deadline: Deadline) -> Iterator[tuple[float, np.ndarray]]:
+    decoders = require("torchcodec.decoders", "torchcodec")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise DecodeError(ExtractFailure.UNREADABLE, path, "missing or empty file")
+    try:
+        decoder = decoders.VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC")
+    except (RuntimeError, ValueError) as exc:
+        failure = ExtractFailure.NO_VIDEO_STREAM if "video stream" in str(exc).lower() else ExtractFailure.UNREADABLE
+        raise DecodeError(failure, path, f"cannot open ({exc})") from exc
+    meta = decoder.metadata
+    if not meta.num_frames:
+        raise DecodeError(ExtractFailure.EMPTY, path, "no frame in the stream")
+    begin = float(meta.begin_stream_seconds)
+    # "Played at" is the tick rule itself; the stream begins with its first frame.
+    times = tick_times(float(meta.end_stream_seconds) - begin, fps)
+    for chunk_times, _ in chunks(times, np.arange(len(times))):
+        deadline.check()
+        try:
+            batch = decoder.get_frames_played_at(seconds=[begin + t + EPS for t in chunk_times])
+        except (RuntimeError, IndexError, ValueError) as exc:
+            raise DecodeError(ExtractFailure.CORRUPT, path,
+                              f"decoder error near t={chunk_times[0]:g} s ({exc})") from exc
+        yield from zip(chunk_times, batch.data.numpy())

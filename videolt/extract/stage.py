@@ -1,0 +1,165 @@
+"""The extract stage: pick the videos to do, create the feature sets with their provenance, run the
+decode work and the feature sink on an executor, and record every video's outcome in the manifest as
+it arrives. Killed at any moment, a rerun redoes only rows whose status is not yet `done`.
+
+The executor is the caller's (`videolt.pipeline.extract` builds the one the config names); the
+work and the sink are `videolt.extract.runner`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from contextlib import closing
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from videolt.data.manifest import Manifest
+from videolt.data.store import STATUS_DONE, FeatureStore
+from videolt.data.workdir import Workdir
+from videolt.devices import resolve_device
+from videolt.executor import Executor
+from videolt.extract.backbones import create_backbone, parse_backbone_name
+from videolt.extract.config import ExtractConfig, feature_set_names
+from videolt.extract.decoders import DECODERS, package_version
+from videolt.extract.runner import DecodeJob, FeatureSink, RowResult, SinkSpec, View, decode_job
+
+__all__ = ["run_extract"]
+
+log = logging.getLogger(__name__)
+
+
+def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress: bool = True) -> dict:
+    """Extract features for every downloaded video not yet done, on `executor`; returns counts of this run."""
+    device = resolve_device(cfg.device)
+    specs, views = _sink_specs(wd, cfg, device)
+    _reconcile(wd, specs)
+    jobs = _jobs(wd, cfg, specs, views)
+    counts: dict = {"videos": len(jobs), "done": 0, "failed": {}}
+    if not jobs:
+        return counts
+
+    def make_sink() -> FeatureSink:
+        return FeatureSink(specs, device=str(device), batch_size=cfg.batch_size, amp=cfg.amp, compile=cfg.compile)
+
+    start = time.perf_counter()
+    bar = tqdm(total=len(jobs), unit="video", file=sys.stderr, disable=not progress, desc="extract")
+    try:
+        with wd.manifest() as m, closing(executor.run(decode_job, jobs, make_sink,
+                                                      sink_gpus=1 if device.type != "cpu" else 0)) as results:
+            for r in results:
+                _record(m, r)
+                failure = r.decode_failure or next((f for f in r.sets.values() if f), None)
+                if failure is None:
+                    counts["done"] += 1
+                else:
+                    counts["failed"][failure.value] = counts["failed"].get(failure.value, 0) + 1
+                bar.update(1)
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(videos_s=f"{bar.n / elapsed:.2f}", frames_s=f"{bar.n * cfg.frames / elapsed:.0f}",
+                                failed=sum(counts["failed"].values()))
+    finally:
+        bar.close()
+    counts["seconds"] = time.perf_counter() - start
+    return counts
+
+
+def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[list[SinkSpec], list[View]]:
+    """Create (or check) each feature set with its provenance; one View per distinct preprocessing."""
+    decoder = DECODERS.get(cfg.decoder)  # an unknown name fails before any work
+    with wd.manifest() as m:
+        ids = [v.video_id for v in m.videos()]
+    views: list[View] = []
+    specs = []
+    for backbone, name in zip(cfg.backbones, feature_set_names(cfg)):
+        parse_backbone_name(backbone)  # a malformed name fails before any work
+        opts = (("n_segment", cfg.n_segment),) if backbone.startswith("tsm") else ()
+        bb = create_backbone(backbone, weights=cfg.weights, seed=cfg.seed, **dict(opts))
+        view = View(cfg.resize, cfg.crop, "bilinear", True)
+        if view not in views:
+            views.append(view)
+        attrs = {
+            "backbone": bb.cfg.to_dict(),
+            "weights": {"name": bb.cfg.weights, "sha256": bb.cfg.weights_sha256},
+            "preprocessing": {"fps": cfg.fps, "resize": cfg.resize, "crop": cfg.crop, "interpolation": "bilinear",
+                              "antialias": True, "scale": "[0, 1]", "mean": list(bb.cfg.mean),
+                              "std": list(bb.cfg.std), "channel_order": "RGB",
+                              "temporal_sampling": f"floor(linspace(0, n - 1, {cfg.frames}))"},
+            "decoder": {"name": decoder.name, "version": decoder.version()},
+            "inference": {"device": str(device), "amp": "bf16" if (cfg.amp if cfg.amp is not None
+                                                                else device.type != "cpu") else "fp32",
+                          "compile": cfg.compile},
+            "versions": {p: package_version(p) for p in ("torch", "torchvision", "timm", "av")} | {
+                "python": platform.python_version()},
+            "source": "extract",
+        }
+        FeatureStore.create(wd.features_path(name), ids, frames=cfg.frames, dim=bb.cfg.dim, dtype=cfg.dtype,
+                            compression=cfg.compression, attrs=attrs)
+        specs.append(SinkSpec(name, backbone, cfg.weights, str(wd.features_path(name)), views.index(view),
+                              cfg.seed, opts))
+    return specs, views
+
+
+def _jobs(wd: Workdir, cfg: ExtractConfig, specs: list[SinkSpec], views: list[View]) -> list[DecodeJob]:
+    """Downloaded videos whose rows are not all done (and not failed, unless their class is retried)."""
+    stores = [FeatureStore.open(s.store_path) for s in specs]
+    status = [st.status() for st in stores]
+    with wd.manifest() as m:
+        downloads = m.states("download")
+        decode = m.states("decode")
+        feats = [m.states(f"features:{s.name}") for s in specs]
+        videos = m.videos(list(cfg.splits) or None)
+    jobs = []
+    for v in videos:
+        dl = downloads.get(v.index)
+        if dl is None or dl.status != "done":
+            continue
+        if all(st[v.index] == STATUS_DONE for st in status):
+            continue
+        dec = decode.get(v.index)
+        if dec is not None and dec.status == "failed" and dec.failure not in cfg.retry:
+            continue
+        if all((f.get(v.index) is not None and f[v.index].status == "failed" and f[v.index].failure not in cfg.retry)
+               or st[v.index] == STATUS_DONE for f, st in zip(feats, status)):
+            continue
+        path = wd.inside(dl.info["path"]) if "path" in dl.info else wd.find_video(v.video_id)
+        if path is None or not path.is_file():
+            continue
+        jobs.append(DecodeJob(v.index, v.video_id, str(path), tuple(views), cfg.fps, cfg.frames, cfg.decoder,
+                              cfg.timeout))
+        if cfg.limit is not None and len(jobs) >= cfg.limit:
+            break
+    return jobs
+
+
+def _reconcile(wd: Workdir, specs: list[SinkSpec]) -> None:
+    """Record rows a killed run wrote but could not record: the store's status is the truth."""
+    with wd.manifest() as m:
+        decoded = {i for i, st in m.states("decode").items() if st.status == "done"}
+        for spec in specs:
+            store = FeatureStore.open(spec.store_path)
+            states = m.states(f"features:{spec.name}")
+            n_frames = store.n_frames()
+            for i in np.flatnonzero(store.status() == STATUS_DONE).tolist():
+                info = {"n_frames": int(n_frames[i])}
+                if i not in states or states[i].status != "done":
+                    m.record(f"features:{spec.name}", i, "done", info=info, attempt=False)
+                if i not in decoded:
+                    m.record("decode", i, "done", info=info, attempt=False)
+                    decoded.add(i)
+
+
+def _record(m: Manifest, r: RowResult) -> None:
+    if r.decode_failure is not None:
+        m.record("decode", r.index, "failed", failure=r.decode_failure.value, message=r.message)
+    else:
+        m.record("decode", r.index, "done", info={"n_frames": r.n_frames, "seconds": round(r.decode_seconds, 3)})
+    for name, failure in r.sets.items():
+        if failure is None:
+            m.record(f"features:{name}", r.index, "done", info={"n_frames": r.n_frames})
+        else:
+            m.record(f"features:{name}", r.index, "failed", failure=failure.value, message=r.message)
