@@ -31,12 +31,17 @@ CASES = {
     "short": dict(fps=30, seconds=0.6),
     "vfr_mp4": dict(vfr=True, seconds=3.0),
     "vfr_mkv": dict(vfr=True, seconds=3.0, start_offset=0.3),
+    # a stream starting late: Matroska/WebM count their duration from zero, mp4 from the first frame
+    "mkv_late_start": dict(fps=25, seconds=3.0, start_offset=3.0),
+    "mp4_late_start": dict(fps=25, seconds=3.0, start_offset=3.0),
+    "webm_late_start": dict(codec="vp9", fps=25, seconds=2.5, start_offset=2.6),
     "rotate_90": dict(rotate=90, seconds=2.0),
     "rotate_270_wide": dict(rotate=-90, size=(96, 64), seconds=2.0),
     "rotate_180": dict(rotate=180, seconds=2.0),
     "bt709": dict(colorspace="itu709", seconds=2.0),
 }
-SUFFIX = {"vp9_webm": ".webm", "mkv_start_offset": ".mkv", "vfr_mkv": ".mkv"}
+SUFFIX = {"vp9_webm": ".webm", "mkv_start_offset": ".mkv", "vfr_mkv": ".mkv", "mkv_late_start": ".mkv",
+          "webm_late_start": ".webm"}
 
 # Documented differences of the optional backends (see videolt/extract/decoders/decord.py, torchcodec.py).
 EXPECTED_FAILURE = {("decord", "rotate_90"): "corrupt"}

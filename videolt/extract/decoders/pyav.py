@@ -80,10 +80,12 @@ def decode_pyav(path: Path, fps: Fraction, deadline: Deadline) -> Iterator[tuple
         cand_t = cand_d * time_base
         prev_t = None if prev_d is None else prev_d * time_base
         end = cand_t + _last_duration(candidate, time_base, default_duration, cand_t, prev_t)
-        declared = _declared_seconds(container, stream)
-        if declared is not None and end + _TRUNCATION_SLACK < declared:
-            raise DecodeError(ExtractFailure.CORRUPT, path,
-                              f"stream ends at {float(end):.2f} s of {declared:.2f} s declared after {n_read} frames")
+        declared = _declared_end(container, stream)
+        if declared is not None:
+            ends = (end, end + max(Fraction(0), start * time_base)) if declared[1] else (end,)
+            if max(ends) + _TRUNCATION_SLACK < declared[0]:
+                raise DecodeError(ExtractFailure.CORRUPT, path, f"stream ends at {float(end):.2f} s of "
+                                  f"{declared[0]:.2f} s declared after {n_read} frames")
         while k / fps < end:
             deadline.check()
             if cand_rgb is None:
@@ -92,12 +94,18 @@ def decode_pyav(path: Path, fps: Fraction, deadline: Deadline) -> Iterator[tuple
             k += 1
 
 
-def _declared_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    """The video stream's duration as the header states it (None when it does not)."""
+def _declared_end(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float, bool] | None:
+    """Where the header says the video stream ends, and whether that may be counted from zero.
+
+    A stream's own duration counts from its first frame. A container's duration is counted from
+    zero by some demuxers (Matroska and WebM report the segment's end time) and from the first
+    timestamp by others, so a stream that starts late is truncated only if it ends early by both
+    counts (a valid file with a start offset must not be taken for a cut download).
+    """
     if stream.duration:
-        return float(stream.duration * stream.time_base)
+        return float(stream.duration * stream.time_base), False
     if container.duration and len(container.streams) == 1:
-        return container.duration / av.time_base
+        return container.duration / av.time_base, True
     return None
 
 
