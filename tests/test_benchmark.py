@@ -128,7 +128,10 @@ def _fake_run(wd: Workdir, cell, rng, targets, rows, group_of, boost: float) -> 
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"config": to_dict(cell.config)}))
     metrics = {k: float(v) for k, v in zip(tables.METRICS, rng.uniform(0.3, 0.7, 6))}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics | {"split": "test"}))
+    val_selected = {k: v - float(rng.uniform(0.0, 0.05)) for k, v in metrics.items()}  # test selection flatters
+    (run_dir / "metrics.json").write_text(json.dumps(metrics | {"split": "test", "select_on": "test", "other_selection":
+                                                                val_selected | {"select_on": "val", "epoch": 3}}))
+    metrics["val_selected"] = val_selected
     scores = targets * boost + rng.normal(0, 1, targets.shape)
     from videolt.evaluate.metrics import average_precision
 
@@ -193,6 +196,14 @@ def test_report_from_finished_runs(tmp_path):
     assert len(overall) == 2 and all(r["includes_zero"] is False and r["diff_low"] > 0 for r in overall)
     text = (out / "report.md").read_text()
     assert "FrameStack − focal-only" in text and "includes_zero" in text
+    # test-selected next to validation-selected, both on test, with the per-seed difference
+    assert "Checkpoint selection: test-selected / validation-selected" in text
+    chosen = next(r for r in doc["selection"] if r["method"] == "FrameStack")
+    assert chosen["seeds"] == 2
+    assert chosen["tail_map_val_selected"] == pytest.approx(np.mean([m["val_selected"]["tail_map"] for m in fs]))
+    assert chosen["tail_map_difference"] == pytest.approx(
+        np.mean([m["tail_map"] - m["val_selected"]["tail_map"] for m in fs]))
+    assert f"{chosen['overall_map_test_selected']:.3f} / {chosen['overall_map_val_selected']:.3f}" in text
     for png in (out / "plots").glob("*.png"):
         with Image.open(png) as im:
             assert im.format == "PNG"

@@ -331,3 +331,24 @@ def test_default_precision_is_float32():
     assert TrainConfig(features="f").amp == "off" and TrainConfig(features="f").tf32
     with pytest.raises(ConfigError, match="amp"):
         from_dict(TrainConfig, {"features": "f", "amp": "auto"})
+
+
+def test_test_selected_and_validation_selected_checkpoints_side_by_side(synth, base_config):
+    """Every run keeps the epoch the test list picks (best.pt, the reference's protocol) and the one the
+    validation list picks (best_val.pt), and reports the test metrics of both."""
+    root, _ = synth
+    config = dataclasses.replace(base_config, epochs=4, eval_every=1, lr=3e-2)
+    result = train_run(root, "both-selections", config, progress=False)
+    run_dir = root / "runs" / "both-selections"
+    with open(run_dir / "train_log.csv") as f:
+        log_rows = list(csv.DictReader(f))
+    by_test = max(range(4), key=lambda e: (float(log_rows[e]["overall_map"]), -e))
+    by_val = max(range(4), key=lambda e: (float(log_rows[e]["val_map"]), -e))
+    assert (result["select_on"], result["epoch"]) == ("test", by_test)
+    other = result["other_selection"]
+    assert (other["select_on"], other["epoch"]) == ("val", by_val)
+    assert torch.load(run_dir / "best_val.pt", weights_only=True)["epoch"] == by_val
+    alone = json.loads((run_dir / "metrics_selected_on_val.json").read_text())
+    assert alone["split"] == "test" and alone["checkpoint"] == "best_val"
+    assert {k: alone[k] for k in METRICS} == {k: other[k] for k in METRICS}
+    assert json.loads((run_dir / "metrics.json").read_text()) == result

@@ -333,7 +333,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--run", required=True, metavar="RUN")
     p.add_argument("--split", choices=("test", "val", "train"), default=None, help="default test")
-    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help="default best")
+    p.add_argument("--checkpoint", choices=("best", "last", "best_val", "best_test"), default=None,
+                   help="best (default: the epoch the selection split picked), last, or the other split's pick")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
     p.add_argument("--batch-size", type=int, default=None, help="videos per forward pass (default: the run's)")
     _config_args(p, "split=val")

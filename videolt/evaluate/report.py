@@ -1,7 +1,8 @@
 """A benchmark's report from plain records: tables (md/csv/json), bootstrap intervals and plots.
 
 The caller (the benchmark grid in `videolt.pipeline.benchmark`) hands over one *record* per finished
-run — `{"run", "label", "backbone", "features", "aggregator", "seed", "setting", "metrics"}` — the
+run — `{"run", "label", "backbone", "features", "aggregator", "seed", "setting", "metrics", "selection"}`,
+where `selection` maps "test" and "val" to the test metrics of the checkpoint each split picked — the
 paper's reference entries with the same `setting` keys, and a `ReportSpec`; nothing here knows how
 runs are trained. Per-run and paired bootstrap intervals come from each run's saved test scores and
 are cached by the scores' modification times, so a rebuilt report costs little.
@@ -47,6 +48,7 @@ def write(wd: Workdir, spec: ReportSpec, records: Sequence[dict], paper: Sequenc
     (out / "plots").mkdir(parents=True, exist_ok=True)
     results = tables.result_rows(records, paper)
     paired = tables.paired_rows(records, spec.comparisons)
+    selection = tables.selection_rows(records)
     intervals, differences = _bootstrap_rows(wd, spec, records, out / "bootstrap_cache.json")
     figures = _figures(wd, spec, records, results, out / "plots")
     title = spec.title
@@ -58,6 +60,11 @@ def write(wd: Workdir, spec: ReportSpec, records: Sequence[dict], paper: Sequenc
     if paired:
         parts.append(tables.markdown("Paired comparisons over shared seeds (mean ± std of the differences, "
                                      "(seeds where treatment > control)/seeds)", paired, kind="paired"))
+    if selection:
+        parts.append(tables.selection_markdown(
+            "Checkpoint selection: test-selected / validation-selected, both scored on test (test − val ± std over "
+            "seeds). The paper and its reference code pick the best epoch on the test list (the first number, "
+            "comparable with the paper); picking it on the validation list is the honest protocol", selection))
     if intervals:
         parts.append(tables.simple_markdown(
             f"Bootstrap 95% intervals over test videos ({spec.bootstrap} resamples)",
@@ -71,11 +78,13 @@ def write(wd: Workdir, spec: ReportSpec, records: Sequence[dict], paper: Sequenc
     tables.write_csv(out / "results.csv", results)
     tables.write_csv(out / "paired.csv", paired)
     tables.write_csv(out / "intervals.csv", intervals + differences)
+    tables.write_csv(out / "selection.csv", selection)
     tables.write_json(out / "report.json", {"benchmark": spec.settings, "finished": len(records),
                                             "total": spec.total, "results": results, "paired": paired,
-                                            "intervals": intervals, "differences": differences})
+                                            "selection": selection, "intervals": intervals,
+                                            "differences": differences})
     return {"dir": str(out), "finished": len(records), "total": spec.total,
-            "files": ["report.md", "results.csv", "paired.csv", "intervals.csv", "report.json",
+            "files": ["report.md", "results.csv", "paired.csv", "intervals.csv", "selection.csv", "report.json",
                       *(f"plots/{p.name}" for p in figures)]}
 
 

@@ -21,8 +21,9 @@ import numpy as np
 
 from videolt.evaluate.stats import paired_seed_comparison
 
-__all__ = ["METRICS", "METRIC_TITLES", "TABLE_TITLES", "block_key", "markdown", "mean_std", "paired_rows",
-           "result_rows", "simple_markdown", "write_csv", "write_json", "write_markdown"]
+__all__ = ["METRICS", "METRIC_TITLES", "SELECTION_METRICS", "TABLE_TITLES", "block_key", "markdown", "mean_std",
+           "paired_rows", "result_rows", "selection_markdown", "selection_rows", "simple_markdown", "write_csv",
+           "write_json", "write_markdown"]
 
 METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 METRIC_TITLES = {"overall_map": "mAP", "head_map": "head", "medium_map": "medium", "tail_map": "tail",
@@ -106,6 +107,61 @@ def paired_rows(records: Iterable[Mapping], comparisons: Sequence[tuple[str, str
                 row[f"{k}_positive"] = stats["n_positive"]
             rows.append(row)
     return rows
+
+
+SELECTION_METRICS = ("overall_map", "head_map", "medium_map", "tail_map")
+
+
+def selection_rows(records: Iterable[Mapping]) -> list[dict]:
+    """Per (block, label): test mAPs of the test-selected and the validation-selected checkpoints.
+
+    A record's `selection` maps "test" and "val" to the test metrics of the checkpoint each split
+    picked. Each row holds, per group, the mean over seeds of both and the mean ± std of their
+    per-seed difference (test-selected − validation-selected: how much test selection flatters).
+    """
+    groups: dict[tuple, list[Mapping]] = {}
+    for r in records:
+        if {"test", "val"} <= set(r.get("selection") or {}):
+            groups.setdefault((*block_key(r), r["label"]), []).append(r)
+    rows = []
+    for (backbone, features, aggregator, label), runs in groups.items():
+        row = {"backbone": backbone, "features": features, "aggregator": aggregator, "method": label,
+               "seeds": len(runs), "runs": [r["run"] for r in sorted(runs, key=lambda r: r["seed"])]}
+        for k in SELECTION_METRICS:
+            pairs = [(r["selection"]["test"].get(k), r["selection"]["val"].get(k)) for r in runs]
+            pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+            row[f"{k}_test_selected"] = mean_std([a for a, _ in pairs])[0] if pairs else None
+            row[f"{k}_val_selected"] = mean_std([b for _, b in pairs])[0] if pairs else None
+            row[f"{k}_difference"], row[f"{k}_difference_std"] = (mean_std([a - b for a, b in pairs]) if pairs
+                                                                  else (None, None))
+        rows.append(row)
+    return rows
+
+
+def selection_markdown(title: str, rows: Sequence[Mapping]) -> str:
+    """One table per block: per group "test-selected / validation-selected (difference ± std)"."""
+    out = [f"## {title}", ""]
+    blocks: dict[tuple, list[Mapping]] = {}
+    for r in rows:
+        blocks.setdefault(block_key(r), []).append(r)
+    for (backbone, features, aggregator), block in blocks.items():
+        out += [f"### {BACKBONE_TITLES.get(backbone, backbone)} · {AGGREGATOR_TITLES.get(aggregator, aggregator)}"
+                f" (features `{features}`)", ""]
+        header = ["method", "seeds", *(METRIC_TITLES[k] for k in SELECTION_METRICS)]
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in block:
+            cells = []
+            for k in SELECTION_METRICS:
+                if r[f"{k}_test_selected"] is None:
+                    cells.append("–")
+                    continue
+                diff = f"{r[f'{k}_difference']:+.3f}"
+                if r[f"{k}_difference_std"] is not None:
+                    diff += f" ± {r[f'{k}_difference_std']:.3f}"
+                cells.append(f"{r[f'{k}_test_selected']:.3f} / {r[f'{k}_val_selected']:.3f} ({diff})")
+            out.append(f"| {r['method']} | {r['seeds']} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def markdown(title: str, rows: Sequence[Mapping], *, kind: str = "results") -> str:

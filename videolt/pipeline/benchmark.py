@@ -305,8 +305,17 @@ def _record(wd: Workdir, cell: Cell) -> dict | None:
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    clean = {k: (None if v is None or math.isnan(v) else float(v)) for k, v in metrics.items() if k in tables.METRICS}
+    selection = {metrics.get("select_on", cell.config.select_on): _clean(metrics)}
+    other = metrics.get("other_selection")
+    if other:
+        selection[other["select_on"]] = _clean(other)
     return {"run": cell.run, "label": cell.label, "backbone": cell.backbone, "features": cell.features,
-            "aggregator": cell.aggregator, "seed": cell.seed, "setting": cell.setting, "metrics": clean}
+            "aggregator": cell.aggregator, "seed": cell.seed, "setting": cell.setting, "metrics": _clean(metrics),
+            "selection": selection}
+
+
+def _clean(metrics: dict) -> dict:
+    """The metric values of a metrics.json (NaN, e.g. an empty class group, as None)."""
+    return {k: (None if v is None or math.isnan(v) else float(v)) for k, v in metrics.items() if k in tables.METRICS}
 
 

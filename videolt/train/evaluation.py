@@ -57,11 +57,22 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
     """A run's checkpoint scored on `split`; writes metrics, per-class AP and scores into the run dir.
 
     The model is rebuilt from the run's config.json, so any run (decoupled ones too) can be re-scored.
+    The run's own result (`best` on test) also carries, under "other_selection", the test metrics of
+    the epoch the other split picked (`best_val.pt` when the run selects on test), so every report can
+    show the test-selected number next to the validation-selected one.
     """
     if split not in SPLIT_FILES:
         raise UsageError(f"split must be one of {', '.join(SPLIT_FILES)}, got {split!r}")
     run_dir = wd.run_dir(run_name)
     config = config_from_run(run_dir)
+    other = {"best_val": "val", "best_test": "test"}.get(checkpoint)
+    extra: dict = {"select_on": other or config.select_on}
+    if checkpoint == "best" and split == "test":
+        alternative = "best_val" if config.select_on == "test" else "best_test"
+        if rundir.checkpoint_path(run_dir, alternative).is_file():
+            scored = evaluate_checkpoint(wd, run_name, split="test", checkpoint=alternative, device=device,
+                                         batch_size=batch_size)
+            extra["other_selection"] = {k: scored[k] for k in ("select_on", "epoch", *rundir.METRIC_KEYS)}
     state = rundir.load_checkpoint(rundir.checkpoint_path(run_dir, checkpoint))
     labels = wd.labels()
     store = FeatureStore.open(wd.features_path(config.features))
@@ -75,8 +86,8 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
                      batch_size=batch_size or config.batch_size, device=dev, workers=config.workers)
     return rundir.write_metrics(run_dir, split=split, scores=scores, targets=multi_hot(row_labels, labels.num_classes),
                                 rows=rows, labels=labels, head=config.group_head, tail=config.group_tail,
-                                extra={"epoch": int(state["epoch"]), "checkpoint": checkpoint,
-                                       "select_on": config.select_on})
+                                tag=f"_selected_on_{other}" if other else "",
+                                extra={"epoch": int(state["epoch"]), "checkpoint": checkpoint, **extra})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +95,8 @@ class EvaluateConfig:
     """`videolt evaluate`: which checkpoint of a run is scored on which split."""
 
     split: Literal["test", "val", "train"] = field("test", "split to score")
-    checkpoint: Literal["best", "last"] = field("best", "best.pt (the selected epoch) or last.pt")
+    checkpoint: Literal["best", "last", "best_val", "best_test"] = field(
+        "best", "best (the epoch the run's selection split picked), last, or best_val / best_test (the other split's pick)")
     device: str | None = field(None, "auto | cpu | cuda | cuda:N (default: the run's own)")
     batch_size: int | None = field(None, "videos per forward pass (default: the run's own)")
 

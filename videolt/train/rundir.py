@@ -23,7 +23,7 @@ from videolt.data.labels import LabelSet
 from videolt.errors import UsageError
 from videolt.evaluate import metrics
 
-__all__ = ["CHECKPOINT_FORMAT", "capture_rng", "checkpoint_path", "load_checkpoint", "read_config", "restore_rng",
+__all__ = ["CHECKPOINTS", "CHECKPOINT_FORMAT", "capture_rng", "checkpoint_path", "load_checkpoint", "read_config", "restore_rng",
            "save_checkpoint", "save_npy", "write_csv", "write_json", "write_metrics"]
 
 METRIC_KEYS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
@@ -47,9 +47,14 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
     _replace(path, lambda tmp: tmp.write_text(buf.getvalue()))
 
 
+# last: the end of the last finished epoch; best: the epoch the run's selection split picks;
+# best_val / best_test: the epoch the other split picks (reported beside it).
+CHECKPOINTS = ("last", "best", "best_val", "best_test")
+
+
 def checkpoint_path(run_dir: Path, which: str) -> Path:
-    if which not in ("last", "best"):
-        raise UsageError(f"checkpoint must be 'last' or 'best', got {which!r}")
+    if which not in CHECKPOINTS:
+        raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {which!r}")
     return run_dir / f"{which}.pt"
 
 
@@ -127,8 +132,9 @@ def restore_rng(state: dict) -> None:
 
 
 def write_metrics(run_dir: Path, *, split: str, scores: np.ndarray, targets: np.ndarray, rows: np.ndarray,
-                  labels: LabelSet, head: int, tail: int, extra: dict) -> dict:
-    """metrics.json (or metrics_<split>.json for a non-test split), per_class_ap.csv, scores and rows.
+                  labels: LabelSet, head: int, tail: int, extra: dict, tag: str = "") -> dict:
+    """metrics.json (metrics_<split>.json for a non-test split; `tag` appended to every name, e.g.
+    "_selected_on_val"), per_class_ap.csv, scores and rows.
 
     Scores are kept as float32, the very numbers the metrics were computed from, with the store rows
     they belong to, for later bootstraps and reports.
@@ -137,13 +143,13 @@ def write_metrics(run_dir: Path, *, split: str, scores: np.ndarray, targets: np.
     summary = metrics.summarize(scores, targets, groups)
     ap = metrics.average_precision(scores, targets)
     result = {k: float(summary[k]) for k in METRIC_KEYS} | {"split": split, "videos": int(len(rows))} | extra
-    suffix = "" if split == "test" else f"_{split}"
+    suffix = ("" if split == "test" else f"_{split}") + tag
     write_json(run_dir / f"metrics{suffix}.json", result)
     group_of = labels.group_of(head, tail)
     write_csv(run_dir / f"per_class_ap{suffix}.csv", ["class_id", "name", "group", "train_count", "ap"],
               [[c.id, c.name, group_of[c.id], c.count, f"{ap[c.id]:.6f}"] for c in labels.classes])
-    save_npy(run_dir / f"scores_{split}.npy", scores.astype(np.float32))
-    save_npy(run_dir / f"rows_{split}.npy", np.asarray(rows, dtype=np.int64))
+    save_npy(run_dir / f"scores_{split}{tag}.npy", scores.astype(np.float32))
+    save_npy(run_dir / f"rows_{split}{tag}.npy", np.asarray(rows, dtype=np.int64))
     return result
 
 

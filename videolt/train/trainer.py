@@ -7,7 +7,11 @@ the batch mix changes the clips before the aggregator and/or the clip embeddings
 FrameStack, ...), a mix that observes gets the sigmoid scores of the clean clips from a no-grad
 forward in train mode after the loss and before the backward pass (FrameStack's running AP), and
 Adam steps with the gradient norm clipped. Every `eval_every` epochs and at the last one the model
-is evaluated on the selection split; `last.pt` and `best.pt` hold everything needed to resume.
+is evaluated on the selection split (`select_on`, test by default as in the reference) and on the
+other of test and val: `best.pt` is the epoch the selection split picks, `best_<other>.pt` the one
+the other split picks, and the test metrics of both are reported side by side (the reference and
+every published VideoLT number select on test; selecting on val is the honest protocol).
+`last.pt` and the best checkpoints hold everything needed to resume.
 Under torchrun every global batch is split between the ranks (`rank_share`), each rank's loss is
 weighted by its share so that DDP's gradient average is the single-process mean over the global
 batch, a batch mix's end of epoch sees the whole epoch gathered from all ranks, and only rank 0 writes.
@@ -31,7 +35,7 @@ from tqdm import tqdm
 from videolt import __version__
 from videolt.config import to_dict
 from videolt.data.labels import LabelSet, multi_hot
-from videolt.data.store import FeatureStore
+from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
 from videolt.errors import ConfigError, UsageError
@@ -82,8 +86,7 @@ class _Run:
     recipe: MethodSpec
     train_rows: np.ndarray
     train_labels: list[tuple[int, ...]]
-    eval_rows: np.ndarray
-    eval_targets: np.ndarray
+    selection: dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (store rows, targets): select_on first
     model: nn.Module
     net: nn.Module  # `model`, DDP-wrapped under torchrun
     loss: nn.Module
@@ -100,7 +103,10 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
     store = FeatureStore.open(wd.features_path(config.features))
     with wd.manifest() as manifest:
         train_rows, train_labels = split_rows(manifest.videos(["train"]), store)
-        eval_rows, eval_labels = split_rows(manifest.videos([config.select_on]), store)
+        selection = {config.select_on: split_rows(manifest.videos([config.select_on]), store)}
+        other = _other_split(config.select_on)
+        if any(_has_features(manifest.videos([other]), store)):
+            selection[other] = split_rows(manifest.videos([other]), store)
     recipe = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
     loss_opts = dict(recipe.loss_opts)
     if "seed" in loss_options(recipe.loss):
@@ -125,8 +131,9 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
     return _Run(
         config=config, env=env, device=device, amp_dtype=amp_dtype, labels=labels, store=store,
         source=preload(store, train_rows, device) if config.preload else store, recipe=recipe,
-        train_rows=train_rows, train_labels=train_labels, eval_rows=eval_rows,
-        eval_targets=multi_hot(eval_labels, labels.num_classes), model=model, net=net,
+        train_rows=train_rows, train_labels=train_labels,
+        selection={split: (rows, multi_hot(row_labels, labels.num_classes)) for split, (rows, row_labels)
+                   in selection.items()}, model=model, net=net,
         loss=create_loss(recipe.loss, labels.counts, train_videos=len(labels.splits["train"]), **loss_opts).to(device),
         sampler=create_sampler(recipe.sampler, train_labels, labels.num_classes, config.seed),
         mix=create_batch_mix(recipe.batch_mix, labels.counts, config.seed, **recipe.mix_opts),
@@ -238,7 +245,8 @@ def _restore(run: _Run, state: dict) -> None:
 
 def _provenance(run: _Run) -> dict:
     return {"feature_set": {"name": run.config.features, "path": str(run.store.path), "attrs": run.store.attrs},
-            "train_videos": int(len(run.train_rows)), "select_videos": int(len(run.eval_rows)),
+            "train_videos": int(len(run.train_rows)),
+            "selection_videos": {split: int(len(rows)) for split, (rows, _) in run.selection.items()},
             "recipe": to_dict(run.recipe),
             "versions": {"videolt": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
@@ -279,7 +287,8 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
         _check_resumable(run_dir, config)
     run = _setup(wd, config, env)
     writer = env.rank == 0
-    start, best, log_rows = 0, {"overall_map": -1.0, "epoch": -1}, []
+    start, log_rows = 0, []
+    best = {split: {"overall_map": -1.0, "epoch": -1} for split in run.selection}
     if resume:
         state = rundir.load_checkpoint(last)
         _restore(run, state)
@@ -288,24 +297,29 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
     if writer:  # on resume too: runtime fields (epochs, workers, ...) may have changed
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json(run_dir / "config.json", {"config": to_dict(config), "provenance": _provenance(run)})
+    header = (*LOG_HEADER, *(f"{split}_map" for split in list(run.selection)[1:]))
     for epoch in range(start, config.epochs):
         tic = time.perf_counter()
         lr = run.optimizer.param_groups[0]["lr"]
         loss, seen = _train_epoch(run, epoch, progress and writer)
         seconds = time.perf_counter() - tic
         final = epoch == config.epochs - 1
-        scores = {}
+        scores: dict[str, dict] = {}
         if writer and ((epoch + 1) % config.eval_every == 0 or final):
-            scores = _evaluate(run)
-            if scores["overall_map"] > best["overall_map"]:
-                best = {"overall_map": scores["overall_map"], "epoch": epoch}
-                rundir.save_checkpoint(rundir.checkpoint_path(run_dir, "best"), _state(run, epoch, best, log_rows))
-            log.info("epoch %d: %s mAP %.4f (best %.4f at %d)", epoch, config.select_on, scores["overall_map"],
-                     best["overall_map"], best["epoch"])
+            for split in run.selection:  # the selection split, and the other one when it has features
+                scores[split] = _evaluate(run, split)
+                if scores[split]["overall_map"] > best[split]["overall_map"]:
+                    best[split] = {"overall_map": scores[split]["overall_map"], "epoch": epoch}
+                    which = "best" if split == config.select_on else f"best_{split}"
+                    rundir.save_checkpoint(rundir.checkpoint_path(run_dir, which), _state(run, epoch, best, log_rows))
+            log.info("epoch %d: %s", epoch, "; ".join(f"{split} mAP {scores[split]['overall_map']:.4f} (best "
+                                                      f"{b['overall_map']:.4f} at {b['epoch']})" for split, b in best.items()))
         if writer:
+            main = scores.get(config.select_on, {})
             log_rows.append([epoch, f"{loss:.6f}", f"{lr:.3g}", f"{seconds:.2f}", f"{seen * env.world / seconds:.1f}",
-                             *[f"{scores[k]:.6f}" if scores else "" for k in rundir.METRIC_KEYS]])
-            rundir.write_csv(run_dir / "train_log.csv", LOG_HEADER, log_rows)
+                             *[f"{main[k]:.6f}" if main else "" for k in rundir.METRIC_KEYS],
+                             *[f"{scores[s]['overall_map']:.6f}" if s in scores else "" for s in list(run.selection)[1:]]])
+            rundir.write_csv(run_dir / "train_log.csv", header, log_rows)
             if (epoch + 1) % config.checkpoint_every == 0 or final:
                 rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
     result = evaluate_checkpoint(wd, run_name, split="test", checkpoint="best") if writer else None
@@ -319,8 +333,19 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
     return result
 
 
-def _evaluate(run: _Run) -> dict:
-    scores = predict(run.model, run.store, run.eval_rows, num_classes=run.labels.num_classes,
+def _evaluate(run: _Run, split: str) -> dict:
+    rows, targets = run.selection[split]
+    scores = predict(run.model, run.store, rows, num_classes=run.labels.num_classes,
                      batch_size=run.config.batch_size, device=run.device, workers=run.config.workers)
     groups = run.labels.groups(run.config.group_head, run.config.group_tail)
-    return metrics.summarize(scores, run.eval_targets, groups)
+    return metrics.summarize(scores, targets, groups)
+
+
+def _other_split(select_on: str) -> str:
+    """The split whose best checkpoint is reported beside the selected one (test ↔ val)."""
+    return "val" if select_on == "test" else "test"
+
+
+def _has_features(videos: list, store: FeatureStore) -> list[bool]:
+    done = store.status() == STATUS_DONE
+    return [bool(done[v.index]) for v in videos]
