@@ -352,3 +352,26 @@ def test_test_selected_and_validation_selected_checkpoints_side_by_side(synth, b
     assert alone["split"] == "test" and alone["checkpoint"] == "best_val"
     assert {k: alone[k] for k in METRICS} == {k: other[k] for k in METRICS}
     assert json.loads((run_dir / "metrics.json").read_text()) == result
+
+
+def test_lws_and_tau_norm_leave_every_ap_unchanged(synth, baseline, capsys):
+    """Both rescale each class's logits by a positive factor: per-class AP (so every mAP) is the source
+    run's, only Acc@k may move; the runs say so next to their numbers."""
+    from videolt.cli import main
+
+    root, _ = synth
+    name, _ = baseline
+
+    def per_class_ap(run: str) -> np.ndarray:
+        with open(root / "runs" / run / "per_class_ap.csv") as f:
+            return np.array([float(r["ap"]) for r in csv.DictReader(f)])
+
+    source = per_class_ap(name)
+    assert main(["decouple", str(root), "--from", name, "--run", "tau-inv", "--stage", "tau_norm"]) == 0
+    assert "only Acc@k can change" in capsys.readouterr().out
+    np.testing.assert_allclose(per_class_ap("tau-inv"), source, atol=1e-6)
+    lws = lws_run(root, name, "lws-inv", epochs=2, progress=False)
+    scale = torch.load(root / "runs" / "lws-inv" / "best.pt", weights_only=True)["model"]["scale"]
+    assert (scale > 0).all() and not torch.equal(scale, torch.ones_like(scale))
+    np.testing.assert_allclose(per_class_ap("lws-inv"), source, atol=1e-6)
+    assert "only Acc@k can change" in lws["note"]

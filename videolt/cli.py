@@ -375,12 +375,18 @@ def _decouple(args: argparse.Namespace) -> int:
 
 
 def _print_metrics(metrics: dict, as_json: bool) -> None:
+    """The six metrics; for a run's result also those of the epoch the other split picked."""
     if as_json:
         _print_json(metrics)
         return
     keys = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
+    rows = [metrics] + ([metrics["other_selection"]] if metrics.get("other_selection") else [])
     print("  ".join(f"{k:>11}" for k in keys))
-    print("  ".join(f"{metrics[k]:>11.4f}" for k in keys))
+    for values in rows:
+        picked = f"  (epoch {values['epoch']}, picked on {values['select_on']})" if "select_on" in values else ""
+        print("  ".join(f"{values[k]:>11.4f}" for k in keys) + (picked if len(rows) > 1 else ""))
+    if metrics.get("note"):
+        print(f"note: {metrics['note']}")
 
 
 # -- benchmark and report -------------------------------------------------------------------------

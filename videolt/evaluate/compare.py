@@ -111,9 +111,10 @@ def compare_runs(workdir: str | Path, runs: Sequence[str], out_dir: str | Path |
         plot = plots.ap_difference(a.ap, b.ap, a.names, a.group == "tail",
                                    out_dir / f"ap_difference_{a.run}__{b.run}.png", label_a=a.run, label_b=b.run,
                                    top=top)
+        notes = {r.run: r.metrics["note"] for r in (a, b) if r.metrics.get("note")}
         comparisons.append({"a": a.run, "b": b.run, "n_resamples": n_resamples,
                             "groups": run_difference(wd, a, b, n_resamples=n_resamples, seed=seed),
-                            "plot": str(plot)})
+                            "plot": str(plot), "notes": notes})
     return {"runs": list(runs), "comparisons": comparisons}
 
 
@@ -132,6 +133,7 @@ def format_comparison(result: dict) -> str:
                 text += "  (no interval: scores_test.npy missing)"
             lines.append(text)
         lines.append(f"  plot: {c['plot']}")
+        lines += [f"  note on {run}: {note}" for run, note in c.get("notes", {}).items()]
     return "\n".join(lines)
 
 

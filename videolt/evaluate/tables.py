@@ -138,17 +138,21 @@ def selection_rows(records: Iterable[Mapping]) -> list[dict]:
     return rows
 
 
-def selection_markdown(title: str, rows: Sequence[Mapping]) -> str:
-    """One table per block: per group "test-selected / validation-selected (difference ± std)"."""
-    out = [f"## {title}", ""]
+def _blocks(rows: Sequence[Mapping]) -> list[tuple[str, list[Mapping]]]:
+    """Rows grouped by block in first-seen order, each with its Markdown heading."""
     blocks: dict[tuple, list[Mapping]] = {}
     for r in rows:
         blocks.setdefault(block_key(r), []).append(r)
-    for (backbone, features, aggregator), block in blocks.items():
-        out += [f"### {BACKBONE_TITLES.get(backbone, backbone)} · {AGGREGATOR_TITLES.get(aggregator, aggregator)}"
-                f" (features `{features}`)", ""]
+    return [(f"### {BACKBONE_TITLES.get(b, b)} · {AGGREGATOR_TITLES.get(a, a)} (features `{f}`)", block)
+            for (b, f, a), block in blocks.items()]
+
+
+def selection_markdown(title: str, rows: Sequence[Mapping]) -> str:
+    """One table per block: per group "test-selected / validation-selected (difference ± std)"."""
+    out = [f"## {title}", ""]
+    for heading, block in _blocks(rows):
         header = ["method", "seeds", *(METRIC_TITLES[k] for k in SELECTION_METRICS)]
-        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += [heading, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in block:
             cells = []
             for k in SELECTION_METRICS:
@@ -168,14 +172,9 @@ def markdown(title: str, rows: Sequence[Mapping], *, kind: str = "results") -> s
     """A Markdown section: one table per block, metrics as `mean ± std` (3 decimals)."""
     out = [f"## {title}", ""]
     label_col = "comparison" if kind == "paired" else "method"
-    blocks: dict[tuple, list[Mapping]] = {}
-    for r in rows:
-        blocks.setdefault(block_key(r), []).append(r)
-    for (backbone, features, aggregator), block in blocks.items():
-        out += [f"### {BACKBONE_TITLES.get(backbone, backbone)} · {AGGREGATOR_TITLES.get(aggregator, aggregator)}"
-                f" (features `{features}`)", ""]
+    for heading, block in _blocks(rows):
         header = [label_col, "seeds", *(METRIC_TITLES[k] for k in METRICS)]
-        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += [heading, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in block:
             signed = kind == "paired" or r.get("source") == "ours − paper"
             cells = [_md_value(r, k, signed=signed, paired=kind == "paired") for k in METRICS]

@@ -29,7 +29,13 @@ from videolt.train.config import config_from_run
 from videolt.train.datasets import BatchLoader, FrameSource, TestClips, chunks, split_rows
 from videolt.train.model import build_model
 
-__all__ = ["EvaluateConfig", "evaluate_checkpoint", "evaluate_run", "predict"]
+__all__ = ["EvaluateConfig", "RESCALING_NOTE", "evaluate_checkpoint", "evaluate_run", "predict"]
+
+# Decoupling stages that only rescale each class's logits by a positive factor: the ranking of the
+# videos within a class, hence every AP, is that of the source run.
+RESCALING = ("lws", "tau_norm")
+RESCALING_NOTE = ("LWS and τ-normalisation rescale each class's logits by a positive factor (τ-norm keeps the "
+                  "classifier's bias): per-class AP and every mAP equal the source run's, only Acc@k can change")
 
 
 @torch.no_grad()
@@ -84,6 +90,8 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
         rows, row_labels = split_rows(m.videos([split]), store)
     scores = predict(model.to(dev), store, rows, num_classes=labels.num_classes,
                      batch_size=batch_size or config.batch_size, device=dev, workers=config.workers)
+    if config.decouple in RESCALING:
+        extra["note"] = RESCALING_NOTE
     return rundir.write_metrics(run_dir, split=split, scores=scores, targets=multi_hot(row_labels, labels.num_classes),
                                 rows=rows, labels=labels, head=config.group_head, tail=config.group_tail,
                                 tag=f"_selected_on_{other}" if other else "",

@@ -60,7 +60,12 @@ def build_model(name: str, in_dim: int, num_classes: int, opts: dict, decouple: 
 
 @torch.no_grad()
 def tau_normalize(classifier: nn.Linear, tau: float = 1.0) -> None:
-    """Divide each class row of the classifier's weight by its L2 norm ** tau (the bias is kept)."""
+    """Divide each class row of the classifier's weight by its L2 norm ** tau.
+
+    The bias is kept, where Kang et al. (ICLR 2020) drop it: a class's logits become w·h/‖w‖^τ + b, an
+    increasing affine map of w·h either way, so per-class AP (and mAP) is unchanged by either choice;
+    keeping b leaves the calibration between classes, hence Acc@k, closer to the trained model.
+    """
     norms = classifier.weight.norm(dim=1, keepdim=True).clamp_min(1e-12)  # [C, 1]
     classifier.weight.div_(norms.pow(tau))
 
