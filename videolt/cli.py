@@ -292,22 +292,22 @@ def _import_videos(args: argparse.Namespace) -> int:
 
 # -- train, evaluate, decouple ---------------------------------------------------------------------
 def _train_args(p: argparse.ArgumentParser) -> None:
+    config = "videolt.train.config:TrainConfig"
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--run", required=True, metavar="RUN", help="run name (runs/<run>/)")
-    p.add_argument("--features", default=None, metavar="NAME", help="feature set (features/<name>.zarr)")
-    p.add_argument("--model", default=None, help="aggregator: nonlinear | netvlad")
-    p.add_argument("--method", default=None, help="baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack")
-    p.add_argument("--loss", default=None, help="loss replacing the method's: bce, focal, cb, ldam, eql")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--select-on", choices=("test", "val"), default=None,
-                   help="split picking best.pt (test: the reference's protocol)")
-    p.add_argument("--workers", type=int, default=None, help="threads reading batches ahead")
-    p.add_argument("--preload", action="store_true", default=None, help="load the train split into memory once")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default=None)
+    _key(p, "--features", config, "features", metavar="NAME")
+    _key(p, "--model", config, "model", metavar="AGGREGATOR")
+    _key(p, "--method", config, "method", metavar="METHOD")
+    _key(p, "--loss", config, "loss", metavar="LOSS")
+    _key(p, "--epochs", config, "epochs", type=int, metavar="N")
+    _key(p, "--batch-size", config, "batch_size", type=int, metavar="N")
+    _key(p, "--lr", config, "lr", type=float, metavar="LR")
+    _key(p, "--seed", config, "seed", type=int, metavar="N")
+    _key(p, "--select-on", config, "select_on", choices=("test", "val"))
+    _key(p, "--workers", config, "workers", type=int, metavar="N")
+    _key(p, "--preload", config, "preload", action="store_true")
+    _key(p, "--device", config, "device", metavar="auto|cpu|cuda|cuda:N")
+    _key(p, "--amp", config, "amp", choices=("off", "bf16", "fp16"))
     _config_args(p, "method_opts.eta=0.3 or milestones=[30,60]")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -319,10 +319,7 @@ def _train(args: argparse.Namespace) -> int:
     from videolt.train.config import TrainConfig
     from videolt.train.trainer import train_run
 
-    cfg = _stage_config(TrainConfig, args, features=args.features, model=args.model, method=args.method,
-                        loss=args.loss, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                        select_on=args.select_on, workers=args.workers, preload=args.preload, device=args.device,
-                        amp=args.amp)
+    cfg = _stage_config(TrainConfig, args, **_keys(args, TrainConfig))
     metrics = train_run(args.workdir, args.run, cfg, resume=args.resume, progress=not args.no_progress)
     if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)
@@ -330,13 +327,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    config = "videolt.train.evaluation:EvaluateConfig"
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--run", required=True, metavar="RUN")
-    p.add_argument("--split", choices=("test", "val", "train"), default=None, help="default test")
-    p.add_argument("--checkpoint", choices=("best", "last", "best_val", "best_test"), default=None,
-                   help="best (default: the epoch the selection split picked), last, or the other split's pick")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
-    p.add_argument("--batch-size", type=int, default=None, help="videos per forward pass (default: the run's)")
+    _key(p, "--split", config, "split", choices=("test", "val", "train"))
+    _key(p, "--checkpoint", config, "checkpoint", choices=("best", "last", "best_val", "best_test"))
+    _key(p, "--device", config, "device", metavar="auto|cpu|cuda|cuda:N")
+    _key(p, "--batch-size", config, "batch_size", type=int, metavar="N")
     _config_args(p, "split=val")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
@@ -345,19 +342,19 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from videolt.train.evaluation import EvaluateConfig, evaluate_run
 
-    cfg = _stage_config(EvaluateConfig, args, split=args.split, checkpoint=args.checkpoint, device=args.device,
-                        batch_size=args.batch_size)
+    cfg = _stage_config(EvaluateConfig, args, **_keys(args, EvaluateConfig))
     _print_metrics(evaluate_run(args.workdir, args.run, cfg), args.json)
     return 0
 
 
 def _decouple_args(p: argparse.ArgumentParser) -> None:
+    config = "videolt.train.decoupling:DecoupleConfig"
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--from", dest="source", required=True, metavar="RUN", help="the trained run")
     p.add_argument("--run", required=True, metavar="NEW", help="the new run")
-    p.add_argument("--stage", choices=("crt", "lws", "tau_norm"), default=None, help="required (or stage= in a file)")
-    p.add_argument("--epochs", type=int, default=None, help="cRT/LWS epochs (default 10)")
-    p.add_argument("--tau", type=float, default=None, help="τ of τ-normalisation (default 1)")
+    _key(p, "--stage", config, "stage", choices=("crt", "lws", "tau_norm"))
+    _key(p, "--epochs", config, "epochs", type=int, metavar="N")
+    _key(p, "--tau", config, "tau", type=float, metavar="TAU")
     _config_args(p, "epochs=20")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true")
@@ -367,7 +364,7 @@ def _decouple_args(p: argparse.ArgumentParser) -> None:
 def _decouple(args: argparse.Namespace) -> int:
     from videolt.train.decoupling import DecoupleConfig, decouple_run
 
-    cfg = _stage_config(DecoupleConfig, args, stage=args.stage, epochs=args.epochs, tau=args.tau)
+    cfg = _stage_config(DecoupleConfig, args, **_keys(args, DecoupleConfig))
     metrics = decouple_run(args.workdir, args.source, args.run, cfg, progress=not args.no_progress)
     if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)

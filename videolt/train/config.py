@@ -20,11 +20,12 @@ class TrainConfig:
     """One training run; every field is recorded in runs/<run>/config.json."""
 
     features: str = field("", "feature set name (WORKDIR/features/<name>.zarr)")
-    model: str = field("nonlinear", "aggregator: nonlinear | netvlad")
+    model: str = field("nonlinear", "aggregator: nonlinear | netvlad (videolt.train.aggregators)")
     model_opts: dict = field({}, "aggregator options, e.g. {clusters: 64, hidden: 1024} for netvlad")
-    method: str = field("baseline", "long-tail method: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack")
+    method: str = field("baseline", "long-tail method: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, "
+                                    "framestack (videolt.train.methods)")
     method_opts: dict = field({}, "method options (its loss or mixing options, e.g. eta for framestack)")
-    loss: str = field("", "loss overriding the method's own ('' keeps it): bce, focal, cb, ldam, eql")
+    loss: str = field("", "loss replacing the method's own ('' keeps it): bce, focal, cb, ldam, eql")
     loss_opts: dict = field({}, "loss options, applied over the method's")
     epochs: int = field(100, "training epochs")
     batch_size: int = field(128, "global batch size (split between DDP ranks)")
