@@ -8,6 +8,12 @@ A URL is `http://127.0.0.1:PORT/<behaviour>/<name>.<ext>`; the behaviour is the 
 - `trunc`     200 announcing more bytes (Content-Length) than it sends, then closes
 - `slow`      waits `slow_s` seconds before answering (longer than a test's socket timeout)
 - `html`      200 with an HTML page and no video in it
+- `retryafterN` 429 with `Retry-After: N` on the first request (the probe), then like `ok`
+- `media429`  the probe succeeds, the first media GET answers 429 with `Retry-After: 1`, then `ok`
+- `cookie`    401 unless the request carries the cookie `videolt_test=<server.cookie_value>`, then `ok`
+- `trickle`   200, the body in 8 pieces `trickle_s` apart (each gap shorter than a socket timeout)
+- `stall`     200, half the body, then silence for `slow_s` seconds
+- `reset`     200, half the body, then a TCP reset (RST) instead of the rest
 - `by-id`     looks the file stem up in `server.by_id` (default `ok`), so one URL template can give
               each video ID its own behaviour
 
@@ -20,6 +26,8 @@ from __future__ import annotations
 import collections
 import functools
 import io
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,14 +98,59 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, "video/mp4", small_mp4(), send_body)
         elif behaviour == "html":
             self._reply(200, "text/html; charset=utf-8", HTML_PAGE, send_body)
+        elif behaviour.startswith("retryafter") and hit == 1:
+            self._reply(429, "text/plain", b"slow down\n", send_body,
+                        headers={"Retry-After": behaviour.removeprefix("retryafter") or "1"})
+        elif behaviour == "media429" and hit == 2:
+            self._reply(429, "text/plain", b"slow down\n", send_body, headers={"Retry-After": "1"})
+        elif behaviour.startswith("retryafter") or behaviour == "media429":
+            self._reply(200, "video/mp4", small_mp4(), send_body)
+        elif behaviour == "cookie":
+            if f"videolt_test={self.server.cookie_value}" in (self.headers.get("Cookie") or ""):
+                self._reply(200, "video/mp4", small_mp4(), send_body)
+            else:
+                self._reply(401, "text/plain", b"sign in\n", send_body)
+        elif behaviour in ("trickle", "stall", "reset"):
+            self._partial(behaviour, send_body)
         else:
             self._reply(404, "text/plain", b"unknown behaviour\n", send_body)
 
-    def _reply(self, status: int, content_type: str, body: bytes, send_body: bool) -> None:
+    def _partial(self, behaviour: str, send_body: bool) -> None:
+        """A 200 whose body arrives in pieces (`trickle`), stops (`stall`) or is cut by a reset (`reset`)."""
+        body = small_mp4()
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not send_body:
+            return
+        try:
+            if behaviour == "trickle":
+                step = -(-len(body) // 8)
+                for i in range(0, len(body), step):
+                    self.wfile.write(body[i:i + step])
+                    self.wfile.flush()
+                    time.sleep(self.server.trickle_s)
+                return
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            if behaviour == "stall":
+                time.sleep(self.server.slow_s)
+            else:  # SO_LINGER with a zero timeout: close() sends RST, not FIN
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def _reply(self, status: int, content_type: str, body: bytes, send_body: bool,
+               headers: dict[str, str] | None = None) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             if send_body:
                 self.wfile.write(body)
@@ -110,9 +163,11 @@ class BehaviourServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, slow_s: float = 3.0):
+    def __init__(self, slow_s: float = 3.0, trickle_s: float = 0.2, cookie_value: str = "letmein"):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.slow_s = slow_s
+        self.trickle_s = trickle_s
+        self.cookie_value = cookie_value
         self.by_id: dict[str, str] = {}
         self.hits: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import yt_dlp
-from yt_dlp.extractor.common import InfoExtractor
-from yt_dlp.utils import ExtractorError, GeoRestrictedError
 
+from tests.fake_youtube import FAKE_MESSAGES, FakeYouTubeIE, fake_factory, template
 from tests.http_fixture import BehaviourServer, small_mp4
 from tests.lists import write_lists
 from videolt.data.download import PARTIAL_DIR, STAGE, DownloadConfig, download_pending, fetch_one, process_dir_name
 from videolt.data.failures import DownloadFailure, classify
+from videolt.data.tooling import PreflightError
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, StageError, UsageError
 from videolt.pipeline.executors import create_executor
@@ -30,7 +30,7 @@ FAST = dict(retries=2, socket_timeout=1.0, backoff_base_s=0.01, backoff_cap_s=0.
 
 @pytest.fixture(scope="module")
 def server():
-    with BehaviourServer(slow_s=1.6) as srv:
+    with BehaviourServer(slow_s=1.6, trickle_s=0.15) as srv:
         yield srv
 
 
@@ -64,8 +64,15 @@ YOUTUBE_MESSAGES = {
     "This video has been removed for violating YouTube's Terms of Service": DownloadFailure.POLICY,
     "Video unavailable. This video has been removed for violating YouTube's Community Guidelines":
         DownloadFailure.POLICY,
-    "Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies": DownloadFailure.RATE_LIMITED,
-    "Sign in to confirm you're not a bot": DownloadFailure.RATE_LIMITED,
+    "Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies": DownloadFailure.BOT_CHECK,
+    "Sign in to confirm you're not a bot": DownloadFailure.BOT_CHECK,
+    "Video unavailable. YouTube is requiring a captcha challenge before playback": DownloadFailure.BOT_CHECK,
+    "This video is only available for registered users. Use --cookies": DownloadFailure.LOGIN_REQUIRED,
+    "Please sign in to view this video": DownloadFailure.LOGIN_REQUIRED,
+    "[generic] x: Unable to download webpage: HTTP Error 401: Unauthorized": DownloadFailure.LOGIN_REQUIRED,
+    "failed to load cookies": DownloadFailure.SESSION,
+    "The provided YouTube account cookies are no longer valid.": DownloadFailure.SESSION,
+    "HTTP Error 429: Too Many Requests": DownloadFailure.RATE_LIMITED,
     "Video unavailable. This content isn\u2019t available, try again later.": DownloadFailure.RATE_LIMITED,
     "Video unavailable. This content isn't available, try again later.": DownloadFailure.RATE_LIMITED,
     "nsig extraction failed: Some formats may be missing": DownloadFailure.TOOLING,
@@ -89,6 +96,7 @@ def test_classify_youtube_messages(message, expected):
 # -- fetch_one against the loopback server ---------------------------------------------------------
 
 # behaviour -> (status, failure, server hits): retries=2, so a media GET is tried 3 times after 1 probe.
+# yt-dlp never retries a 4xx itself (429 included): the runner does, after the pause it asks for.
 CASES = {
     "ok": ("done", None, 2),
     "404": ("failed", DownloadFailure.REMOVED, 1),
@@ -100,7 +108,14 @@ CASES = {
     "trunc": ("failed", DownloadFailure.TRANSIENT, 4),
     "slow": ("failed", DownloadFailure.TRANSIENT, 1),
     "html": ("failed", DownloadFailure.UNKNOWN, 1),
+    "retryafter7": ("failed", DownloadFailure.RATE_LIMITED, 1),  # on the probe (generic extractor)
+    "media429": ("failed", DownloadFailure.RATE_LIMITED, 2),  # on the media GET (HTTP downloader)
+    "cookie": ("failed", DownloadFailure.LOGIN_REQUIRED, 1),  # 401 without the session's cookie
+    "trickle": ("done", None, 2),  # 8 pieces 0.15 s apart: longer than socket_timeout in all, alive throughout
+    "stall": ("failed", DownloadFailure.TRANSIENT, 4),  # half the body, then silence: read timeout, retried
+    "reset": ("failed", DownloadFailure.TRANSIENT, 4),  # half the body, then RST: retried, then given up
 }
+RETRY_AFTER = {"retryafter7": 7.0, "media429": 1.0}  # where yt-dlp keeps the HTTPError, its header is read
 
 
 @pytest.mark.parametrize("behaviour", CASES)
@@ -110,6 +125,7 @@ def test_fetch_one_over_http(server, tmp_path, behaviour):
     res = fetch_one(VID, tmp_path, _config(f"{server.base}/{behaviour}/{{id}}.mp4"))
     assert (res.status, res.failure) == (status, failure), res.message
     assert server.hits[server.path(behaviour, VID)] - before == hits
+    assert res.retry_after_s == RETRY_AFTER.get(behaviour) and res.session == "guest"
     final = tmp_path / VID[:2] / f"{VID}.mp4"
     if status == "done":
         assert res.path == final and final.read_bytes() == small_mp4()
@@ -139,73 +155,19 @@ def test_returned_id_must_match(server, tmp_path):
     _no_leftovers(tmp_path)
 
 
-# -- a YouTube-like extractor raising YouTube's own messages ----------------------------------------
-
-FAKE_MESSAGES = {
-    "privateVid1": ("Private video. Sign in if you've been granted access to this video", DownloadFailure.PRIVATE),
-    "removedVid1": ("Video unavailable. This video has been removed by the uploader", DownloadFailure.REMOVED),
-    "geoBlocked1": (None, DownloadFailure.GEO_BLOCKED),  # raised as GeoRestrictedError
-    "ageRestrict": ("Sign in to confirm your age. This video may be inappropriate for some users.",
-                    DownloadFailure.AGE_RESTRICTED),
-    "membersOnly": ("Join this channel to get access to members-only content like this video",
-                    DownloadFailure.MEMBERS_ONLY),
-    "copyrighted": ("Video unavailable. This video is no longer available due to a copyright claim by X",
-                    DownloadFailure.COPYRIGHT),
-    "policyBreak": ("This video has been removed for violating YouTube's Community Guidelines", DownloadFailure.POLICY),
-    "notABotPls1": ("Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser",
-                    DownloadFailure.RATE_LIMITED),
-    "toolingFail": ("nsig extraction failed: Some formats may be missing", DownloadFailure.TOOLING),
-    # yt-dlp only warns about a broken player, then fails on the formats it could not decipher
-    "warnedNsig1": ("Requested format is not available", DownloadFailure.TOOLING),
-}
-
-
-class FakeYouTubeIE(InfoExtractor):
-    """Answers `https://fake.youtube.test/watch?v=<id>` like YouTube would, without a network."""
-
-    IE_NAME = "fakeyoutube"
-    _VALID_URL = r"https?://fake\.youtube\.test/watch\?v=(?P<id>[\w-]{11})"
-    media_base = ""  # the loopback server, set by the factory
-    calls: dict[str, int] = {}
-    _lock = threading.Lock()
-
-    def _real_extract(self, url):
-        video_id = self._match_id(url)
-        with self._lock:
-            self.calls[video_id] = self.calls.get(video_id, 0) + 1
-        if video_id == "geoBlocked1":
-            raise GeoRestrictedError("The uploader has not made this video available in your country", countries=["DE"])
-        if video_id == "warnedNsig1":
-            self.report_warning("nsig extraction failed: Some formats may be missing")
-        if video_id in FAKE_MESSAGES:
-            raise ExtractorError(FAKE_MESSAGES[video_id][0], expected=True)
-        return {"id": video_id, "title": video_id, "url": f"{self.media_base}/ok/{video_id}.mp4", "ext": "mp4",
-                "width": 64, "height": 48, "duration": 2.0, "vcodec": "h264", "acodec": "none"}
-
-
-def fake_factory(server: BehaviourServer):
-    def factory(params: dict) -> yt_dlp.YoutubeDL:
-        FakeYouTubeIE.media_base = server.base
-        ydl = yt_dlp.YoutubeDL({**params, "cachedir": False, "proxy": ""}, auto_init=False)
-        ydl.add_info_extractor(FakeYouTubeIE())
-        ydl.add_default_info_extractors()
-        return ydl
-    return factory
-
-
-FAKE_TEMPLATE = "https://fake.youtube.test/watch?v={id}"
-
+# -- a YouTube-like extractor raising YouTube's own messages (tests/fake_youtube.py) -----------------
 
 @pytest.mark.parametrize("video_id", FAKE_MESSAGES)
 def test_youtube_refusals_are_classified(server, tmp_path, video_id):
-    res = fetch_one(video_id, tmp_path, _config(FAKE_TEMPLATE), ydl_factory=fake_factory(server))
-    assert res.status == "failed" and res.failure is FAKE_MESSAGES[video_id][1], res.message
+    res = fetch_one(video_id, tmp_path, _config(template(server.base)), ydl_factory=fake_factory)
+    assert res.status == "failed" and res.failure == FAKE_MESSAGES[video_id][1], res.message
+    assert res.message.startswith(f"[download] {video_id}: ")
     assert not any(tmp_path.rglob("*.mp4"))
     _no_leftovers(tmp_path)
 
 
 def test_youtube_like_success_keeps_format_facts(server, tmp_path):
-    res = fetch_one("goodVideo01", tmp_path, _config(FAKE_TEMPLATE), ydl_factory=fake_factory(server))
+    res = fetch_one("goodVideo01", tmp_path, _config(template(server.base)), ydl_factory=fake_factory)
     assert res.status == "done", res.message
     assert (res.height, res.width, res.duration) == (48, 64, 2.0)
     assert res.path == tmp_path / "go" / "goodVideo01.mp4" and res.path.read_bytes() == small_mp4()
@@ -305,21 +267,21 @@ def test_download_pending_limit_and_splits(server, tmp_path):
 def test_download_pending_stops_on_tooling(server, tmp_path):
     wd = _workdir(tmp_path, ["toolingFail", *(f"goodVideo{i:02d}" for i in range(4))])
     with pytest.raises(StageError, match="upgrade"):
-        _download(wd, _config(FAKE_TEMPLATE, workers=1), ydl_factory=fake_factory(server))
+        _download(wd, _config(template(server.base), workers=1), ydl_factory=fake_factory)
     with wd.manifest() as m:
         assert m.counts(STAGE)["failed"] == {"tooling": 1}
         assert m.counts(STAGE)["done"] == 0  # the run stopped at the first video
 
 
 def test_download_pending_rate_limit_pauses_then_stops(server, tmp_path):
-    wd = _workdir(tmp_path, ["notABotPls1", "goodVideo10", "goodVideo11"])
+    wd = _workdir(tmp_path, ["tryAgainLtr", "goodVideo10", "goodVideo11"])
     FakeYouTubeIE.calls.clear()
-    config = _config(FAKE_TEMPLATE, workers=1, pause_s=0.05, max_trips=2)
+    config = _config(template(server.base), workers=1, pause_s=0.05, max_trips=2)
     with pytest.raises(StageError, match="Resume after"):
-        _download(wd, config, ydl_factory=fake_factory(server))
-    assert FakeYouTubeIE.calls == {"notABotPls1": 3}  # first try + one retry after each of the 2 pauses
+        _download(wd, config, ydl_factory=fake_factory)
+    assert FakeYouTubeIE.calls == {"tryAgainLtr": 3}  # first try + one retry after each of the 2 pauses
     with wd.manifest() as m:
-        state = m.states(STAGE)[m.by_id("notABotPls1").index]
+        state = m.states(STAGE)[m.by_id("tryAgainLtr").index]
     assert (state.failure, state.attempts) == ("rate_limited", 0)  # not the video's fault
 
 
@@ -342,8 +304,11 @@ def test_download_videos_on_local_processes(server, tmp_path):
 def test_download_pending_disk_guard(server, tmp_path):
     wd = _workdir(tmp_path, ["diskVideo01", "diskVideo02", "diskVideo03"])
     config = _config(f"{server.base}/ok/{{id}}.mp4", min_free_gb=1e9)
-    with pytest.raises(StageError, match="min_free_gb"):
+    with pytest.raises(PreflightError, match="min_free_gb") as refused:  # before anything starts (exit 2)
         _download(wd, config)
+    assert len(str(refused.value).splitlines()) == 1
+    with pytest.raises(StageError, match="min_free_gb"):  # and checked again before every start
+        _download(wd, config, preflight=False)
     assert server.hits[server.path("ok", "diskVideo01")] == 0
     with wd.manifest() as m:
         assert m.counts(STAGE)["done"] == 0

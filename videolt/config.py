@@ -22,11 +22,16 @@ from videolt.errors import ConfigError
 C = TypeVar("C")
 
 
-def field(default: Any, doc: str) -> Any:
-    """A dataclass field with a one-line doc; mutable defaults become factories."""
+def field(default: Any, doc: str, *, secret: bool = False) -> Any:
+    """A dataclass field with a one-line doc; mutable defaults become factories.
+
+    A `secret` field (a credential, or a path to one) is left out of the dataclass's repr, so a
+    logged or raised config never shows it.
+    """
+    meta = {"doc": doc, "secret": secret}
     if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
-    return dataclasses.field(default=default, metadata={"doc": doc})
+        return dataclasses.field(default_factory=lambda: type(default)(default), repr=not secret, metadata=meta)
+    return dataclasses.field(default=default, repr=not secret, metadata=meta)
 
 
 def read_file(path: str | Path) -> dict:

@@ -66,9 +66,10 @@ class CircuitBreaker:
     """Pauses every worker after a rate-limit answer; gives up after `max_trips` trips in a row.
 
     The first trip pauses for `pause_s`, each further trip without a success in between pauses
-    `factor` times longer. Reports that arrive while a pause is running belong to the same trip (the
-    other workers' requests were already in flight). After `max_trips` trips `trip` raises a
-    `StageError` telling the user when to resume.
+    `factor` times longer. An answer that says how long to wait (HTTP `Retry-After`) sets the pause
+    instead, up to `max_pause_s`; a longer wait stops the run at once. Reports that arrive while a
+    pause is running belong to the same trip (the other workers' requests were already in flight).
+    After `max_trips` trips `trip` raises a `StageError` telling the user when to resume.
     """
 
     def __init__(
@@ -77,13 +78,14 @@ class CircuitBreaker:
         *,
         factor: float = 2.0,
         max_trips: int = 4,
+        max_pause_s: float = float("inf"),
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
         wall_clock: Clock = time.time,
     ):
         if pause_s <= 0 or factor < 1 or max_trips < 1:
             raise ValueError(f"need pause_s > 0, factor >= 1, max_trips >= 1; got {pause_s}, {factor}, {max_trips}")
-        self.pause_s, self.factor, self.max_trips = pause_s, factor, max_trips
+        self.pause_s, self.factor, self.max_trips, self.max_pause_s = pause_s, factor, max_trips, max_pause_s
         self._clock, self._sleep, self._wall = clock, sleep, wall_clock
         self._lock = threading.Lock()
         self._trips = 0
@@ -98,19 +100,26 @@ class CircuitBreaker:
         """Seconds left in the current pause (0 when not paused)."""
         return max(0.0, self._until - self._clock())
 
-    def trip(self) -> float:
-        """Report a rate-limit answer; returns the pause in seconds now in force."""
+    def trip(self, retry_after: float | None = None) -> float:
+        """Report a rate-limit answer (`retry_after`: the seconds it asked to wait, if it said);
+        returns the pause in seconds now in force."""
         with self._lock:
             now = self._clock()
-            if now < self._until:
+            if retry_after is not None and retry_after > self.max_pause_s:
+                resume = dt.datetime.fromtimestamp(self._wall() + retry_after)
+                raise StageError(f"YouTube asked this machine to wait {retry_after / 3600:.1f} h (Retry-After), "
+                                 f"more than download.max_pause_s; stopping. Resume after {resume:%Y-%m-%d %H:%M}")
+            if now < self._until:  # the same trip: answers to requests already in flight
+                if retry_after is not None:
+                    self._until = max(self._until, now + retry_after)
                 return self._until - now
+            pause = self.pause_s * self.factor**self._trips if retry_after is None else retry_after
             if self._trips >= self.max_trips:
-                resume = dt.datetime.fromtimestamp(self._wall() + self.pause_s * self.factor**self._trips)
+                resume = dt.datetime.fromtimestamp(self._wall() + pause)
                 raise StageError(
                     f"YouTube rate-limited this machine {self._trips + 1} times in a row despite pausing; "
                     f"stopping. Resume after {resume:%Y-%m-%d %H:%M} (or lower --rate)"
                 )
-            pause = self.pause_s * self.factor**self._trips
             self._trips += 1
             self._until = now + pause
             return pause
@@ -130,3 +139,20 @@ class CircuitBreaker:
         if left > 0:
             self._sleep(left)
         return left
+
+
+class Streak:
+    """Answers of one kind in a row (e.g. bot checks), reset by a success; `hit` returns the count."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def hit(self) -> int:
+        with self._lock:
+            self.count += 1
+            return self.count
+
+    def reset(self) -> None:
+        with self._lock:
+            self.count = 0
