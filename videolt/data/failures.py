@@ -78,7 +78,8 @@ MESSAGE_TABLE: tuple[tuple[DownloadFailure, str], ...] = (
     (DownloadFailure.TOOLING, r"ffmpeg could not be found|ffmpeg is not installed"),
     (DownloadFailure.TOOLING, r"No supported JavaScript runtime|nsig extraction failed|Signature extraction failed"),
     (DownloadFailure.TOOLING, r"Unable to extract"),
-    (DownloadFailure.SESSION, r"failed to load cookies|cookies are no longer valid|could not find \w+ cookies database"),
+    (DownloadFailure.SESSION, r"failed to load cookies|cookies are no longer valid"
+                              r"|could not find \w+ cookies database"),
     (DownloadFailure.BOT_CHECK, rf"confirm you{_Q}re not a bot|captcha"),
     (DownloadFailure.RATE_LIMITED, r"HTTP Error 429|Too Many Requests|try again later"),
     (DownloadFailure.TRANSIENT, r"timed out|timeout|connection (?:reset|refused|aborted)|remote end closed"),
@@ -169,7 +170,8 @@ def retry_after(exc: BaseException, *, now: float | None = None) -> float | None
 
 
 def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
-    """`Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT` as seconds from `now` (≥ 0); None if unreadable."""
+    """`Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT` as seconds from `now` (≥ 0);
+    None if unreadable."""
     value = value.strip()
     if value.isdigit():
         return float(value)

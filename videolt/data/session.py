@@ -113,7 +113,8 @@ def _read_cookies(path: str, _mtime_ns: int, _size: int, mode: int) -> CookieFil
     try:
         raw = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the cookies file ({getattr(e, 'strerror', None) or 'not UTF-8'})") from None
+        why = getattr(e, "strerror", None) or "not UTF-8"
+        raise ConfigError(f"{path}: cannot read the cookies file ({why})") from None
     if raw.lstrip().startswith(("{", "[")):
         raise ConfigError(f"{path}: cookies must be in Netscape (cookies.txt) format, not JSON; see yt-dlp's FAQ "
                           "'How do I pass cookies to yt-dlp'")

@@ -204,7 +204,9 @@ def _probe(name: str, path: str | None) -> JsRuntime:
         path = os.path.join(path, dict(JS_RUNTIMES).get(name, name))
     info = cls(path=path).info
     if not info:
-        return JsRuntime(name, None) if not os.path.exists(path) else JsRuntime(name, path, "unreadable", False, minimum)
+        if not os.path.exists(path):
+            return JsRuntime(name, None)
+        return JsRuntime(name, path, "unreadable", False, minimum)
     return JsRuntime(name, path, info.version, bool(info.supported), minimum)
 
 
@@ -265,7 +267,8 @@ def check_cookies(cookies: str | None, cookies_from_browser: str | None) -> Chec
             notes.append("readable by other users (chmod 600)")
         detail = f"cookies file, {jar.cookies} cookies ({jar.youtube} for youtube.com/google.com)"
         if not jar.youtube:
-            return Check("session", "warn", f"{detail}: none for YouTube", "export cookies while signed in to youtube.com")
+            return Check("session", "warn", f"{detail}: none for YouTube",
+                         "export the cookies while signed in to youtube.com")
         return Check("session", "warn" if notes else "ok", detail + (f"; {'; '.join(notes)}" if notes else ""))
     if cookies_from_browser:
         try:
