@@ -161,12 +161,45 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- download -------------------------------------------------------------------------------------
-def _download_args(p: argparse.ArgumentParser) -> None:
+# -- availability -----------------------------------------------------------------------------------
+def _availability_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    p.add_argument("--csv", metavar="FILE", default=None,
+                   help="also write one row per video (id, split, outcome, failure class, yt-dlp version, date)")
+    p.add_argument("--plot", metavar="FILE", default=None,
+                   help="survival against class frequency (default WORKDIR/reports/availability/survival_DATE.png)")
+    p.add_argument("--head", type=int, default=500, help="head classes have more train videos than this")
+    p.add_argument("--tail", type=int, default=100, help="tail classes have at most this many train videos")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+@command("availability", "how much of the dataset YouTube still serves: per class, per head/medium/tail group",
+         _availability_args)
+def _availability(args: argparse.Namespace) -> int:
+    from videolt.data.availability import availability, format_availability, plot_survival, video_outcomes, write_csv
+    from videolt.data.workdir import Workdir
+
+    wd = Workdir.open(args.workdir)
+    outcomes = video_outcomes(wd)
+    report = availability(wd, head=args.head, tail=args.tail, outcomes=outcomes)
+    plot = plot_survival(report, args.plot or wd.reports_dir / "availability" / f"survival_{report['date']}.png")
+    report["plot"] = str(plot)
+    if args.csv:
+        report["csv"] = str(write_csv(outcomes, args.csv))
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_availability(report))
+        print(f"plot: {plot}" + (f"\ncsv: {report['csv']}" if args.csv else ""))
+    return 0
+
+
+# -- download, doctor -----------------------------------------------------------------------------
+def _fetch_options(p: argparse.ArgumentParser) -> None:
+    """The download config's flags, shared by `download` and `doctor` (which checks the run you will start)."""
     from videolt.data.failures import DownloadFailure
 
     config = "videolt.data.download:DownloadConfig"
-    p.add_argument("workdir", metavar="WORKDIR")
     _key(p, "--splits", config, "splits", type=_csv, metavar="A,B")
     _key(p, "--limit", config, "limit", type=int, metavar="N")
     _key(p, "--url-template", config, "url_template", metavar="T")
@@ -183,7 +216,21 @@ def _download_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--executor", config, "executor", choices=("threads", "local", "ray"),
          help="where fetches run: threads here, local processes here or Ray tasks; pacing and recording stay here")
     _key(p, "--ray-address", config, "ray_address", metavar="HOST:PORT")
+    session = p.add_mutually_exclusive_group()
+    _key(session, "--cookies", config, "cookies", metavar="FILE")
+    _key(session, "--cookies-from-browser", config, "cookies_from_browser", metavar="BROWSER[:PROFILE]")
+    _key(p, "--extractor-args", config, "extractor_args", action="append", metavar="IE_KEY:ARGS",
+         help="yt-dlp --extractor-args (repeatable), e.g. 'youtube:player_client=default,mweb'; never recorded")
+    _key(p, "--js-runtimes", config, "js_runtimes", action="append", metavar="RUNTIME[:PATH]",
+         help="JavaScript runtime for YouTube (repeatable): deno, node, quickjs, bun [default: every usable one]")
+    _key(p, "--plugin-dirs", config, "plugin_dirs", action="append", metavar="DIR")
+    _key(p, "--max-bot-checks", config, "max_bot_checks", type=int, metavar="N")
     _config_args(p, "max_trips=5")
+
+
+def _download_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    _fetch_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
@@ -198,6 +245,27 @@ def _download(args: argparse.Namespace) -> int:
     counts = download_videos(Workdir.open(args.workdir), config, progress=not args.no_progress)
     _print_counts(counts, args.json, "downloaded {done} of {todo}")
     return 0
+
+
+def _doctor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR", nargs="?", default=None,
+                   help="also check its write access and free disk against its pending videos")
+    _fetch_options(p)
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+
+@command("doctor", "what will work on this machine and what will not, each with its fix (exit 1 on a problem)",
+         _doctor_args)
+def _doctor(args: argparse.Namespace) -> int:
+    from videolt.data.download import DownloadConfig
+    from videolt.pipeline.doctor import doctor, format_doctor
+
+    result = doctor(args.workdir, _stage_config(DownloadConfig, args, **_keys(args, DownloadConfig)))
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_doctor(result))
+    return 0 if result["ok"] else 1
 
 
 # -- extract --------------------------------------------------------------------------------------
@@ -511,12 +579,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return _COMMANDS[args.command][2](args)
-    except UsageError as e:
-        print(f"videolt {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except VideoltError as e:
-        print(f"videolt {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
+    except VideoltError as e:  # one line per reason (a refused preflight may have several)
+        for line in str(e).splitlines() or [""]:
+            print(f"videolt {args.command}: error: {line}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else e.exit_code
     except KeyboardInterrupt:
         print(f"videolt {args.command}: interrupted", file=sys.stderr)
         return 130

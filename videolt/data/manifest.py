@@ -144,6 +144,20 @@ class Manifest:
                  json.dumps(merged, sort_keys=True), int(attempt)),
             )
 
+    def record_many(self, stage: str, outcomes: Iterable[tuple[int, str, str | None, str | None, dict]]) -> None:
+        """Record many `(index, status, failure, message, info)` outcomes in one transaction, one
+        attempt each, replacing any earlier state of those videos (bulk registration, simulations)."""
+        outcomes = list(outcomes)
+        if any(o[1] not in STATUSES for o in outcomes):
+            raise ValueError(f"status must be one of {STATUSES}")
+        now = time.time()
+        with _immediate(self._db):
+            self._db.executemany(
+                "INSERT OR REPLACE INTO state (stage, idx, status, failure, message, attempts, started_at, "
+                "finished_at, info) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                ((stage, i, status, failure, message, now, now, json.dumps(info, sort_keys=True))
+                 for i, status, failure, message, info in outcomes))
+
     def states(self, stage: str, indices: Collection[int] | None = None) -> dict[int, StageState]:
         rows = self._db.execute(
             "SELECT stage, idx, status, failure, message, attempts, started_at, finished_at, info "
