@@ -18,6 +18,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
     .venv/bin/python -m pip install -q --upgrade pip
     # torch/torchvision pinned to the builds known to install on this machine kind (see README).
     .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-    .venv/bin/python -m pip install -q -e ".[dev,decord,torchcodec,ray]"
+    # youtube: Deno (a ~40 MB wheel) and yt-dlp-ejs, so that this venv can rebuild the dataset from IDs
+    .venv/bin/python -m pip install -q -e ".[dev,decord,torchcodec,ray,youtube]"
     touch "$stamp"
 fi

@@ -130,13 +130,16 @@ def test_doctor_with_the_real_runtime_here(capsys):
     assert checks["JavaScript runtime"]["status"] == "ok"
 
 
-@pytest.mark.skipif(any(r.supported for r in tooling.find_js_runtimes(search_path="")),
-                    reason="a runtime is installed next to Python, where no PATH can hide it")
 def test_download_refuses_youtube_without_a_runtime(tmp_path):
+    """The CLI end to end with no runtime: an empty PATH, and (as `videolt[youtube]` puts Deno next to
+    Python, where no PATH hides it) yt-dlp's scripts folder pointed at an empty one."""
     wd = _init(tmp_path, "refused", ["abcdefghijk", "bcdefghijkl", "cdefghijklm", "defghijklmn", "efghijklmno"])
     empty = tmp_path / "bin"
     empty.mkdir()
-    res = _cli("download", str(wd), "--no-progress", env={**ENV, "PATH": str(empty)})
+    code = ("import pathlib, sys; import videolt.data.tooling as t; t.scripts_dir = lambda: pathlib.Path(sys.argv[1]); "
+            "from videolt.cli import main; sys.exit(main(sys.argv[2:]))")
+    res = subprocess.run([sys.executable, "-c", code, str(empty), "download", str(wd), "--no-progress"], cwd=REPO,
+                         env={**ENV, "PATH": str(empty)}, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("videolt download: error: JavaScript runtime: none usable for YouTube")
