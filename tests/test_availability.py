@@ -90,6 +90,8 @@ def test_report_per_class_group_and_split(workdir):
     assert (tail["listed"], tail["fetched"], tail["lost"], tail["not_tried"]) == (5, 2, 2, 1)
     assert (medium["imported"], medium["retryable"], medium["survival"]) == (1, 1, 0.0)
     assert report["groups"]["head"]["listed"] == 6 and report["groups"]["tail"]["listed"] == 5
+    assert [c["train_fetched"] for c in report["classes"]] == [2, 1, 1]  # an imported video counts: it is there
+    assert report["groups"]["head"]["train_fetched_min"] == 2
     assert report["splits"]["test"]["listed"] == 4 and report["splits"]["val"]["not_tried"] == 1
     assert [c["class"] for c in report["lost_most"]] == [0, 2, 1]  # by the share lost: 3/6, 2/5, 1/4
     tc = report["test_coverage"]

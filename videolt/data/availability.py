@@ -129,8 +129,10 @@ def availability(workdir: Workdir, *, head: int = 500, tail: int = 100, worst: i
         for g in {group_of[c] for c in o.labels}:
             by_group[g].append(o)
     classes = [{"class": c, "name": labels.names[c], "group": group_of[c], "train_count": int(counts[c]),
+                "train_fetched": sum(o.split == "train" and o.outcome in ("fetched", "imported") for o in by_class[c]),
                 **_tally(by_class[c])} for c in range(labels.num_classes)]
-    groups = {g: {"classes": sum(x == g for x in group_of), **_tally(by_group[g])} for g in GROUPS}
+    groups = {g: {"classes": sum(x == g for x in group_of), **_tally(by_group[g]),
+                  **_smallest([c["train_fetched"] for c in classes if c["group"] == g])} for g in GROUPS}
     lost_most = sorted((c for c in classes if c["listed"]), key=lambda c: (-c["lost"] / c["listed"], -c["lost"]))
     versions = Counter(o.ytdlp_version for o in outcomes if o.ytdlp_version)
     overall = _tally(outcomes)
@@ -150,9 +152,16 @@ def availability(workdir: Workdir, *, head: int = 500, tail: int = 100, worst: i
     }
 
 
+def _smallest(train_fetched: list[int]) -> dict[str, int | None]:
+    """How small a group's classes have become: train videos the workdir has, in its smallest and median class."""
+    if not train_fetched:
+        return {"train_fetched_min": None, "train_fetched_median": None}
+    return {"train_fetched_min": int(min(train_fetched)), "train_fetched_median": int(np.median(train_fetched))}
+
+
 def _brief(c: dict) -> dict:
-    return {k: c[k] for k in ("class", "name", "group", "train_count", "listed", "fetched", "lost", "survival",
-                              "lost_by_class")}
+    return {k: c[k] for k in ("class", "name", "group", "train_count", "train_fetched", "listed", "fetched", "lost",
+                              "survival", "lost_by_class")}
 
 
 def split_coverage(workdir: Workdir, *, split: str = "test", features: str | None = None, head: int = 500,
@@ -215,10 +224,12 @@ def format_availability(report: dict) -> str:
                 "country)" if o["recoverable"] else "")]
     t = report["thresholds"]
     lines.append(f"{'group':<8} {'classes':>7} {'videos':>8} {'fetched':>8} {'lost':>7} {'survival':>9} "
-                 f"{'coverage':>9}   (head > {t['head']}, tail <= {t['tail']} train videos)")
+                 f"{'coverage':>9}  train videos left per class: smallest, median   "
+                 f"(head > {t['head']}, tail <= {t['tail']} train videos)")
     for g, s in report["groups"].items():
         lines.append(f"{g:<8} {s['classes']:>7} {s['listed']:>8,} {s['fetched']:>8,} {s['lost']:>7,} "
-                     f"{pct(s['survival']):>9} {pct(s['coverage']):>9}")
+                     f"{pct(s['survival']):>9} {pct(s['coverage']):>9}  {s['train_fetched_min']}, "
+                     f"{s['train_fetched_median']}")
     tc = report["test_coverage"]
     lines.append(f"test set: {tc['measured']:,} of {tc['listed']:,} videos available ({pct(tc['fraction'])}); "
                  + ", ".join(f"{g} {pct(s['fraction'])}" for g, s in tc["groups"].items()))
