@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from videolt.data.failures import PERMANENT, RECOVERABLE
-from videolt.data.labels import GROUPS
+from videolt.data.labels import COUNT_FILE, GROUPS, LabelSet, read_counts
 from videolt.data.workdir import Workdir
 
 __all__ = ["OUTCOMES", "VideoOutcome", "availability", "format_availability", "plot_survival", "split_coverage",
@@ -174,22 +174,26 @@ def split_coverage(workdir: Workdir, *, split: str = "test", features: str | Non
     evaluation scores (the rest are skipped). Returns `{"split", "features", "listed", "measured",
     "fraction", "groups": {head|medium|tail: {"listed", "measured", "fraction"}}}`.
     """
-    outcomes = [o for o in (outcomes if outcomes is not None else video_outcomes(workdir)) if o.split == split]
     if features is not None:
         from videolt.data.store import STATUS_DONE, FeatureStore
 
         done = FeatureStore.open(workdir.features_path(features)).status() == STATUS_DONE
-        have = {o.index for o in outcomes if done[o.index]}
+        with workdir.manifest() as m:
+            items = [(v.index, v.labels) for v in m.videos([split])]
+        have = {i for i, _ in items if done[i]}
     else:
-        have = {o.index for o in outcomes if o.outcome in ("fetched", "imported")}
-    group_of = group_of if group_of is not None else workdir.labels().group_of(head, tail)
+        rows = [o for o in (outcomes if outcomes is not None else video_outcomes(workdir)) if o.split == split]
+        items = [(o.index, o.labels) for o in rows]
+        have = {o.index for o in rows if o.outcome in ("fetched", "imported")}
+    if group_of is None:  # the count file alone decides the groups: no need to read the split lists
+        group_of = LabelSet(read_counts(workdir.labels_dir / COUNT_FILE)).group_of(head, tail)
 
-    def share(items: list[VideoOutcome]) -> dict[str, Any]:
-        n, k = len(items), sum(o.index in have for o in items)
+    def share(subset: list[tuple[int, tuple[int, ...]]]) -> dict[str, Any]:
+        n, k = len(subset), sum(i in have for i, _ in subset)
         return {"listed": n, "measured": k, "fraction": k / n if n else None}
 
-    return {"split": split, "features": features, **share(outcomes),
-            "groups": {g: share([o for o in outcomes if any(group_of[c] == g for c in o.labels)]) for g in GROUPS}}
+    return {"split": split, "features": features, **share(items),
+            "groups": {g: share([(i, ls) for i, ls in items if any(group_of[c] == g for c in ls)]) for g in GROUPS}}
 
 
 def write_csv(outcomes: Sequence[VideoOutcome], path: str | Path) -> Path:
