@@ -161,39 +161,6 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- availability -----------------------------------------------------------------------------------
-def _availability_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("workdir", metavar="WORKDIR")
-    p.add_argument("--csv", metavar="FILE", default=None,
-                   help="also write one row per video (id, split, outcome, failure class, yt-dlp version, date)")
-    p.add_argument("--plot", metavar="FILE", default=None,
-                   help="survival against class frequency (default WORKDIR/reports/availability/survival_DATE.png)")
-    p.add_argument("--head", type=int, default=500, help="head classes have more train videos than this")
-    p.add_argument("--tail", type=int, default=100, help="tail classes have at most this many train videos")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-@command("availability", "how much of the dataset YouTube still serves: per class, per head/medium/tail group",
-         _availability_args)
-def _availability(args: argparse.Namespace) -> int:
-    from videolt.data.availability import availability, format_availability, plot_survival, video_outcomes, write_csv
-    from videolt.data.workdir import Workdir
-
-    wd = Workdir.open(args.workdir)
-    outcomes = video_outcomes(wd)
-    report = availability(wd, head=args.head, tail=args.tail, outcomes=outcomes)
-    plot = plot_survival(report, args.plot or wd.reports_dir / "availability" / f"survival_{report['date']}.png")
-    report["plot"] = str(plot)
-    if args.csv:
-        report["csv"] = str(write_csv(outcomes, args.csv))
-    if args.json:
-        _print_json(report)
-    else:
-        print(format_availability(report))
-        print(f"plot: {plot}" + (f"\ncsv: {report['csv']}" if args.csv else ""))
-    return 0
-
-
 # -- download, doctor -----------------------------------------------------------------------------
 def _fetch_options(p: argparse.ArgumentParser) -> None:
     """The download config's flags, shared by `download` and `doctor` (which checks the run you will start)."""
@@ -228,25 +195,6 @@ def _fetch_options(p: argparse.ArgumentParser) -> None:
     _config_args(p, "max_trips=5")
 
 
-def _download_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("workdir", metavar="WORKDIR")
-    _fetch_options(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
-
-
-@command("download", "fetch pending videos with yt-dlp: paced, classified, resumable", _download_args)
-def _download(args: argparse.Namespace) -> int:
-    from videolt.data.download import DownloadConfig
-    from videolt.data.workdir import Workdir
-    from videolt.pipeline.download import download_videos
-
-    config = _stage_config(DownloadConfig, args, **_keys(args, DownloadConfig))
-    counts = download_videos(Workdir.open(args.workdir), config, progress=not args.no_progress)
-    _print_counts(counts, args.json, "downloaded {done} of {todo}")
-    return 0
-
-
 def _doctor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", metavar="WORKDIR", nargs="?", default=None,
                    help="also check its write access and free disk against its pending videos")
@@ -266,6 +214,58 @@ def _doctor(args: argparse.Namespace) -> int:
     else:
         print(format_doctor(result))
     return 0 if result["ok"] else 1
+
+
+def _download_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    _fetch_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
+
+
+@command("download", "fetch pending videos with yt-dlp: paced, classified, resumable", _download_args)
+def _download(args: argparse.Namespace) -> int:
+    from videolt.data.download import DownloadConfig
+    from videolt.data.workdir import Workdir
+    from videolt.pipeline.download import download_videos
+
+    config = _stage_config(DownloadConfig, args, **_keys(args, DownloadConfig))
+    counts = download_videos(Workdir.open(args.workdir), config, progress=not args.no_progress)
+    _print_counts(counts, args.json, "downloaded {done} of {todo}")
+    return 0
+
+
+# -- availability -----------------------------------------------------------------------------------
+def _availability_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    p.add_argument("--csv", metavar="FILE", default=None,
+                   help="also write one row per video (id, split, outcome, failure class, yt-dlp version, date)")
+    p.add_argument("--plot", metavar="FILE", default=None,
+                   help="survival against class frequency (default WORKDIR/reports/availability/survival_DATE.png)")
+    p.add_argument("--head", type=int, default=500, help="head classes have more train videos than this")
+    p.add_argument("--tail", type=int, default=100, help="tail classes have at most this many train videos")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+@command("availability", "how much of the dataset YouTube still serves: per class, per head/medium/tail group",
+         _availability_args)
+def _availability(args: argparse.Namespace) -> int:
+    from videolt.data.availability import availability, format_availability, plot_survival, video_outcomes, write_csv
+    from videolt.data.workdir import Workdir
+
+    wd = Workdir.open(args.workdir)
+    outcomes = video_outcomes(wd)
+    report = availability(wd, head=args.head, tail=args.tail, outcomes=outcomes)
+    plot = plot_survival(report, args.plot or wd.reports_dir / "availability" / f"survival_{report['date']}.png")
+    report["plot"] = str(plot)
+    if args.csv:
+        report["csv"] = str(write_csv(outcomes, args.csv))
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_availability(report))
+        print(f"plot: {plot}" + (f"\ncsv: {report['csv']}" if args.csv else ""))
+    return 0
 
 
 # -- extract --------------------------------------------------------------------------------------
