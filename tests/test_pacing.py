@@ -122,3 +122,22 @@ def test_breaker_success_resets_the_doubling():
     assert breaker.trip() == 30
     clock.t += 30
     assert breaker.trip() == 60
+
+
+def test_breaker_pauses_for_a_retry_after():
+    clock = FakeClock()
+    wall = 1_700_000_000.0
+    breaker = CircuitBreaker(900, max_trips=2, max_pause_s=3600, clock=clock, sleep=clock.sleep,
+                             wall_clock=lambda: wall)
+    assert breaker.trip(retry_after=7) == 7  # the answer's wait, not the configured 900 s
+    clock.t += 2
+    assert breaker.trip() == pytest.approx(5)  # in flight: the same trip
+    assert breaker.trip(retry_after=30) == pytest.approx(30) and breaker.trips == 1  # extended, still one trip
+    clock.t += 30
+    assert breaker.trip() == 1800  # no Retry-After: the configured pause, doubled for the second trip
+    clock.t += 1800
+    with pytest.raises(StageError, match=r"wait 2.0 h .*Resume after"):
+        breaker.trip(retry_after=7200)  # longer than max_pause_s: stop at once, with the time to resume
+    resume = dt.datetime.fromtimestamp(wall + 7200)
+    with pytest.raises(StageError, match=f"{resume:%Y-%m-%d %H:%M}"):
+        breaker.trip(retry_after=7200)

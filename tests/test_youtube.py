@@ -18,7 +18,15 @@ from tests.fake_youtube import COOKIE_NAME, FakeYouTubeIE, fake_factory, templat
 from tests.http_fixture import BehaviourServer, small_mp4
 from tests.lists import write_lists
 from videolt.data import tooling
-from videolt.data.download import STAGE, DownloadConfig, download_pending, fetch_one, preflight, ydl_params
+from videolt.data.download import (
+    STAGE,
+    DownloadConfig,
+    download_pending,
+    fetch_guarded,
+    fetch_one,
+    preflight,
+    ydl_params,
+)
 from videolt.data.failures import parse_retry_after
 from videolt.data.session import read_cookie_file
 from videolt.data.workdir import Workdir
@@ -226,6 +234,20 @@ def test_a_retry_after_beyond_max_pause_stops_the_run(server, tmp_path):
     server.by_id.update({"raVideo0011": "retryafter7200"})
     with pytest.raises(StageError, match="wait 2.0 h.*Resume after"):
         _download(wd, _config(f"{server.base}/by-id/{{id}}.mp4", workers=1, max_pause_s=600))
+
+
+def test_a_bug_on_our_side_is_internal_and_its_traceback_redacted(cookies, tmp_path, caplog):
+    def broken_factory(params):
+        raise RuntimeError(f"bug while building from {params['extractor_args']}")
+
+    config = _config("http://127.0.0.1:9/{id}.mp4", cookies=str(cookies),
+                     extractor_args=(f"youtube:po_token={SECRET_TOKEN}",))
+    res = fetch_guarded("abcdefghijk", tmp_path, config, tmp_path / "partial", broken_factory)
+    assert res.failure == "internal" and res.status == "failed" and "RuntimeError" in res.message
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Traceback" in logged and "broken_factory" in logged
+    for secret in SECRETS:
+        assert secret not in res.message and secret not in logged
 
 
 def test_parse_retry_after():
