@@ -236,6 +236,7 @@ def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
     assert "| focal-only | 2 |" in report
     assert "FrameStack − focal-only" in report and "FrameStack − baseline (BCE)" in report
     assert "±" in report and "Bootstrap 95% intervals" in report and "includes_zero" in report
+    assert "Features `syn`: measured on 100.0% of the test list (48 of 48 videos" in report
     wd = Workdir.open(root)
     results = json.loads((out / "report.json").read_text())["results"]
     base = next(r for r in results if r["method"] == "baseline (BCE)")

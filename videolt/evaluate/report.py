@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +35,20 @@ class ReportSpec:
     head: int  # group thresholds the runs were scored with
     tail: int
     settings: dict[str, Any]  # the grid as plain data, recorded in report.json
+    coverage: dict[str, dict[str, Any]] = field(default_factory=dict)  # feature set -> its test-set coverage
+
+
+def _coverage_lines(coverage: dict[str, dict[str, Any]]) -> list[str]:
+    """Which fraction of the test list each feature set's numbers were measured on (videos lost to
+    download or extraction are not scored), overall and per class group."""
+    lines = []
+    for name, cov in coverage.items():
+        if not cov.get("listed"):
+            continue
+        groups = ", ".join(f"{g} {c['fraction']:.1%}" for g, c in cov["groups"].items() if c.get("fraction") is not None)
+        lines.append(f"Features `{name}`: measured on {cov['fraction']:.1%} of the test list "
+                     f"({cov['measured']:,} of {cov['listed']:,} videos; {groups}).")
+    return [*lines, ""] if lines else []
 
 
 def paper_results() -> list[dict]:
@@ -56,7 +70,7 @@ def write(wd: Workdir, spec: ReportSpec, records: Sequence[dict], paper: Sequenc
              f"{len(records)} of {spec.total} runs finished. Metrics are fractions in [0, 1]: mean ± sample std "
              "(ddof=1) over seeds; with one seed the std is left blank. Paper rows are matched on backbone, "
              "aggregator and the method's resolved settings; `− paper` rows are ours minus the paper's.", "",
-             tables.markdown(title, results)]
+             *_coverage_lines(spec.coverage), tables.markdown(title, results)]
     if paired:
         parts.append(tables.markdown("Paired comparisons over shared seeds (mean ± std of the differences, "
                                      "(seeds where treatment > control)/seeds)", paired, kind="paired"))
@@ -81,7 +95,8 @@ def write(wd: Workdir, spec: ReportSpec, records: Sequence[dict], paper: Sequenc
     tables.write_csv(out / "selection.csv", selection)
     tables.write_json(out / "report.json", {"benchmark": spec.settings, "finished": len(records),
                                             "total": spec.total, "results": results, "paired": paired,
-                                            "selection": selection, "intervals": intervals,
+                                            "selection": selection, "coverage": spec.coverage,
+                                            "intervals": intervals,
                                             "differences": differences})
     return {"dir": str(out), "finished": len(records), "total": spec.total,
             "files": ["report.md", "results.csv", "paired.csv", "intervals.csv", "selection.csv", "report.json",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from videolt.config import field, from_dict, load_config, to_dict
+from videolt.data.availability import split_coverage
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, StageError, UsageError
 from videolt.evaluate import report, tables
@@ -295,7 +296,10 @@ def write_report(wd: Workdir, config: BenchmarkConfig, cells: Sequence[Cell]) ->
         name=config.name, title=tables.TABLE_TITLES[config.table], total=len(cells),
         comparisons=tuple((c.treatment, c.control) for c in config.comparisons), bootstrap=config.bootstrap,
         seeds=config.seeds, head=cells[0].config.group_head, tail=cells[0].config.group_tail,
-        settings=to_dict(config))
+        settings=to_dict(config),
+        coverage={f: split_coverage(wd, split="test", features=f, head=cells[0].config.group_head,
+                                    tail=cells[0].config.group_tail)
+                  for f in dict.fromkeys(c.features for c in cells) if wd.features_path(f).exists()})
     records = [r for r in (_record(wd, c) for c in cells) if r is not None]
     return report.write(wd, spec, records, paper_reference())
 
