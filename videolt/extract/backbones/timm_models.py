@@ -129,7 +129,7 @@ def _check_input_size(name: str, model: torch.nn.Module, size: int, kwargs: dict
     if kwargs:
         try:
             with torch.inference_mode():
-                model.eval()(torch.zeros(1, 3, size, size))
+                model.eval()(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
         except Exception as e:  # the model's own shape checks: name the sizes it does take
             raise ConfigError(
                 f"{name} was built for {size}x{size} input but does not run at it ({type(e).__name__}: {e}); "
