@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -70,7 +70,10 @@ def require_ffmpeg() -> None:
 
 
 def verify_features(wd: Workdir, cfg: ExtractConfig, *, device: str | torch.device = "cpu") -> list[VerifyResult]:
-    """Compare `cfg.verify` videos of every feature set of `cfg` with the reference path (see the module doc)."""
+    """Compare `cfg.verify` videos of every feature set of `cfg` with the reference path (see the module doc).
+
+    Each video is decoded once by ffmpeg for all the run's feature sets, as the stage decodes it once.
+    """
     require_ffmpeg()
     names = feature_set_names(cfg)
     stores = [FeatureStore.open(wd.features_path(name)) for name in names]
@@ -78,24 +81,35 @@ def verify_features(wd: Workdir, cfg: ExtractConfig, *, device: str | torch.devi
     if not picks:
         log.warning("verify: no video is done in every feature set of this run; nothing to verify")
         return []
-    videos = _video_paths(wd, picks)
     device = torch.device(device)
     results: list[VerifyResult] = []
     with _plain_fp32():
-        for backbone, name, store in zip(cfg.backbones, names, stores):
-            opts = {"n_segment": cfg.n_segment} if backbone.startswith("tsm") else {}
-            bb = create_backbone(backbone, weights=cfg.weights, seed=cfg.seed, resize=cfg.resize, crop=cfg.crop,
-                                 **opts).to(device)
-            recorded = Preprocessing.from_dict(store.attrs.get("preprocessing", {}))
-            if recorded != bb.preprocessing:
-                raise StageError(f"{store.path}: records preprocessing {recorded}, but {backbone} is fed "
-                                 f"{bb.preprocessing}; the feature set was made with other settings")
-            for index, (video_id, path) in zip(picks, videos):
-                result = _verify_one(bb, store, name, index, video_id, path, cfg, device)
+        backbones = [_reference_backbone(cfg, backbone, store, device) for backbone, store in zip(cfg.backbones, stores)]
+        for index, (video_id, path) in zip(picks, _video_paths(wd, picks)):
+            decoded: dict[int, tuple[int, dict[int, np.ndarray]]] = {}  # n → ffmpeg's frames: one decode per video
+
+            def decode(n: int, path: Path = path) -> tuple[int, dict[int, np.ndarray]]:
+                if n not in decoded:
+                    keep = set(np.floor(np.linspace(0, n - 1, cfg.frames)).astype(int).tolist())
+                    decoded[n] = ffmpeg_frames(path, cfg.fps, keep=keep)
+                return decoded[n]
+
+            for bb, name, store in zip(backbones, names, stores):
+                result = _verify_one(bb, store, name, index, video_id, path, decode, cfg, device)
                 log.info(result.line(cfg.verify_tolerance))
                 results.append(result)
-            del bb
     return results
+
+
+def _reference_backbone(cfg: ExtractConfig, backbone: str, store: FeatureStore, device: torch.device) -> Backbone:
+    """The run's backbone in fp32 on `device`, after checking that it is fed what the feature set records."""
+    opts = {"n_segment": cfg.n_segment} if backbone.startswith("tsm") else {}
+    bb = create_backbone(backbone, weights=cfg.weights, seed=cfg.seed, resize=cfg.resize, crop=cfg.crop, **opts)
+    recorded = Preprocessing.from_dict(store.attrs.get("preprocessing", {}))
+    if recorded != bb.preprocessing:
+        raise StageError(f"{store.path}: records preprocessing {recorded}, but {backbone} is fed "
+                         f"{bb.preprocessing}; the feature set was made with other settings")
+    return bb.to(device)
 
 
 def check_verified(results: list[VerifyResult], tolerance: float) -> dict:
@@ -147,13 +161,15 @@ def _plain_fp32() -> Iterator[None]:
 
 
 def _verify_one(bb: Backbone, store: FeatureStore, name: str, index: int, video_id: str, path: Path | None,
-                cfg: ExtractConfig, device: torch.device) -> VerifyResult:
+                decode: Callable[[int], tuple[int, dict[int, np.ndarray]]], cfg: ExtractConfig,
+                device: torch.device) -> VerifyResult:
+    """One video of one feature set; `decode(n)` gives ffmpeg's frame count and the frames sampled from n."""
     if path is None or not path.is_file():
         return VerifyResult(name, index, video_id, None, "its video file is gone")
     n = int(store.n_frames()[index])
     picks = np.floor(np.linspace(0, n - 1, cfg.frames)).astype(int)  # the sampling rule, written out
     try:
-        decoded, frames = ffmpeg_frames(path, cfg.fps, keep=set(picks.tolist()))
+        decoded, frames = decode(n)
     except (OSError, subprocess.SubprocessError, ValueError) as e:
         return VerifyResult(name, index, video_id, None, f"ffmpeg could not decode {path} ({e})")
     if decoded != n:
