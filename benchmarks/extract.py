@@ -190,7 +190,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     if args.families:
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')}, bare forward, {args.videos} x {args.frames} frames, random weights")
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')}, bare forward, {args.videos} x {args.frames} frames, "
+              "random weights")
         family_rows(device, args.videos, args.frames, args.batch_size)
         return
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {args.videos} videos x {args.frames} frames, crop {args.crop}, "

@@ -119,4 +119,5 @@ def test_verify_reports_each_video_and_fails_loudly_above_tolerance(tmp_path, ca
 
     monkeypatch.setattr("videolt.extract.verify.shutil.which", lambda tool: None)
     assert main([*base, "--verify", "1"]) == 1
-    assert "--verify needs the ffmpeg CLI as its reference decoder, but ffmpeg is not on PATH" in _one_error_line(capsys)
+    line = _one_error_line(capsys)
+    assert "--verify needs the ffmpeg CLI as its reference decoder, but ffmpeg is not on PATH" in line

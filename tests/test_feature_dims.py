@@ -89,7 +89,8 @@ features:
   - {{name: clip-b, backbone: clip_vitb16}}
 methods: [{{method: baseline, label: baseline (BCE)}}]
 seeds: [1]
-train: {{epochs: 2, batch_size: 32, lr: 0.01, workers: 0, eval_every: 2, group_head: {syn.head}, group_tail: {syn.tail}}}
+train: {{epochs: 2, batch_size: 32, lr: 0.01, workers: 0, eval_every: 2,
+        group_head: {syn.head}, group_tail: {syn.tail}}}
 bootstrap: 0
 """)
     result = run_benchmark(root, load_benchmark(grid), progress=False)

@@ -84,7 +84,7 @@ def verify_features(wd: Workdir, cfg: ExtractConfig, *, device: str | torch.devi
     device = torch.device(device)
     results: list[VerifyResult] = []
     with _plain_fp32():
-        backbones = [_reference_backbone(cfg, backbone, store, device) for backbone, store in zip(cfg.backbones, stores)]
+        backbones = [_reference_backbone(cfg, b, store, device) for b, store in zip(cfg.backbones, stores)]
         for index, (video_id, path) in zip(picks, _video_paths(wd, picks)):
             decoded: dict[int, tuple[int, dict[int, np.ndarray]]] = {}  # n → ffmpeg's frames: one decode per video
 

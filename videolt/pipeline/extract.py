@@ -8,8 +8,8 @@ The CLI (`videolt extract`) and `videolt run` both come through here; the stage 
 from __future__ import annotations
 
 from videolt.data.workdir import Workdir
-from videolt.extract.config import ExtractConfig
 from videolt.devices import resolve_device
+from videolt.extract.config import ExtractConfig
 from videolt.extract.stage import run_extract
 from videolt.extract.verify import check_verified, require_ffmpeg, verify_features
 from videolt.pipeline.executors import stage_executor
