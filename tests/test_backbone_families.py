@@ -138,22 +138,22 @@ def test_two_backbones_of_different_sizes_decode_each_video_once(tmp_path, monke
     """resnet50 (256/256 bilinear) and a ViT (248/224 bicubic) in one run: one decode per video, two crops."""
     from videolt.extract import runner, stage
 
-    wd = make_workdir(tmp_path, n=3)
+    wd = make_workdir(tmp_path, n=2)
     decoded: list[str] = []
     real = runner.iter_frames
     monkeypatch.setattr(runner, "iter_frames", lambda path, *a, **k: decoded.append(str(path)) or real(path, *a, **k))
     views: list[tuple] = []
     monkeypatch.setattr(stage, "decode_job", lambda job: views.append(job.views) or runner.decode_job(job))
     cfg = ExtractConfig(backbones=("resnet50", "timm:vit_tiny_patch16_224"), weights="random", names=("r", "v"),
-                        frames=FRAMES, batch_size=FRAMES, workers=0, verify=3)
+                        frames=FRAMES, batch_size=FRAMES, workers=0, verify=2)
     counts = extract_features(wd, cfg, progress=False)
-    assert counts["done"] == 3 and counts["verify"]["checked"] == 6 and counts["verify"]["worst"] < 0.02
+    assert counts["done"] == 2 and counts["verify"]["checked"] == 4 and counts["verify"]["worst"] < 0.02
     with wd.manifest() as m:
         paths = sorted(str(wd.find_video(v.video_id)) for v in m.videos())
     assert sorted(decoded) == paths  # each video decoded exactly once, for both backbones
     assert views and all(v == (View(256, 256, "bilinear"), View(248, 224, "bicubic")) for v in views)
     r, v = (FeatureStore.open(wd.features_path(n)) for n in ("r", "v"))
-    assert (r.dim, v.dim) == (2048, 192) and r.status().tolist() == v.status().tolist() == [1, 1, 1]
+    assert (r.dim, v.dim) == (2048, 192) and r.status().tolist() == v.status().tolist() == [1, 1]
     assert (r.attrs["preprocessing"]["crop"], v.attrs["preprocessing"]["crop"]) == (256, 224)
 
 
