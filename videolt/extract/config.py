@@ -19,7 +19,8 @@ class ExtractConfig:
     """One extraction pass: every video is decoded once for all its backbones."""
 
     backbones: tuple[str, ...] = field(("resnet50",), "backbones to run; each video is decoded once for all")
-    weights: str = field("imagenet", "imagenet (library download), kinetics400 (tsm_r50), random (seeded) or a file")
+    weights: str = field("imagenet", "imagenet (library download; for timm:<name> its pretrained tag from the hub), "
+                         "kinetics400 (tsm_r50), random (seeded) or a .safetensors/.pth file")
     names: tuple[str, ...] = field((), "feature set names, one per backbone; default <backbone>[-<weights>]")
     device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     batch_size: int = field(150, "frames per forward pass")
