@@ -1,6 +1,10 @@
 """Extract-stage throughput against the bare backbone forward on the same device, in the same run.
 
     python benchmarks/extract.py [--device cpu|cuda] [--videos 2] [--frames 150] [--crop 224] [--workers 2]
+    python benchmarks/extract.py --families [--device cpu|cuda] [--videos 1] [--frames 8]
+
+`--families`: one row per backbone family instead (see `FAMILIES`): frames/s of the bare forward at
+the backbone's own input (DINOv2 also at 224), the same measurement as "bare" below.
 
 Three figures, frames per second:
 - bare: `backbone(x)` on ready-normalised device tensors, batches of `--batch-size` (the ceiling);
@@ -33,6 +37,18 @@ from videolt.pipeline.extract import extract_features
 
 BACKBONE = "resnet50"
 VIDEOLT_FRAMES = 150  # features per video in VideoLT: what the GPU rate is divided by for the estimate
+# One row per family for `--families`: (label, backbone, resize, crop); None = the backbone's own input.
+FAMILIES = (
+    ("torchvision ResNet-50", "resnet50", None, None),
+    ("TSM ResNet-50", "tsm_r50", None, None),
+    ("timm EfficientNet-B0", "timm:efficientnet_b0.ra_in1k", None, None),
+    ("timm ConvNeXt-T", "timm:convnext_tiny.fb_in1k", None, None),
+    ("CLIP ViT-B/16", "timm:vit_base_patch16_clip_224.openai", None, None),
+    ("SigLIP ViT-B/16", "timm:vit_base_patch16_siglip_224.webli", None, None),
+    ("DINOv2 ViT-S/14 @224", "timm:vit_small_patch14_dinov2.lvd142m", 256, 224),
+    ("DINOv2 ViT-S/14 @518", "timm:vit_small_patch14_dinov2.lvd142m", None, None),
+    ("DINOv2 ViT-B/14 @224", "timm:vit_base_patch14_dinov2.lvd142m", 256, 224),
+)
 
 
 def make_workdir(root: Path, videos: int, seconds: int) -> Workdir:
@@ -87,6 +103,43 @@ def bare_rate(device: torch.device, videos: int, frames: int, crop: int, batch: 
     return videos * frames / (time.perf_counter() - start)
 
 
+def family_rate(backbone: str, device: torch.device, videos: int, frames: int, batch: int,
+                resize: int | None = None, crop: int | None = None) -> tuple[int, int, float]:
+    """(feature size, input crop, frames/s) of one backbone's bare forward at its own input (or resize/crop),
+    on ready-normalised device tensors, as `bare_rate` does for ResNet-50."""
+    bb = create_backbone(backbone, weights="random", resize=resize, crop=crop).to(device)
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    bb = bb.to(memory_format=fmt)
+    side = bb.preprocessing.crop
+    x = torch.randn(frames, 3, side, side, device=device).contiguous(memory_format=fmt)
+    step = frames if bb.cfg.temporal else batch
+
+    def one_video() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            for i in range(0, frames, step):
+                bb(x[i:i + step]).float().cpu()
+
+    one_video()  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(videos):
+        one_video()
+    sync(device)
+    return bb.cfg.dim, side, videos * frames / (time.perf_counter() - start)
+
+
+def family_rows(device: torch.device, videos: int, frames: int, batch: int) -> None:
+    """Print one row per entry of FAMILIES: frames/s of the bare forward and the ratio to ResNet-50's."""
+    print("| family | backbone | dim | input | frames/s | vs ResNet-50 |")
+    print("|---|---|---:|---:|---:|---:|")
+    base = None
+    for label, backbone, resize, crop in FAMILIES:
+        dim, side, rate = family_rate(backbone, device, videos, frames, batch, resize, crop)
+        base = base or rate
+        print(f"| {label} | `{backbone}` | {dim} | {side} | {rate:.2f} | {rate / base:.2f}x |", flush=True)
+
+
 def sink_rate(root: Path, device: torch.device, videos: int, frames: int, crop: int, batch: int) -> float:
     """Frames/s of `FeatureSink.consume` on pre-decoded clips: everything but decoding."""
     ids = [f"sink{i:07d}" for i in range(videos + 1)]
@@ -129,12 +182,18 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=None, help="generated video length (default: --frames)")
     p.add_argument("--gpu-rate", type=float, default=5000.0, help="frames/s one GPU is expected to infer")
     p.add_argument("--typical-seconds", type=float, default=192.0, help="mean video length for the estimate")
+    p.add_argument("--families", action="store_true", help="only the bare forward of one backbone per family")
     args = p.parse_args()
     args.batch_size = args.batch_size or args.frames  # a short clip padded to 150 would measure the padding
     device = torch.device(args.device)
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    if args.families:
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')}, bare forward, {args.videos} x {args.frames} frames, "
+              "random weights")
+        family_rows(device, args.videos, args.frames, args.batch_size)
+        return
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {args.videos} videos x {args.frames} frames, crop {args.crop}, "
           f"batch {args.batch_size}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,6 +16,8 @@ from torchvision.models import resnet50
 
 from videolt.errors import ConfigError, StageError, UnknownNameError, UsageError
 from videolt.extract.backbones import BACKBONES, create_backbone, list_backbones, parse_backbone_name
+from videolt.extract.backbones import PAPER_PREPROCESSING
+from videolt.extract.transforms import Preprocessing
 
 CONTRACT_NAMES = [*BACKBONES.names(), "timm:resnet18"]
 
@@ -75,8 +77,10 @@ def test_contract(name, frames):
     assert not torch.allclose(other(frames), feats)
     cfg = json.loads(json.dumps(backbone.cfg.to_dict()))
     assert cfg["name"] == name and cfg["weights"] == "random" and cfg["seed"] == 0
-    assert cfg["weights_sha256"] is None and len(cfg["mean"]) == len(cfg["std"]) == 3
-    assert cfg["resize"] >= cfg["crop"] > 0
+    pre = cfg["preprocessing"]
+    assert cfg["weights_sha256"] is None and len(pre["mean"]) == len(pre["std"]) == 3
+    assert pre["resize"] >= pre["crop"] > 0
+    assert Preprocessing.from_dict(pre) == backbone.preprocessing
 
 
 def test_random_init_leaves_global_rng_alone():
@@ -92,7 +96,7 @@ def test_resnet50_file_weights_match_plain_torchvision(tv_state, tv_file, frames
     torch.testing.assert_close(backbone(frames), reference_features(tv_state, frames), rtol=1e-5, atol=1e-5)
     assert backbone.cfg.weights_sha256 == hashlib.sha256(tv_file.read_bytes()).hexdigest()
     assert backbone.cfg.weights == str(tv_file.resolve()) and backbone.cfg.seed is None
-    assert backbone.cfg.dim == 2048 and (backbone.cfg.resize, backbone.cfg.crop) == (256, 224)
+    assert backbone.cfg.dim == 2048 and backbone.preprocessing == PAPER_PREPROCESSING  # the paper's 256 / 256
 
 
 def test_safetensors_and_nested_checkpoints_load(tv_state, frames, tmp_path):
@@ -116,7 +120,7 @@ def test_timm_file_weights_ignore_the_classifier(tmp_path, frames):
     with torch.no_grad():
         want = full.eval().forward_head(full.forward_features(frames), pre_logits=True)
     torch.testing.assert_close(backbone(frames), want, rtol=1e-5, atol=1e-5)
-    assert backbone.cfg.dim == 512 and backbone.cfg.interpolation == "bicubic"
+    assert backbone.cfg.dim == 512 and backbone.preprocessing.interpolation == "bicubic"
 
 
 def test_weights_that_do_not_fit_name_the_keys(tv_state, tmp_path):

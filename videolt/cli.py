@@ -292,6 +292,8 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--retry", config, "retry", nargs="+", metavar="CLASS")
     _key(p, "--executor", config, "executor", choices=("local", "ray"))
     _key(p, "--ray-address", config, "ray_address", metavar="HOST:PORT")
+    _key(p, "--verify", config, "verify", type=int, metavar="N")
+    _key(p, "--verify-tolerance", config, "verify_tolerance", type=float, metavar="FRACTION")
     _config_args(p, "fps=2 or timeout=600 or amp=false")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
@@ -306,6 +308,11 @@ def _extract(args: argparse.Namespace) -> int:
     config = _stage_config(ExtractConfig, args, **_keys(args, ExtractConfig))
     counts = extract_features(Workdir.open(args.workdir), config, progress=not args.no_progress)
     _print_counts(counts, args.json, "extracted {done} of {videos} videos")
+    if "verify" in counts and not args.json:
+        v = counts["verify"]
+        worst = "n/a" if v["worst"] is None else f"{v['worst']:.3%}"
+        print(f"verified {v['checked']} video features against the reference path: worst relative error {worst} "
+              f"(tolerance {v['tolerance']:.1%})")
     return 0
 
 

@@ -19,7 +19,8 @@ class ExtractConfig:
     """One extraction pass: every video is decoded once for all its backbones."""
 
     backbones: tuple[str, ...] = field(("resnet50",), "backbones to run; each video is decoded once for all")
-    weights: str = field("imagenet", "imagenet (library download), kinetics400 (tsm_r50), random (seeded) or a file")
+    weights: str = field("imagenet", "imagenet (library download; for timm:<name> its pretrained tag from the hub), "
+                         "kinetics400 (tsm_r50), random (seeded) or a .safetensors/.pth file")
     names: tuple[str, ...] = field((), "feature set names, one per backbone; default <backbone>[-<weights>]")
     device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     batch_size: int = field(150, "frames per forward pass")
@@ -31,8 +32,10 @@ class ExtractConfig:
     limit: int | None = field(None, "at most this many videos this run")
     fps: float = field(1.0, "decoding rate")
     frames: int = field(150, "frames per video after uniform temporal sampling")
-    resize: int = field(256, "short side after resizing (bilinear, antialias)")
-    crop: int = field(256, "centre crop side (224 selectable)")
+    resize: int | None = field(None, "short side after resizing, for every backbone of the run (default: each "
+                               "backbone's own: 256 for resnet50/101 and tsm_r50, timm's pretrained config for timm:)")
+    crop: int | None = field(None, "square centre crop fed to every backbone of the run (default: each backbone's "
+                             "own: 256 for the paper's backbones; a fixed-size model is built at this size if it can)")
     dtype: Literal["float16", "float32"] = field("float16", "feature storage dtype")
     compression: Literal["none", "zstd"] = field("none", "feature chunks: none (raw, read without zarr: several "
                                                  "times faster to stream in training) or zstd (smaller)")
@@ -42,10 +45,21 @@ class ExtractConfig:
     amp: bool | None = field(None, "bf16 autocast; default: on CUDA only")
     compile: bool = field(False, "torch.compile the backbones (static batch shapes)")
     retry: tuple[str, ...] = field((), "failure classes to try again (e.g. timeout, inference)")
+    verify: int = field(0, "after extracting, recompute this many done videos (drawn with `seed`) per feature set "
+                        "with the reference path (ffmpeg frames, the model library's transform, fp32) and compare")
+    verify_tolerance: float = field(0.02, "largest relative error --verify accepts (0.02 = 2 %)")
 
     def __post_init__(self) -> None:
         if self.ray_address is not None and self.executor != "ray":
             raise ConfigError(f"extract.ray_address is for executor ray, not {self.executor}")
+        for key in ("resize", "crop"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"extract.{key}: expected a positive number of pixels, got {value}")
+        if self.verify < 0:
+            raise ConfigError(f"extract.verify: expected a number of videos >= 0, got {self.verify}")
+        if not self.verify_tolerance > 0:
+            raise ConfigError(f"extract.verify_tolerance: expected a positive fraction, got {self.verify_tolerance}")
 
 
 def feature_set_names(cfg: ExtractConfig) -> list[str]:

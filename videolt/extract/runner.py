@@ -1,9 +1,11 @@
 """The extract stage's two halves, as plain functions the executors call.
 
 `decode_job` (CPU, one process per core): decode one video at 1 fps, pick the 150 sampled frames,
-resize and centre-crop them (uint8, so little crosses process boundaries). It never raises: a
-failure comes back as data. `FeatureSink.consume` (one per device): normalise, run every backbone,
-write each feature set's row (data first, status last) and say what happened.
+resize and centre-crop them once per distinct `View` (uint8, so little crosses process boundaries).
+It never raises: a failure comes back as data. `FeatureSink.consume` (one per device): normalise,
+run every backbone, write each feature set's row (data first, status last) and say what happened.
+A View is the spatial half of a backbone's `Preprocessing`, the sink applies the other half (the
+backbone's mean/std); the sink checks that its backbones' preprocessing is the one recorded.
 
 Memory stays bounded for long videos: the stream's declared duration predicts n, the number of 1-fps
 frames, and only frames that floor(linspace(0, n − 1, 150)) could pick for any n near the prediction
@@ -25,10 +27,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from videolt.errors import StageError
 from videolt.extract.decoders import DecodeError, iter_frames
 from videolt.extract.failures import ExtractFailure
 from videolt.extract.sampling import sample_indices
-from videolt.extract.transforms import CenterCrop, Normalize, ResizeShortSide, ToFloat
+from videolt.extract.transforms import CenterCrop, Preprocessing, ResizeShortSide
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,11 @@ class View:
     crop: int
     interpolation: str = "bilinear"
     antialias: bool = True
+
+    @classmethod
+    def of(cls, pre: Preprocessing) -> View:
+        """The uint8 resize → crop of a backbone's preprocessing (its normalisation runs in the sink)."""
+        return cls(pre.resize, pre.crop, pre.interpolation, pre.antialias)
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,11 @@ def _candidates(predicted: int, frames: int) -> set[int]:
 
 @dataclass(frozen=True)
 class SinkSpec:
-    """One feature set the sink writes: which backbone, which view of the frames, where."""
+    """One feature set the sink writes: which backbone, which view of the frames, where.
+
+    resize/crop are the run's overrides (None: the backbone's own); `preprocessing`, when given, is
+    the one recorded in the feature set's attrs, and the sink refuses a backbone that would apply another.
+    """
 
     name: str
     backbone: str
@@ -186,6 +198,9 @@ class SinkSpec:
     view: int
     seed: int = 0
     opts: tuple[tuple[str, Any], ...] = ()
+    resize: int | None = None
+    crop: int | None = None
+    preprocessing: Preprocessing | None = None
 
 
 class FeatureSink:
@@ -204,13 +219,17 @@ class FeatureSink:
         self.specs = list(specs)
         self.models = []
         for spec in self.specs:
-            bb = create_backbone(spec.backbone, weights=spec.weights, seed=spec.seed, **dict(spec.opts)).to(self.device)
+            bb = create_backbone(spec.backbone, weights=spec.weights, seed=spec.seed, resize=spec.resize,
+                                 crop=spec.crop, **dict(spec.opts)).to(self.device)
+            if spec.preprocessing is not None and bb.preprocessing != spec.preprocessing:
+                raise StageError(f"{spec.name}: backbone {spec.backbone} would apply {bb.preprocessing}, "
+                                 f"but the feature set records {spec.preprocessing}")
             if self.channels_last:
                 bb = bb.to(memory_format=torch.channels_last)
             forward = torch.compile(bb) if compile else bb
             self.models.append((bb, forward))
         self.stores = [FeatureStore.open(spec.store_path, mode="r+") for spec in self.specs]
-        self.to_input = [(ToFloat(), Normalize(bb.cfg.mean, bb.cfg.std)) for bb, _ in self.models]
+        self.to_input = [bb.preprocessing.normalise() for bb, _ in self.models]  # uint8 → float, mean/std
 
     def consume(self, d: Decoded) -> RowResult:
         if d.failure is not None:
@@ -221,9 +240,9 @@ class FeatureSink:
         start = time.perf_counter()
         sets: dict[str, ExtractFailure | None] = {}
         message = None
-        for spec, (bb, forward), store, (to_float, norm) in zip(self.specs, self.models, self.stores, self.to_input):
+        for spec, (bb, forward), store, normalise in zip(self.specs, self.models, self.stores, self.to_input):
             try:
-                feats = self._features(d.clips[spec.view], bb, forward, to_float, norm)
+                feats = self._features(d.clips[spec.view], bb, forward, normalise)
                 store.write_row(d.index, feats, d.n_frames)
                 sets[spec.name] = None
             except Exception as e:  # one video's inference failure never stops the batch
@@ -235,11 +254,14 @@ class FeatureSink:
                          time.perf_counter() - start)
 
     @torch.inference_mode()
-    def _features(self, clip: np.ndarray, bb, forward, to_float, norm) -> np.ndarray:
+    def _features(self, clip: np.ndarray, bb, forward, normalise) -> np.ndarray:
+        crop = bb.preprocessing.crop
+        if clip.shape[1:] != (3, crop, crop):
+            raise ValueError(f"clip of shape {clip.shape} for a backbone fed {crop}x{crop} crops")
         x = torch.from_numpy(clip)  # [T, 3, c, c] uint8
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
-        x = norm(to_float(x))  # [T, 3, c, c] float32
+        x = normalise(x)  # [T, 3, c, c] float32
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         step = len(x) if bb.cfg.temporal else self.batch_size  # a temporal model needs the whole clip

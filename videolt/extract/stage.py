@@ -23,9 +23,9 @@ from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
 from videolt.executor import Executor
-from videolt.extract.backbones import create_backbone, parse_backbone_name
+from videolt.extract.backbones import BackboneCfg, create_backbone, parse_backbone_name
 from videolt.extract.config import ExtractConfig, feature_set_names
-from videolt.extract.decoders import DECODERS, package_version
+from videolt.extract.decoders import DECODERS, Decoder, package_version
 from videolt.extract.runner import DecodeJob, FeatureSink, RowResult, SinkSpec, View, decode_job
 
 __all__ = ["run_extract"]
@@ -69,39 +69,52 @@ def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress
 
 
 def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[list[SinkSpec], list[View]]:
-    """Create (or check) each feature set with its provenance; one View per distinct preprocessing."""
+    """Create (or check) each feature set with its provenance; one View per distinct preprocessing.
+
+    Every backbone is built first, so a bad name, weights file or input size fails before any
+    feature set is written.
+    """
     decoder = DECODERS.get(cfg.decoder)  # an unknown name fails before any work
+    names = feature_set_names(cfg)
+    built = []
+    for backbone in cfg.backbones:
+        parse_backbone_name(backbone)  # a malformed name fails before any work
+        opts = (("n_segment", cfg.n_segment),) if backbone.startswith("tsm") else ()
+        bb = create_backbone(backbone, weights=cfg.weights, seed=cfg.seed, resize=cfg.resize, crop=cfg.crop,
+                             **dict(opts))
+        built.append((backbone, opts, bb.cfg, bb.preprocessing))
+        del bb
     with wd.manifest() as m:
         ids = [v.video_id for v in m.videos()]
     views: list[View] = []
     specs = []
-    for backbone, name in zip(cfg.backbones, feature_set_names(cfg)):
-        parse_backbone_name(backbone)  # a malformed name fails before any work
-        opts = (("n_segment", cfg.n_segment),) if backbone.startswith("tsm") else ()
-        bb = create_backbone(backbone, weights=cfg.weights, seed=cfg.seed, **dict(opts))
-        view = View(cfg.resize, cfg.crop, "bilinear", True)
+    for (backbone, opts, bb_cfg, pre), name in zip(built, names):
+        view = View.of(pre)
         if view not in views:
             views.append(view)
-        attrs = {
-            "backbone": bb.cfg.to_dict(),
-            "weights": {"name": bb.cfg.weights, "sha256": bb.cfg.weights_sha256},
-            "preprocessing": {"fps": cfg.fps, "resize": cfg.resize, "crop": cfg.crop, "interpolation": "bilinear",
-                              "antialias": True, "scale": "[0, 1]", "mean": list(bb.cfg.mean),
-                              "std": list(bb.cfg.std), "channel_order": "RGB",
-                              "temporal_sampling": f"floor(linspace(0, n - 1, {cfg.frames}))"},
-            "decoder": {"name": decoder.name, "version": decoder.version()},
-            "inference": {"device": str(device), "amp": "bf16" if (cfg.amp if cfg.amp is not None
-                                                                else device.type != "cpu") else "fp32",
-                          "compile": cfg.compile},
-            "versions": {p: package_version(p) for p in ("torch", "torchvision", "timm", "av")} | {
-                "python": platform.python_version()},
-            "source": "extract",
-        }
-        FeatureStore.create(wd.features_path(name), ids, frames=cfg.frames, dim=bb.cfg.dim, dtype=cfg.dtype,
-                            compression=cfg.compression, attrs=attrs)
+        FeatureStore.create(wd.features_path(name), ids, frames=cfg.frames, dim=bb_cfg.dim, dtype=cfg.dtype,
+                            compression=cfg.compression, attrs=_provenance(cfg, bb_cfg, decoder, device))
+        log.info("%s: %s, input %s", name, backbone, pre)
         specs.append(SinkSpec(name, backbone, cfg.weights, str(wd.features_path(name)), views.index(view),
-                              cfg.seed, opts))
+                              cfg.seed, opts, cfg.resize, cfg.crop, pre))
     return specs, views
+
+
+def _provenance(cfg: ExtractConfig, bb_cfg: BackboneCfg, decoder: Decoder, device: torch.device) -> dict:
+    """The feature set's attrs: what produced it. `preprocessing` is the backbone's Preprocessing
+    object serialised (the one the decoder and the sink apply), with the temporal side of the recipe."""
+    amp = cfg.amp if cfg.amp is not None else device.type != "cpu"
+    return {
+        "backbone": {k: v for k, v in bb_cfg.to_dict().items() if k != "preprocessing"},
+        "weights": {"name": bb_cfg.weights, "sha256": bb_cfg.weights_sha256},
+        "preprocessing": {"fps": cfg.fps, "temporal_sampling": f"floor(linspace(0, n - 1, {cfg.frames}))",
+                          "channel_order": "RGB", "scale": "[0, 1]", **bb_cfg.preprocessing.to_dict()},
+        "decoder": {"name": decoder.name, "version": decoder.version()},
+        "inference": {"device": str(device), "amp": "bf16" if amp else "fp32", "compile": cfg.compile},
+        "versions": {p: package_version(p) for p in ("torch", "torchvision", "timm", "av")} | {
+            "python": platform.python_version()},
+        "source": "extract",
+    }
 
 
 def _jobs(wd: Workdir, cfg: ExtractConfig, specs: list[SinkSpec], views: list[View]) -> list[DecodeJob]:

@@ -9,8 +9,8 @@ into the feature set's attributes so the features say how their inputs were made
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torchvision.transforms.v2 import functional as F
@@ -121,7 +121,11 @@ class Compose:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How frames become network input; defaults are the VideoLT / torchvision ImageNet V1 recipe at crop 256."""
+    """How frames become network input: the one object a backbone declares, the stage applies and the
+    feature set records. Defaults are the VideoLT paper's recipe (short side 256, centre crop 256,
+    bilinear with antialias, ImageNet mean/std on the 0–1 scale); `timm:` backbones take theirs from
+    the model's pretrained config.
+    """
 
     resize: int = 256  # short side after resizing
     crop: int = 256  # centre crop side (224 for the classic ImageNet evaluation crop)
@@ -131,21 +135,44 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
+        for key in ("resize", "crop"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"preprocessing {key} must be a positive integer, got {value!r}")
         if self.crop > self.resize:
-            raise ValueError(f"crop ({self.crop}) cannot exceed resize ({self.resize})")
+            raise ValueError(f"crop ({self.crop}) cannot exceed resize ({self.resize}), the short side it is cut from")
         InterpolationMode(self.interpolation)  # raises ValueError naming the bad mode
+        for key in ("mean", "std"):
+            value = tuple(float(v) for v in getattr(self, key))
+            if len(value) != 3:
+                raise ValueError(f"preprocessing {key} needs 3 values (RGB), got {len(value)}")
+            object.__setattr__(self, key, value)  # lists (from JSON) become tuples, so equal records compare equal
+        if min(self.std) <= 0:
+            raise ValueError(f"preprocessing std must be positive, got {self.std}")
+
+    def override(self, *, resize: int | None = None, crop: int | None = None) -> Preprocessing:
+        """This preprocessing with the short side and/or the crop replaced (None keeps the value)."""
+        return replace(self, resize=self.resize if resize is None else resize, crop=self.crop if crop is None else crop)
+
+    def spatial(self) -> Compose:
+        """The uint8 part (done once per distinct preprocessing where frames are decoded): resize → crop."""
+        return Compose([ResizeShortSide(self.resize, self.interpolation, self.antialias), CenterCrop(self.crop)])
+
+    def normalise(self) -> Compose:
+        """The float part (done where the network runs): uint8 → [0, 1] → (x − mean) / std."""
+        return Compose([ToFloat(), Normalize(self.mean, self.std)])
 
     def build(self) -> Compose:
         """The transform: uint8 frames [N, H, W, 3] or [N, 3, H, W] → float32 [N, 3, crop, crop]."""
-        return Compose([
-            ResizeShortSide(self.resize, self.interpolation, self.antialias),
-            CenterCrop(self.crop),
-            ToFloat(),
-            Normalize(self.mean, self.std),
-        ])
+        return Compose([*self.spatial().transforms, *self.normalise().transforms])
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values, recorded as provenance."""
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Preprocessing:
+        """The object back from `to_dict()` (other keys of a larger record, e.g. fps, are ignored)."""
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})

@@ -1,23 +1,36 @@
-"""Wiring of the extract stage: the executor its config names, the stage runner, then closing it.
+"""Wiring of the extract stage: the executor its config names, the stage runner, then closing it;
+then, with `verify`, the check of a few videos against the reference path.
 
 The CLI (`videolt extract`) and `videolt run` both come through here; the stage itself is
-`videolt.extract.stage.run_extract`.
+`videolt.extract.stage.run_extract`, the check `videolt.extract.verify`.
 """
 
 from __future__ import annotations
 
 from videolt.data.workdir import Workdir
+from videolt.devices import resolve_device
 from videolt.extract.config import ExtractConfig
 from videolt.extract.stage import run_extract
+from videolt.extract.verify import check_verified, require_ffmpeg, verify_features
 from videolt.pipeline.executors import stage_executor
 
 __all__ = ["extract_features"]
 
 
 def extract_features(workdir: Workdir, config: ExtractConfig, *, progress: bool = True) -> dict:
-    """Extract the features of every downloaded video not yet done, on `config.executor`; returns the run's counts."""
+    """Extract the features of every downloaded video not yet done, on `config.executor`; returns the run's counts.
+
+    With `config.verify` N > 0, N done videos per feature set are then recomputed on the reference path
+    (`counts["verify"]`); any above `config.verify_tolerance` raises StageError (exit 1).
+    """
+    if config.verify:
+        require_ffmpeg()  # before a long extraction, not after it
     executor = stage_executor(config.executor, workers=config.workers, ray_address=config.ray_address)
     try:
-        return run_extract(workdir, config, executor, progress=progress)
+        counts = run_extract(workdir, config, executor, progress=progress)
     finally:
         executor.close()
+    if config.verify:
+        results = verify_features(workdir, config, device=resolve_device(config.device))
+        counts["verify"] = check_verified(results, config.verify_tolerance)
+    return counts

@@ -1,30 +1,58 @@
 """The backbone registry, its config dataclass, the `Backbone` module and `create_backbone`.
 
 A backbone maps the normalised frames of one video, in temporal order, to one pooled
-penultimate-layer feature per frame. Its `BackboneCfg` carries the preprocessing the weights
-expect and is written to the feature set's attrs as provenance.
+penultimate-layer feature per frame. Its `BackboneCfg` carries the `Preprocessing` the weights
+expect (the paper's recipe for resnet50/101 and tsm_r50, the model's pretrained config for
+`timm:`), with any `--resize`/`--crop` override applied by `create_backbone`: the stage applies that
+very object and writes it to the feature set's attrs. Each backbone also knows the reference
+transform of its own library (torchvision's weights transforms, timm's `create_transform`), which
+`--verify` and the tests compare against.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from videolt.errors import ConfigError, UnknownNameError, UsageError
+from videolt.extract.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from videolt.registry import Registry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["BACKBONES", "BACKBONE_PREFIXES", "PAPER_PREPROCESSING", "Backbone", "BackboneCfg", "create_backbone",
+           "parse_backbone_name", "torchvision_reference"]
+
+# The VideoLT paper's recipe, kept by its backbones (resnet50, resnet101, tsm_r50).
+PAPER_PREPROCESSING = Preprocessing(resize=256, crop=256, interpolation="bilinear", antialias=True,
+                                    mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 BackboneFactory = Callable[..., "Backbone"]
-# Plain names ("resnet50") → factory(weights=, seed=, **opts).
+# Plain names ("resnet50") → factory(weights=, seed=, crop=, **opts).
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")
-# "<prefix>:<name>" → factory(name, weights=, seed=, **opts), e.g. "timm:convnext_tiny".
+# "<prefix>:<name>" → factory(name, weights=, seed=, crop=, **opts), e.g. "timm:convnext_tiny".
+# `crop` is the square input side asked for (None: the weights' own); a factory whose model has a
+# fixed input size builds it at that size or raises a ConfigError naming the sizes it takes.
 BACKBONE_PREFIXES: Registry[BackboneFactory] = Registry("backbone prefix")
+_FACTORY_KEYWORDS = ("weights", "seed", "crop")  # passed by create_backbone itself, not options
+
+# A reference transform: one RGB frame (PIL image) → float32 [3, crop, crop], built by the
+# backbone's own library from a Preprocessing.
+ReferenceTransform = Callable[[Any], Tensor]
+ReferenceFactory = Callable[[Preprocessing], ReferenceTransform]
+
+
+def torchvision_reference(pre: Preprocessing) -> ReferenceTransform:
+    """torchvision's classification weights transform (`ResNet50_Weights.IMAGENET1K_V1.transforms()`,
+    i.e. `ImageClassification`) with this preprocessing's sizes, interpolation and mean/std."""
+    from torchvision.models import ResNet50_Weights
+    from torchvision.transforms import InterpolationMode
+
+    return ResNet50_Weights.IMAGENET1K_V1.transforms(
+        crop_size=pre.crop, resize_size=pre.resize, mean=pre.mean, std=pre.std,
+        interpolation=InterpolationMode(pre.interpolation), antialias=pre.antialias)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,11 +65,7 @@ class BackboneCfg:
     weights_sha256: str | None  # of the weights file; None for random init (and timm hub weights)
     seed: int | None  # init seed, for random weights only
     dim: int  # feature size per frame
-    resize: int  # short side before the centre crop, as the weights were evaluated
-    crop: int  # square centre crop fed to the network
-    interpolation: str  # "bilinear" or "bicubic"
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    preprocessing: Preprocessing  # the input the model is fed (its weights' own unless overridden)
     temporal: bool = False  # frames interact: pass one video's frames in temporal order
     n_segment: int | None = None  # frames per temporal segment (temporal backbones)
 
@@ -50,8 +74,8 @@ class BackboneCfg:
             raise ConfigError(f"backbone {self.name}: n_segment must be a positive integer, got {self.n_segment!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (tuples become lists), for Zarr attrs and run configs."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain JSON-ready dict, for Zarr attrs and run configs (`preprocessing` as its own `to_dict()`)."""
+        return {**asdict(self), "preprocessing": self.preprocessing.to_dict()}
 
 
 class Backbone(nn.Module):
@@ -65,12 +89,25 @@ class Backbone(nn.Module):
     is called as `model(x, n_segment)` with x a whole number of segments.
     """
 
-    def __init__(self, model: nn.Module, cfg: BackboneCfg):
+    def __init__(self, model: nn.Module, cfg: BackboneCfg, reference: ReferenceFactory = torchvision_reference):
         super().__init__()
         self.model = model
         self.cfg = cfg
+        self._reference = reference
         self.requires_grad_(False)
         self.eval()
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.cfg.preprocessing
+
+    def reference_transform(self) -> ReferenceTransform:
+        """The backbone library's own transform for `preprocessing`: PIL RGB frame → float32 [3, crop, crop].
+
+        An independent path to the same input (used by `--verify` and the tests); its resampling
+        filter may differ from the batched tensor one by a grey level or two.
+        """
+        return self._reference(self.cfg.preprocessing)
 
     def train(self, mode: bool = True) -> Backbone:
         """Stay in eval mode: BatchNorm must use its running statistics for features."""
@@ -107,12 +144,15 @@ def parse_backbone_name(name: str) -> tuple[str | None, str]:
     return prefix, rest
 
 
-def create_backbone(name: str, *, weights: str = "imagenet", seed: int = 0, **opts: Any) -> Backbone:
+def create_backbone(name: str, *, weights: str = "imagenet", seed: int = 0, resize: int | None = None,
+                    crop: int | None = None, **opts: Any) -> Backbone:
     """Build a backbone by name, e.g. `create_backbone("resnet50", weights="random", seed=1)`.
 
     weights: a named set the backbone offers ("imagenet"; "kinetics400" for tsm_r50), "random"
-    (seeded init) or a local .pth/.pt/.bin/.safetensors file. Options the factory does not
-    take are a ConfigError.
+    (seeded init) or a local .pth/.pt/.bin/.safetensors file. resize/crop: replace the short side
+    and the centre crop of the backbone's own preprocessing (None keeps them); a model with a fixed
+    input size is built at `crop` where its library can, else refused. Options the factory does
+    not take are a ConfigError.
     """
     prefix, rest = parse_backbone_name(name)
     if prefix is None:
@@ -123,12 +163,25 @@ def create_backbone(name: str, *, weights: str = "imagenet", seed: int = 0, **op
     else:
         factory, args = BACKBONE_PREFIXES.get(prefix), (rest,)
     _check_opts(name, factory, opts)
-    return factory(*args, weights=weights, seed=seed, **opts)
+    for key, value in (("resize", resize), ("crop", crop)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key} must be a positive number of pixels, got {value!r}")
+    backbone = factory(*args, weights=weights, seed=seed, crop=crop, **opts)
+    own = backbone.cfg.preprocessing
+    if resize is None and crop is None:
+        return backbone
+    if (crop if crop is not None else own.crop) > (resize if resize is not None else own.resize):
+        given = " and ".join(f"--{k} {v}" for k, v in (("resize", resize), ("crop", crop)) if v is not None)
+        raise ConfigError(f"{name}: {given} would crop {crop or own.crop} px from a short side of "
+                          f"{resize or own.resize} px (its own: resize {own.resize}, crop {own.crop}); "
+                          f"pass --resize at least the crop")
+    backbone.cfg = replace(backbone.cfg, preprocessing=own.override(resize=resize, crop=crop))
+    return backbone
 
 
 def _check_opts(name: str, factory: BackboneFactory, opts: dict[str, Any]) -> None:
     params = inspect.signature(factory).parameters
-    known = sorted(p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p not in ("weights", "seed"))
+    known = sorted(p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p not in _FACTORY_KEYWORDS)
     unknown = sorted(set(opts) - set(known))
     if unknown:
         raise ConfigError(f"backbone {name} takes no option {', '.join(unknown)} (known: {', '.join(known) or 'none'})")

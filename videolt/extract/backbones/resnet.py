@@ -1,7 +1,8 @@
 """torchvision ResNet-50/101: the per-frame 2048-d features of the VideoLT paper.
 
-"imagenet" pins `IMAGENET1K_V1` (resize 256, crop 224, bilinear), the weights the paper-era
-features were computed with; the newer V2 weights expect other preprocessing.
+"imagenet" pins `IMAGENET1K_V1`, the weights the paper-era features were computed with (the newer
+V2 weights expect other preprocessing). The input is the paper's recipe, not torchvision's
+evaluation crop of 224: short side 256, centre crop 256, bilinear, ImageNet mean/std.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Callable
 from torch import nn
 from torchvision import models as tvm
 
-from videolt.extract.backbones._registry import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneCfg
+from videolt.extract.backbones._registry import BACKBONES, PAPER_PREPROCESSING, Backbone, BackboneCfg
 from videolt.extract.backbones.weights import (
     download_state_dict,
     load_checked,
@@ -27,7 +28,10 @@ CLASSIFIER_PREFIXES = ("fc.",)
 def build_resnet(
     name: str, builder: Callable[..., tvm.ResNet], imagenet: tvm.WeightsEnum, *, weights: str, seed: int
 ) -> Backbone:
-    """A torchvision ResNet with `fc` removed, so its output is the global-average-pooled feature."""
+    """A torchvision ResNet with `fc` removed, so its output is the global-average-pooled feature.
+
+    It takes any input size (adaptive pooling), so a `--crop` override needs nothing here.
+    """
     kind = parse_weights(weights, ("imagenet",), name)
     with seeded(seed):
         model = builder(weights=None)
@@ -48,20 +52,16 @@ def build_resnet(
         weights_sha256=sha256,
         seed=seed if kind == "random" else None,
         dim=dim,
-        resize=256,
-        crop=224,
-        interpolation="bilinear",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        preprocessing=PAPER_PREPROCESSING,
     )
     return Backbone(model, cfg)
 
 
 @BACKBONES.register("resnet50")
-def resnet50(*, weights: str, seed: int) -> Backbone:
+def resnet50(*, weights: str, seed: int, crop: int | None = None) -> Backbone:
     return build_resnet("resnet50", tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, weights=weights, seed=seed)
 
 
 @BACKBONES.register("resnet101")
-def resnet101(*, weights: str, seed: int) -> Backbone:
+def resnet101(*, weights: str, seed: int, crop: int | None = None) -> Backbone:
     return build_resnet("resnet101", tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V1, weights=weights, seed=seed)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from videolt.extract.backbones._registry import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneCfg
+from videolt.extract.backbones._registry import BACKBONES, PAPER_PREPROCESSING, Backbone, BackboneCfg
 from videolt.extract.backbones.weights import (
     download_state_dict,
     load_checked,
@@ -105,7 +105,7 @@ def tsm_to_torchvision_keys(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 @BACKBONES.register("tsm_r50")
-def tsm_r50(*, weights: str, seed: int, n_segment: int = DEFAULT_N_SEGMENT) -> Backbone:
+def tsm_r50(*, weights: str, seed: int, crop: int | None = None, n_segment: int = DEFAULT_N_SEGMENT) -> Backbone:
     """TSM ResNet-50; weights "kinetics400" (MMAction2 release), "random" or a TSM/MMAction2/torchvision file."""
     kind = parse_weights(weights, ("kinetics400",), "tsm_r50")
     with seeded(seed):
@@ -125,11 +125,7 @@ def tsm_r50(*, weights: str, seed: int, n_segment: int = DEFAULT_N_SEGMENT) -> B
         weights_sha256=sha256,
         seed=seed if kind == "random" else None,
         dim=2048,
-        resize=256,
-        crop=224,
-        interpolation="bilinear",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        preprocessing=PAPER_PREPROCESSING,  # the paper's recipe; any input size works (adaptive pooling)
         temporal=True,
         n_segment=n_segment,
     )
