@@ -216,6 +216,7 @@ class FeatureSink:
         self.amp = cuda if amp is None else amp
         self.channels_last = cuda if channels_last is None else channels_last
         self.batch_size = batch_size
+        self.compile = compile  # pad short batches to one shape only when compiling
         self.specs = list(specs)
         self.models = []
         for spec in self.specs:
@@ -270,7 +271,7 @@ class FeatureSink:
             for i in range(0, len(x), step):
                 chunk = x[i:i + step]
                 n = len(chunk)
-                if n < step and not bb.cfg.temporal:  # static shapes for torch.compile
+                if n < step and self.compile and not bb.cfg.temporal:  # static shapes for torch.compile
                     chunk = torch.cat([chunk, chunk[-1:].expand(step - n, *chunk.shape[1:])])
                 outs.append(forward(chunk)[:n].float())
         return torch.cat(outs).cpu().numpy()  # [T, dim] float32
