@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
-
 __all__ = ["CODECS", "DEMUXERS", "Plan", "PlanMismatch", "plan_selection"]
 
 # Codecs whose libavcodec decoder discards non-reference frames per packet (skip_frame "NONREF").
@@ -82,6 +80,8 @@ def plan_selection(path: Path, demuxer: str, stream_index: int, codec: str, star
         return f"container {demuxer} (its packets may lack presentation timestamps)"
     if start is None or time_base is None:
         return "the stream has no start time"
+    import av  # here, not at the top: the decoders package imports without PyAV
+
     pts: list[int] = []
     try:
         with av.open(str(path), metadata_errors="ignore") as container:

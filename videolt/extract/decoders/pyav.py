@@ -16,11 +16,9 @@ from __future__ import annotations
 import logging
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from videolt.extract.decoders._base import (
     Deadline,
@@ -32,6 +30,10 @@ from videolt.extract.decoders._base import (
 )
 from videolt.extract.decoders._selective import Plan, PlanMismatch, plan_selection
 from videolt.extract.failures import ExtractFailure
+
+if TYPE_CHECKING:  # PyAV is imported where a video is decoded: the package imports without it (GPU benchmark box)
+    import av
+    from av.video.reformatter import VideoReformatter
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ def decode_pyav(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOp
 
 def _decode(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOptions, report: DecodeReport,
             *, selective: bool) -> Iterator[tuple[float, np.ndarray]]:
+    import av
+    from av.video.reformatter import VideoReformatter
+
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -171,7 +176,7 @@ def _declared_end(container: av.container.InputContainer, stream: av.VideoStream
     if stream.duration:
         return float(stream.duration * stream.time_base), False
     if container.duration and len(container.streams) == 1:
-        return container.duration / av.time_base, True
+        return container.duration / 1_000_000, True  # AV_TIME_BASE
     return None
 
 
