@@ -4,12 +4,14 @@ leaves nothing running. The Ray executor runs the same checks in tests/test_ray.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from videolt.errors import UsageError
 from videolt.pipeline.executors import create_executor
 
 KINDS = ["threads", "local"]
@@ -26,6 +28,10 @@ def nap(seconds: float) -> float:
 
 def sigint_ignored(_: object) -> bool:
     return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def niceness(_: object) -> int:
+    return os.nice(0)
 
 
 def marked(job: tuple[str, int]) -> int:
@@ -82,6 +88,17 @@ def test_local_workers_ignore_sigint():
         assert list(ex.run(sigint_ignored, [None])) == [True]
     finally:
         ex.close()
+
+
+def test_local_workers_run_at_the_priority_asked():
+    """`nice` lowers the work processes' priority (the extract stage's decoders beside a CPU backbone)."""
+    ex = create_executor("local", workers=1, nice=5)
+    try:
+        assert list(ex.run(niceness, [None])) == [os.nice(0) + 5]
+    finally:
+        ex.close()
+    with pytest.raises(UsageError, match="nice"):
+        create_executor("local", workers=1, nice=-1)
 
 
 @pytest.mark.parametrize("kind", KINDS)

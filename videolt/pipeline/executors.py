@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, Executor as _Pool, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
@@ -46,10 +47,13 @@ def create_executor(name: str, **opts: Any) -> Executor:
 
 
 def stage_executor(name: str, *, workers: int, in_flight: int | None = None,
-                   ray_address: str | None = None) -> Executor:
-    """The executor a stage config names, with its `workers` (and `ray_address`, the cluster to join)."""
-    address = {"address": ray_address} if ray_address is not None else {}
-    return create_executor(name, workers=workers, in_flight=in_flight, **address)
+                   ray_address: str | None = None, nice: int = 0) -> Executor:
+    """The executor a stage config names, with its `workers` (and `ray_address`, the cluster to join;
+    `nice`, the priority increment of local work processes: other executors ignore it)."""
+    opts: dict[str, Any] = {"address": ray_address} if ray_address is not None else {}
+    if nice and name == "local":
+        opts["nice"] = nice
+    return create_executor(name, workers=workers, in_flight=in_flight, **opts)
 
 
 def _identity(partial: Any) -> Any:
@@ -132,19 +136,29 @@ class ThreadExecutor(_PoolExecutor):
 
 @EXECUTORS.register("local")
 class LocalExecutor(_PoolExecutor):
-    """`workers` processes for `work` (0: in this thread); two jobs in flight per process."""
+    """`workers` processes for `work` (0: in this thread); two jobs in flight per process. `nice` > 0
+    lowers the processes' priority, so that they yield the cores to this process (e.g. a CPU backbone)."""
 
     jobs_per_worker = 2
+
+    def __init__(self, workers: int = 1, in_flight: int | None = None, nice: int = 0):
+        super().__init__(workers, in_flight)
+        if nice < 0:
+            raise UsageError(f"nice must be >= 0 (a lower priority), got {nice}")
+        self.nice = nice
 
     def _make_pool(self) -> _Pool:
         # forkserver: workers never inherit the parent's torch threads or open files.
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("forkserver"),
-                                   initializer=_ignore_sigint)
+                                   initializer=_init_worker, initargs=(self.nice,))
 
 
-def _ignore_sigint() -> None:
-    """In a pool worker: the terminal's Ctrl-C goes to the whole process group; the driver decides."""
+def _init_worker(nice: int = 0) -> None:
+    """In a pool worker: the terminal's Ctrl-C goes to the whole process group; the driver decides.
+    `nice` lowers this worker's priority."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice:
+        os.nice(nice)
 
 
 @EXECUTORS.register("ray")
