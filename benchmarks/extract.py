@@ -14,7 +14,9 @@ state; `--only NAME` runs one there and prints JSON), measurements interleaved o
 - stage: `extract_features` over the videos, decoding included, cores sized by
   `videolt.extract.cores` unless `--workers`/`--decoder-threads`/`--torch-threads`/`--nice` say
   otherwise; the whole run (pool and model start-up included) and its steady state (first to
-  last finished video), and the run's decode/inference split.
+  last finished video), and the run's decode/inference split;
+- stage_before: the same with the sizing before issue 17 (2 decoders on FFmpeg's threads at
+  normal priority, every frame decoded).
 The figure of merit is stage / min(bare, decode). Sources are 360p 30 fps H.264 (x264 high, fast,
 B-frames, ~300 kb/s: a streaming bitrate), `--seconds` long, generated once into `--cache`.
 On CUDA the sink and the bare forward use bf16 autocast and channels_last.
@@ -195,12 +197,20 @@ def stage_rate(args: argparse.Namespace) -> dict:
             "seconds": counts["seconds"], "split": counts["split"]}
 
 
+def stage_before_rate(args: argparse.Namespace) -> dict:
+    """The stage as sized before issue 17: 2 decode processes on FFmpeg's threads at normal priority, every
+    frame decoded (the sink's allocator setting stays: `bare_default_malloc` shows what it is worth)."""
+    return stage_rate(argparse.Namespace(**{**vars(args), "workers": 2, "decoder_threads": 0, "nice": 0,
+                                            "full_decode": True}))
+
+
 MEASUREMENTS = {
     "bare": bare_rate,
     "bare_default_malloc": lambda args: bare_rate(args, malloc="default"),
     "sink": sink_rate,
     "decode": decode_rate,
     "stage": stage_rate,
+    "stage_before": stage_before_rate,
 }
 
 

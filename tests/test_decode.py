@@ -174,6 +174,13 @@ def test_selective_falls_back_where_it_must(tmp_path: Path, videos: dict[str, Pa
         selective, full = read_frames(path), read_frames(path, selective=False)
         assert not selective.report.selective and selective.report.fallback.startswith(reason)
         assert selective.report.decoded == full.report.decoded and np.array_equal(selective.frames, full.frames)
+    raw = tmp_path / "pyramid.h264"  # an elementary stream: no timestamps at all (and no frame placed: empty)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(videos["h264_pyramid_strict"]), "-c", "copy",
+                    "-bsf:v", "h264_mp4toannexb", str(raw)], check=True)
+    stream = iter_frames(raw)
+    with pytest.raises(DecodeError, match="empty"):
+        list(stream)
+    assert not stream.report.selective and stream.report.fallback.startswith("container h264")
     off = read_frames(videos["h264_open_gop"], selective=False)  # switched off: no fallback to explain
     assert not off.report.selective and off.report.fallback is None
     assert off.report.to_info() == {"selective": False, "decoded_frames": 75}
