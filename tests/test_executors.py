@@ -101,6 +101,31 @@ def test_local_workers_run_at_the_priority_asked():
         create_executor("local", workers=1, nice=-1)
 
 
+class _Doubler:
+    def consume(self, x: int) -> int:
+        return 2 * x
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sink_is_built_while_the_first_jobs_run(tmp_path, kind):
+    """Work starts before the sink is built (a backbone takes seconds to construct)."""
+    ex = create_executor(kind, workers=1, in_flight=2)
+    seen = []
+
+    def factory() -> _Doubler:
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob("*.start")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(len(list(tmp_path.glob("*.start"))))
+        return _Doubler()
+
+    try:
+        assert sorted(ex.run(marked, [(str(tmp_path), i) for i in range(3)], factory)) == [0, 2, 4]
+    finally:
+        ex.close()
+    assert seen and seen[0] >= 1
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_early_close_waits_for_running_jobs_and_cancels_the_rest(tmp_path, kind):
     ex = create_executor(kind, workers=1, in_flight=4)

@@ -61,10 +61,14 @@ def _identity(partial: Any) -> Any:
 
 
 def _drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int,
-           finish: Callable[[Any], Any]) -> Iterator[Any]:
-    """Run `work` over `jobs` on `pool`, at most `in_flight` at a time, pulling a job only when there is room."""
+           sink_factory: SinkFactory | None) -> Iterator[Any]:
+    """Run `work` over `jobs` on `pool`, at most `in_flight` at a time, pulling a job only when there is room.
+
+    The sink is built once the first jobs are handed over, so that they run while it is built (a
+    backbone takes seconds to construct, a worker pool seconds to start)."""
     pending: set[Future] = set()
     it = iter(jobs)
+    finish: Callable[[Any], Any] | None = None
     try:
         try:
             while True:
@@ -74,6 +78,8 @@ def _drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flig
                         it = None
                     else:
                         pending.add(pool.submit(work, job))
+                if finish is None:
+                    finish = sink_factory().consume if sink_factory else _identity
                 if not pending:
                     return
                 done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
@@ -81,6 +87,8 @@ def _drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flig
                     pending.discard(fut)
                     yield finish(fut.result())
         except KeyboardInterrupt:
+            if finish is None:  # interrupted while the sink was built: nothing can take the results
+                raise
             log.warning("interrupted: finishing the %d jobs in flight, then stopping", len(pending))
             while pending:
                 done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
@@ -110,15 +118,14 @@ class _PoolExecutor:
         raise NotImplementedError
 
     def run(self, work, jobs, sink_factory: SinkFactory | None = None, *, sink_gpus: float = 0) -> Iterator[Any]:
-        sink = sink_factory() if sink_factory else None
-        finish = sink.consume if sink else _identity
         if self.workers == 0:  # in this thread
+            finish = sink_factory().consume if sink_factory else _identity
             for job in jobs:
                 yield finish(work(job))
             return
         if self._pool is None:
             self._pool = self._make_pool()
-        yield from _drive(self._pool, work, jobs, self.in_flight, finish)
+        yield from _drive(self._pool, work, jobs, self.in_flight, sink_factory)
 
     def close(self) -> None:
         if self._pool is not None:
