@@ -190,11 +190,11 @@ def stage_rate(args: argparse.Namespace) -> dict:
                             selective=not args.full_decode)
         counts = extract_features(wd, cfg, progress=False)
         assert counts["done"] == counts["videos"] == len(sources), counts
-        with wd.manifest() as m:
-            finished = sorted(s.finished_at for s in m.states("features:bench").values())
-    steady = (len(finished) - 1) * args.frames / (finished[-1] - finished[0]) if len(finished) > 1 else None
+    split = counts["split"]  # steady state: from the first video done to the last
+    after_first = counts["seconds"] - split["first_video_s"]
+    steady = (counts["done"] - 1) * args.frames / after_first if counts["done"] > 1 and after_first > 0 else None
     return {"fps": counts["done"] * args.frames / counts["seconds"], "steady_fps": steady,
-            "seconds": counts["seconds"], "split": counts["split"]}
+            "seconds": counts["seconds"], "split": split}
 
 
 def stage_before_rate(args: argparse.Namespace) -> dict:

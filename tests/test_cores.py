@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from videolt.extract.config import ExtractConfig
-from videolt.extract.cores import CPU_DECODER_NICE, CorePlan, available_cores, keep_freed_memory, plan_cores, sized
+from videolt.extract.cores import CorePlan, available_cores, keep_freed_memory, plan_cores, sized
 
 
 def test_gpu_gets_one_single_threaded_decoder_per_core():
@@ -16,14 +16,16 @@ def test_gpu_gets_one_single_threaded_decoder_per_core():
     assert plan == CorePlan(cores=16, workers=16, decoder_threads=1, torch_threads=1, decoder_nice=0)
 
 
-def test_cpu_backbone_gets_every_core_and_decoders_yield_to_it():
-    plan = plan_cores("cpu", cores=2)
-    assert plan == CorePlan(cores=2, workers=2, decoder_threads=1, torch_threads=2, decoder_nice=CPU_DECODER_NICE)
-    assert "2 decode process(es) of 1 thread(s) at nice +10, 2 inference thread(s)" in plan.describe()
+def test_cpu_backbone_gets_every_core_and_a_quarter_of_them_decode():
+    assert plan_cores("cpu", cores=2) == CorePlan(cores=2, workers=1, decoder_threads=1, torch_threads=2,
+                                                  decoder_nice=0)
+    plan = plan_cores("cpu", cores=16)
+    assert (plan.workers, plan.decoder_threads, plan.torch_threads) == (4, 1, 16)
+    assert plan.describe() == "16 cores: 4 decode process(es) of 1 thread(s), 16 inference thread(s)"
 
 
 @pytest.mark.parametrize("workers,threads", [(0, 0), (1, 8), (3, 2), (8, 1), (20, 1)])
-def test_fewer_decoders_share_the_cores(workers, threads):
+def test_fewer_decoders_share_the_cores_beside_a_gpu(workers, threads):
     """Decoding in the sink's process takes FFmpeg's thread choice; fewer decoders than cores split them."""
     assert plan_cores("cuda", cores=8, workers=workers).decoder_threads == threads
 
@@ -35,8 +37,8 @@ def test_given_values_are_kept():
 
 
 def test_sized_config_fills_only_unset_keys_and_leaves_ray_its_cluster():
-    cfg = sized(ExtractConfig(workers=1), "cpu", cores=4)
-    assert (cfg.workers, cfg.decoder_threads, cfg.torch_threads, cfg.decoder_nice) == (1, 4, 4, CPU_DECODER_NICE)
+    cfg = sized(ExtractConfig(workers=3, decoder_nice=5), "cpu", cores=4)
+    assert (cfg.workers, cfg.decoder_threads, cfg.torch_threads, cfg.decoder_nice) == (3, 1, 4, 5)
     ray = sized(ExtractConfig(executor="ray"), "cuda", cores=4)
     assert ray.workers is None and ray.decoder_threads == 1  # one decode task per cluster CPU
 

@@ -30,8 +30,7 @@ class ExtractConfig:
                                 "the cores and the device (extract/cores.py)")
     decoder_threads: int | None = field(None, "threads per decoder (0: FFmpeg's choice); default: sized with workers")
     torch_threads: int | None = field(None, "inference threads of the backbone process; default: sized with workers")
-    decoder_nice: int | None = field(None, "priority increment of the decode processes (local executor); default: "
-                                     "10 when the backbone runs on the CPU, else 0")
+    decoder_nice: int | None = field(None, "priority increment of the decode processes (local executor); default 0")
     executor: Literal["local", "ray"] = field("local", "where decoding runs: processes here or a Ray cluster")
     ray_address: str | None = field(None, "Ray cluster to join (executor ray; default: start a local one)")
     splits: tuple[str, ...] = field((), "only these splits (default: all)")

@@ -1,25 +1,27 @@
 """How the extract stage shares the cores: decode processes, decoder threads, inference threads.
 
 Sized together from the cores this process may use and the device, by what was measured on a
-2-core VM (benchmarks/RESULTS.md "## extract"):
+2-core VM (benchmarks/RESULTS.md "## decode" and "## extract"):
 
 - One FFmpeg thread per decoder is the cheapest way to decode: frame threads cost about 40 % more
-  CPU for the same video (2.2 vs 1.5 CPU-s for 150 s of 360p H.264), so decoding throughput comes
+  CPU for the same video (2.0 vs 1.5 CPU-s for 150 s of 360p H.264), so decoding throughput comes
   from processes, one thread each.
 - On a GPU the decoders are the bottleneck (one GPU needs on the order of a hundred decoding
-  cores): one decoder per core at normal priority; the sink needs one torch thread.
-- On a CPU device the backbone costs 10–20× the decoding (ResNet-50 at 224: ~165 ms of CPU a
-  frame, against ~10 ms to decode, resize and crop one from 360p). The backbone gets every core
-  as torch threads and the decoders run at a lower priority (`nice`): a decoder at the same
-  priority takes a core from one torch thread, and the others wait for it at the next barrier.
-  Lowered, decoders run in the backbone's gaps and whenever it waits for a video.
+  cores): one decoder per core; the sink needs one torch thread.
+- On a CPU device the backbone costs far more than the decoding (ResNet-50 at 224: ~130 ms of CPU
+  a frame, against ~10 ms to decode, resize and crop one from 360p with selective decoding, ~40 ms
+  from 720p). The backbone gets every core as torch threads and a quarter of the cores decode
+  (at least one decoder): enough to stay ahead of it at 720p, few enough that decoders seldom take
+  a core from a torch thread (the other threads would wait for it at the next barrier).
 - glibc gives blocks above 32 MB back to the kernel when freed, and a CPU forward pass allocates
-  many such blocks (a ResNet-50 activation at batch 30 is 96 MB): each pass faulted them in anew,
-  and the kernel's page zeroing took ~30 % of the CPU. `keep_freed_memory` makes the inference
-  process keep and reuse its freed memory instead.
+  many such blocks (a ResNet-50 activation at batch 150 is 480 MB): each pass faulted them in anew,
+  and the page faults took 30–45 % of the forward's CPU time. `keep_freed_memory` makes the inference
+  process keep and reuse its freed memory instead (1.8x the bare ResNet-50 forward on that VM).
 
 Every number is a config key (`workers`, `decoder_threads`, `torch_threads`, `decoder_nice`); the
-plan only fills in those left unset.
+plan only fills in those left unset. Decoders run at normal priority unless `decoder_nice` says
+otherwise: a lower one was not measurably better on the 2-core VM, and on a shared machine it
+leaves them to starve behind other users' jobs.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ __all__ = ["CorePlan", "available_cores", "keep_freed_memory", "plan_cores", "si
 
 log = logging.getLogger(__name__)
 
-# nice increment of decoders sharing the cores with a CPU backbone: they yield to it.
-CPU_DECODER_NICE = 10
+# Decode processes per core beside a CPU backbone (see above; at least one).
+CPU_DECODERS_PER_CORE = 0.25
 
 # glibc mallopt parameters (malloc.h) and their defaults.
 _M_TRIM_THRESHOLD = -1
@@ -56,7 +58,7 @@ class CorePlan:
     workers: int  # decode processes (0: decode in the sink's process)
     decoder_threads: int  # FFmpeg threads per decoder (0: FFmpeg's choice)
     torch_threads: int  # intra-op threads of the backbone process
-    decoder_nice: int  # nice increment of the decode processes
+    decoder_nice: int  # nice increment of the decode processes (0: normal priority)
 
     def describe(self) -> str:
         nice = f" at nice +{self.decoder_nice}" if self.decoder_nice else ""
@@ -79,16 +81,16 @@ def plan_cores(device_type: str, *, cores: int | None = None, workers: int | Non
     """The plan for a backbone on `device_type` ("cpu", "cuda", ...); given values are kept as they are."""
     cores = cores or available_cores()
     on_cpu = device_type == "cpu"
-    workers = cores if workers is None else workers
+    if workers is None:
+        workers = max(round(cores * CPU_DECODERS_PER_CORE), 1) if on_cpu else cores
     if decoder_threads is None:
-        # One thread per decoder while there is a decoder per core; fewer decoders share the rest;
-        # decoding in the sink's process (workers 0) alternates with inference, so it takes them all.
-        decoder_threads = 0 if workers == 0 else 1 if workers >= cores else max(cores // workers, 1)
+        # One thread per decoder: decoders are processes; on a GPU machine with fewer decoders than
+        # cores they share the rest; decoding in the sink's process (workers 0) alternates with
+        # inference, so it takes FFmpeg's own choice.
+        decoder_threads = 0 if workers == 0 else 1 if on_cpu or workers >= cores else max(cores // workers, 1)
     if torch_threads is None:
         torch_threads = cores if on_cpu else 1
-    if decoder_nice is None:
-        decoder_nice = CPU_DECODER_NICE if on_cpu and workers > 0 else 0
-    return CorePlan(cores, workers, decoder_threads, torch_threads, decoder_nice)
+    return CorePlan(cores, workers, decoder_threads, torch_threads, decoder_nice or 0)
 
 
 def sized(cfg: ExtractConfig, device_type: str, *, cores: int | None = None) -> ExtractConfig:

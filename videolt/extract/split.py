@@ -28,6 +28,8 @@ class Split:
         self.videos = self.selective = 0
         self.decode_s = self.decode_cpu_s = self.inference_s = self.wait_s = 0.0
         self._usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._start = time.perf_counter()
+        self.first_s: float | None = None  # seconds until the first video was done (start-up included)
 
     def timed(self, results: Iterable[RowResult]) -> Iterator[RowResult]:
         """The results, each timed from the moment the driver asked for it."""
@@ -44,6 +46,8 @@ class Split:
     def add(self, r: RowResult, seconds: float) -> None:
         """Count one video that took the driver `seconds` to get (its inference included, when local)."""
         self.videos += 1
+        if self.first_s is None:
+            self.first_s = time.perf_counter() - self._start
         self.decode_s += r.decode_seconds
         self.decode_cpu_s += float(r.decode_info.get("cpu_seconds", 0.0))
         self.inference_s += r.infer_seconds
@@ -54,7 +58,8 @@ class Split:
         """Plain numbers for the run's counts (`--json`)."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {
-            "wall_s": round(wall_s, 2), "inference_s": round(self.inference_s, 2), "wait_s": round(self.wait_s, 2),
+            "wall_s": round(wall_s, 2), "first_video_s": round(self.first_s or 0.0, 2),
+            "inference_s": round(self.inference_s, 2), "wait_s": round(self.wait_s, 2),
             "decode_s": round(self.decode_s, 2), "decode_cpu_s": round(self.decode_cpu_s, 2),
             "driver_user_s": round(usage.ru_utime - self._usage.ru_utime, 2),
             "driver_sys_s": round(usage.ru_stime - self._usage.ru_stime, 2),
@@ -69,7 +74,8 @@ class Split:
         if not s["videos"]:
             return "split: no video"
         busy = s["inference_s"] / s["wall_s"] if s["wall_s"] else 0.0
-        return (f"split: {s['videos']} videos in {s['wall_s']:.1f} s; inference {s['inference_s']:.1f} s "
+        return (f"split: {s['videos']} videos in {s['wall_s']:.1f} s (the first after {s['first_video_s']:.1f} s); "
+                f"inference {s['inference_s']:.1f} s "
                 f"({busy:.0%} of the time), waiting for decoded videos {s['wait_s']:.1f} s; decoding "
                 f"{s['decode_s']:.1f} s in workers ({s['decode_cpu_s']:.1f} CPU-s, selective "
                 f"{s['selective_videos']}/{s['videos']} videos); driver CPU {s['driver_user_s']:.1f} s user + "

@@ -99,7 +99,9 @@ def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[
                               "antialias": True, "scale": "[0, 1]", "mean": list(bb.cfg.mean),
                               "std": list(bb.cfg.std), "channel_order": "RGB",
                               "temporal_sampling": f"floor(linspace(0, n - 1, {cfg.frames}))"},
-            "decoder": {"name": decoder.name, "version": decoder.version(), "selective": cfg.selective},
+            # Not `selective`: it changes no pixel (the manifest records each video's path), and as
+            # provenance it would refuse to resume a set made with the other setting or before it existed.
+            "decoder": {"name": decoder.name, "version": decoder.version()},
             "inference": {"device": str(device), "amp": "bf16" if (cfg.amp if cfg.amp is not None
                                                                 else device.type != "cpu") else "fp32",
                           "compile": cfg.compile},
