@@ -1,20 +1,23 @@
-"""Decode → uint8 150×3×256×256 benchmark: videolt's decode stage vs the ffmpeg CLI route vs the bare decode floor.
+"""1-fps decoding against the bare decode floor, selective and full, on streaming-like sources.
 
-    python benchmarks/decode.py [--repeats 3] [--cache DIR] [--routes ours,ffmpeg_cli,floor]
+    python benchmarks/decode.py [--repeats 3] [--cache DIR] [--sources a,b] [--routes r1,r2] [--threads 0]
 
-Generates (once, cached) a 3-minute 1280×720 25 fps H.264 video and its 640×360 version, then times
-in fresh child processes (so each peak RSS is its own), routes interleaved and their order rotated
-every repeat, all at the caller's `nice` level:
-- ours: `decode_job` exactly as the pipeline runs it (PyAV one pass, RGB only for candidate frames,
-  antialiased bilinear resize to short side 256 and centre crop per kept frame, `sample_indices`)
-  → uint8 [150, 3, 256, 256]; float conversion and normalisation happen on the inference device;
+Generates (once, cached) 150-s sources at streaming bitrates: 640×360 and 1280×720 H.264 (x264 high
+profile, 3 B-frames with a B-pyramid, 30 fps; x264 main profile, 2 B-frames, 25 fps) and VP9
+(libvpx-vp9, alt-ref frames, 30 fps). Times in fresh child processes (so each peak RSS is its own),
+routes interleaved and their order rotated every repeat, all at the caller's `nice` level:
+- floor: `ffmpeg -an -i V -f null -` (decode only, nothing converted or kept);
+- read_full / read_selective: `read_frames` (the 1-fps frames as RGB at native size), every frame
+  decoded (today's path) or selective decoding (frames no tick shows and none references discarded);
+- job_full / job_selective: `decode_job` as the pipeline runs it (PyAV one pass, RGB only for
+  candidate frames, antialiased bilinear resize to short side 256 and centre crop, `sample_indices`)
+  → uint8 [150, 3, 256, 256];
 - ffmpeg_cli: `ffmpeg -vf fps=fps=1:round=up,scale=W:256:flags=bilinear` piping rgb24 into numpy
-  → the same sampling and centre crop → uint8 [150, 3, 256, 256];
-- floor: `ffmpeg -an -i V -f null -` (decode only, nothing converted or kept).
-Every decoder uses FFmpeg's automatic threading (cores + 1 frame threads). Each measurement records
-wall time and CPU time (user + system of the child and of the ffmpeg it runs): on a shared, loaded
-machine CPU time is the steadier measure of work. Prints one JSON line per measurement and a
-Markdown table (medians) for benchmarks/RESULTS.md.
+  → the same sampling and centre crop (not in the default routes).
+Every decoder uses FFmpeg's automatic threading (cores + 1 frame threads), or `--threads N` for all
+(the floor gets `-threads N`). Each measurement records wall time and CPU time (user + system of
+the child and of the ffmpeg it runs): on a shared, loaded machine CPU time is the steadier measure
+of work. Prints one JSON line per measurement and a Markdown table (medians) for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -32,23 +35,34 @@ import threading
 import time
 from pathlib import Path
 
-SECONDS = 180
-SIZES = {"720p": (1280, 720), "360p": (640, 360)}
+SECONDS = 150
 FRAMES, SIDE = 150, 256
+_X264_HIGH = ["-c:v", "libx264", "-profile:v", "high", "-preset", "fast", "-bf", "3", "-b_strategy", "1"]
+_X264_MAIN = ["-c:v", "libx264", "-profile:v", "main", "-preset", "fast", "-bf", "2"]
+_VP9 = ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "5", "-row-mt", "1", "-auto-alt-ref", "1",
+        "-lag-in-frames", "16"]
+# name → (size, fps, encoder options with the bitrate, suffix): typical streaming settings per size.
+SOURCES = {
+    "h264_high_360p": ((640, 360), 30, _X264_HIGH + ["-b:v", "300k", "-maxrate", "450k", "-bufsize", "900k"], "mp4"),
+    "h264_main_360p": ((640, 360), 25, _X264_MAIN + ["-b:v", "350k", "-maxrate", "500k", "-bufsize", "1M"], "mp4"),
+    "vp9_360p": ((640, 360), 30, _VP9 + ["-b:v", "250k"], "webm"),
+    "h264_high_720p": ((1280, 720), 30, _X264_HIGH + ["-b:v", "1500k", "-maxrate", "2M", "-bufsize", "4M"], "mp4"),
+    "h264_main_720p": ((1280, 720), 25, _X264_MAIN + ["-b:v", "1500k", "-maxrate", "2M", "-bufsize", "4M"], "mp4"),
+    "vp9_720p": ((1280, 720), 30, _VP9 + ["-b:v", "1000k"], "webm"),
+}
 
 
 def make_source(cache: Path, name: str) -> Path:
-    """A test pattern with light temporal noise: about 1.6 Mb/s at 720p, like a YouTube 720p stream."""
-    width, height = SIZES[name]
-    path = cache / f"bench_{name}_{SECONDS}s.mp4"
+    """Test pattern with light temporal noise, encoded as a streaming service would (see SOURCES)."""
+    (width, height), fps, codec, suffix = SOURCES[name]
+    path = cache / f"{name}_{SECONDS}s.{suffix}"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part.mp4")
+        tmp = path.with_suffix(f".part.{suffix}")
         subprocess.run(
             ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-             f"testsrc2=size={width}x{height}:rate=25:duration={SECONDS}",
-             "-vf", "noise=alls=4:allf=t", "-c:v", "libx264", "-preset", "veryfast", "-crf", "26",
-             "-bf", "2", "-g", "250", "-pix_fmt", "yuv420p", str(tmp)],
+             f"testsrc2=size={width}x{height}:rate={fps}:duration={SECONDS}",
+             "-vf", "noise=alls=5:allf=t", *codec, "-g", str(10 * fps), "-pix_fmt", "yuv420p", str(tmp)],
             check=True,
         )
         tmp.rename(path)
@@ -90,17 +104,42 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_ours(video: Path) -> tuple[int, tuple[int, ...], float]:
+def _job(video: Path, selective: bool, threads: int) -> tuple[int, tuple[int, ...], float]:
     from videolt.extract.runner import DecodeJob, View, decode_job
 
     before = _rss_mb()
-    d = decode_job(DecodeJob(0, video.stem, str(video), (View(SIDE, SIDE),), frames=FRAMES))
+    d = decode_job(DecodeJob(0, video.stem, str(video), (View(SIDE, SIDE),), frames=FRAMES, selective=selective,
+                             threads=threads))
     if d.failure is not None:
         raise RuntimeError(d.message)
     return d.n_frames, tuple(d.clips[0].shape), _rss_mb() - before
 
 
-def run_ffmpeg_cli(video: Path) -> tuple[int, tuple[int, ...], float]:
+def _read(video: Path, selective: bool, threads: int) -> tuple[int, tuple[int, ...], float]:
+    from videolt.extract.decoders import read_frames
+
+    before = _rss_mb()
+    d = read_frames(video, selective=selective, threads=threads)
+    return len(d), tuple(d.frames.shape), _rss_mb() - before
+
+
+def run_job_full(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
+    return _job(video, False, threads)
+
+
+def run_job_selective(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
+    return _job(video, True, threads)
+
+
+def run_read_full(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
+    return _read(video, False, threads)
+
+
+def run_read_selective(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
+    return _read(video, True, threads)
+
+
+def run_ffmpeg_cli(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
     import numpy as np
 
     from videolt.extract.sampling import sample_indices
@@ -112,7 +151,7 @@ def run_ffmpeg_cli(video: Path) -> tuple[int, tuple[int, ...], float]:
     width, height = int(probe[0]), int(probe[1])
     out_w = int(SIDE * width / height) // 2 * 2  # ffmpeg's -2: the even width that keeps the aspect
     raw, decoder_mb = run_tool(
-        ["ffmpeg", "-v", "error", "-i", str(video), "-an", "-vf",
+        ["ffmpeg", "-v", "error", *_threads(threads), "-i", str(video), "-an", "-vf",
          f"fps=fps=1:round=up,scale={out_w}:{SIDE}:flags=bilinear", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     )
     frames = np.frombuffer(raw, np.uint8).reshape(-1, SIDE, out_w, 3)
@@ -122,15 +161,22 @@ def run_ffmpeg_cli(video: Path) -> tuple[int, tuple[int, ...], float]:
     return len(frames), out.shape, decoder_mb
 
 
-def run_floor(video: Path) -> tuple[int, tuple[int, ...], float]:
-    _, decoder_mb = run_tool(["ffmpeg", "-v", "error", "-an", "-i", str(video), "-f", "null", "-"])
+def run_floor(video: Path, threads: int) -> tuple[int, tuple[int, ...], float]:
+    _, decoder_mb = run_tool(["ffmpeg", "-v", "error", *_threads(threads), "-an", "-i", str(video), "-f", "null", "-"])
     return 0, (), decoder_mb
 
 
-ROUTES = {"ours": run_ours, "ffmpeg_cli": run_ffmpeg_cli, "floor": run_floor}
+def _threads(threads: int) -> list[str]:
+    """ffmpeg's decoder thread option (input side); 0: its automatic choice."""
+    return ["-threads", str(threads)] if threads else []
 
 
-def child(route: str, video: Path) -> dict:
+ROUTES = {"floor": run_floor, "read_full": run_read_full, "read_selective": run_read_selective,
+          "job_full": run_job_full, "job_selective": run_job_selective, "ffmpeg_cli": run_ffmpeg_cli}
+DEFAULT_ROUTES = "floor,read_full,read_selective,job_full,job_selective"
+
+
+def child(route: str, video: Path, threads: int) -> dict:
     """One measurement inside this (fresh) process; imports happen before the clock starts."""
     import numpy  # noqa: F401  (import cost is not decode cost)
 
@@ -138,10 +184,10 @@ def child(route: str, video: Path) -> dict:
 
     baseline = _rss_mb()
     cpu, start = _cpu_seconds(), time.perf_counter()
-    n, shape, decoder_mb = ROUTES[route](video)
+    n, shape, decoder_mb = ROUTES[route](video, threads)
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
     return {
-        "route": route, "video": video.name, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+        "route": route, "video": video.name, "threads": threads, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
         "frames_1fps": n, "output": shape, "decoder_peak_mb": round(decoder_mb, 1),
         "route_growth_mb": round(_rss_mb() - baseline, 1), "baseline_rss_mb": round(baseline, 1),
         "nice": os.nice(0), "load": [round(x, 2) for x in os.getloadavg()],
@@ -152,49 +198,56 @@ def _median(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
+def _paired(rows: list[dict], base: list[dict] | None, key: str) -> str:
+    """Median over repeats of route ÷ base measured in the same repeat ("–" without a base)."""
+    if not base:
+        return "–"
+    return f"{statistics.median(r[key] / b[key] for r, b in zip(rows, base) if b[key]):.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "videolt-bench-decode")
-    parser.add_argument("--routes", default=",".join(ROUTES))
+    parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated: " + ", ".join(SOURCES))
+    parser.add_argument("--routes", default=DEFAULT_ROUTES, help="comma-separated: " + ", ".join(ROUTES))
+    parser.add_argument("--threads", type=int, default=0, help="decoder threads for every route (0: FFmpeg's)")
     parser.add_argument("--child", choices=list(ROUTES), help=argparse.SUPPRESS)
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.video)))
+        print(json.dumps(child(args.child, args.video, args.threads)))
         return
 
-    routes = args.routes.split(",")
-    load_before = os.getloadavg()
+    routes, sources = args.routes.split(","), args.sources.split(",")
+    videos = {name: make_source(args.cache, name) for name in sources}
+    load_before, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M %Z")
     results: dict[tuple[str, str], list[dict]] = {}
-    for name in SIZES:
-        video = make_source(args.cache, name)
-        for rep in range(args.repeats):
+    for rep in range(args.repeats):
+        for name in sources:
             for route in routes[rep % len(routes):] + routes[:rep % len(routes)]:  # rotate the order
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", route, "--video", str(video)],
-                    capture_output=True, check=True, text=True,
+                    [sys.executable, __file__, "--child", route, "--video", str(videos[name]),
+                     "--threads", str(args.threads)], capture_output=True, check=True, text=True,
                 ).stdout
                 row = json.loads(out.strip().splitlines()[-1])
                 print(json.dumps(row), flush=True)
                 results.setdefault((name, route), []).append(row)
 
     print(f"\n{platform.node()} · {platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "
-          f"repeats {args.repeats} · nice {os.nice(0)} · load average {load_before[0]:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after\n")
-    print("| video | route | wall s (median) | × floor | CPU s (median) | × floor | decoder peak MB | "
-          "whole route, extra MB |")
+          f"{started} · repeats {args.repeats} · threads {args.threads or 'auto'} · nice {os.nice(0)} · "
+          f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+    print("× floor and × full: the median over repeats of the ratio to that route in the same repeat.\n")
+    print("| video | route | wall s | × floor | CPU s | × floor | × full | decoder peak MB |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in SIZES:
+    for name in sources:
         floor = results.get((name, "floor"))
         for route in routes:
             rows = results[name, route]
-            wall, cpu = _median(rows, "seconds"), _median(rows, "cpu_seconds")
-            wall_x = f"{wall / _median(floor, 'seconds'):.2f}" if floor else "–"
-            cpu_x = f"{cpu / _median(floor, 'cpu_seconds'):.2f}" if floor else "–"
-            decoder = max(r["decoder_peak_mb"] for r in rows)
-            growth = max(r["route_growth_mb"] for r in rows)
-            print(f"| {name} | {route} | {wall:.2f} | {wall_x} | {cpu:.2f} | {cpu_x} | {decoder:.0f} | {growth:.0f} |")
+            full = results.get((name, route.replace("selective", "full"))) if "selective" in route else None
+            print(f"| {name} | {route} | {_median(rows, 'seconds'):.2f} | {_paired(rows, floor, 'seconds')} | "
+                  f"{_median(rows, 'cpu_seconds'):.2f} | {_paired(rows, floor, 'cpu_seconds')} | "
+                  f"{_paired(rows, full, 'cpu_seconds')} | {max(r['decoder_peak_mb'] for r in rows):.0f} |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -14,9 +15,10 @@ import av
 import numpy as np
 import pytest
 
-from tests.videos import make_video, read_counter, vfr_intervals_ms
+from tests.videos import h264_references, make_video, read_counter, vfr_intervals_ms
 from videolt.errors import StageError, UnknownNameError, UsageError, VideoFailure
 from videolt.extract.decoders import DECODERS, DecodedVideo, DecodeError, iter_frames, read_frames
+from videolt.extract.decoders import _selective, pyav as pyav_decoder
 from videolt.extract.failures import ExtractFailure
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
@@ -39,13 +41,31 @@ CASES = {
     "rotate_270_wide": dict(rotate=-90, size=(96, 64), seconds=2.0),
     "rotate_180": dict(rotate=180, seconds=2.0),
     "bt709": dict(colorspace="itu709", seconds=2.0),
+    # B-pyramids, open GOPs, streaming-like settings: where selective decoding discards frames
+    "h264_pyramid_strict": dict(fps=25, seconds=3.0, encoder={"bf": "3", "x264-params": "b-pyramid=strict:b-adapt=0"}),
+    "h264_pyramid_b4_2997": dict(fps=29.97, seconds=3.0,
+                                 encoder={"bf": "4", "x264-params": "b-pyramid=normal:b-adapt=0"}),
+    "h264_no_pyramid_30": dict(fps=30, seconds=2.5, encoder={"bf": "3", "x264-params": "b-pyramid=none:b-adapt=0"}),
+    "h264_open_gop": dict(fps=25, seconds=3.0, encoder={
+        "bf": "3", "x264-params": "open-gop=1:b-adapt=0:keyint=12:min-keyint=12:scenecut=0"}),
+    "h264_main_streaming": dict(fps=25, seconds=3.0, encoder={"qp": None, "profile": "main", "crf": "30",
+                                                               "preset": "medium"}),
+    "mkv_pyramid_offset": dict(fps=25, seconds=2.5, start_offset=0.5,
+                               encoder={"bf": "3", "x264-params": "b-pyramid=strict:b-adapt=0"}),
+    "h264_no_bframes": dict(fps=25, seconds=2.0, bframes=False),
 }
 SUFFIX = {"vp9_webm": ".webm", "mkv_start_offset": ".mkv", "vfr_mkv": ".mkv", "mkv_late_start": ".mkv",
-          "webm_late_start": ".webm"}
+          "webm_late_start": ".webm", "mkv_pyramid_offset": ".mkv"}
+# The cases where selective decoding cannot run, and why (the report's `fallback` starts so).
+FULL_DECODE = {"vp9_webm": "codec vp9", "webm_late_start": "codec vp9"}
+# H.264 cases with B-frames: some frame a tick shows is a non-reference one (checked below).
+PYRAMIDS = ["h264_pyramid_strict", "h264_pyramid_b4_2997", "h264_no_pyramid_30", "h264_open_gop",
+            "h264_main_streaming", "mkv_pyramid_offset", "h264_25"]
 
 # Documented differences of the optional backends (see videolt/extract/decoders/decord.py, torchcodec.py).
 EXPECTED_FAILURE = {("decord", "rotate_90"): "corrupt"}
 DROPS_LAST_TICK = {("torchcodec", "vfr_mp4")}
+WRONG_PIXELS = {("decord", "h264_open_gop")}  # its seeks decode open-GOP leading frames without their reference
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +74,9 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: make_video(root / f"{name}{SUFFIX.get(name, '.mp4')}", **opts) for name, opts in CASES.items()}
 
 
+@functools.cache
 def ffmpeg_frames(path: Path, fps: float = 1.0) -> np.ndarray:
-    """The reference: ffmpeg's fps filter with round=up, autorotated, as RGB [n, H, W, 3]."""
+    """The reference: ffmpeg's fps filter with round=up, autorotated, as RGB [n, H, W, 3] (once per file)."""
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
          "stream=width,height:stream_side_data=rotation", "-of", "json", str(path)],
@@ -76,8 +97,10 @@ def ffmpeg_frames(path: Path, fps: float = 1.0) -> np.ndarray:
 
 @needs_ffmpeg
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("backend", ["pyav", "decord", "torchcodec"])
-def test_matches_ffmpeg_cli(videos: dict[str, Path], case: str, backend: str) -> None:
+@pytest.mark.parametrize("backend,selective", [("pyav", True), ("pyav", False), ("decord", True),
+                                               ("torchcodec", True)],
+                         ids=["pyav-selective", "pyav-full", "decord", "torchcodec"])
+def test_matches_ffmpeg_cli(videos: dict[str, Path], case: str, backend: str, selective: bool) -> None:
     if backend != "pyav":
         pytest.importorskip(backend)
     reference = ffmpeg_frames(videos[case])
@@ -86,12 +109,18 @@ def test_matches_ffmpeg_cli(videos: dict[str, Path], case: str, backend: str) ->
             read_frames(videos[case], backend=backend)
         assert err.value.failure == EXPECTED_FAILURE[backend, case]
         return
-    decoded = read_frames(videos[case], backend=backend)
+    decoded = read_frames(videos[case], backend=backend, selective=selective)
+    if backend == "pyav":  # the path taken is the one expected, and said
+        assert decoded.report.selective is (selective and case not in FULL_DECODE)
+        if selective and case in FULL_DECODE:
+            assert decoded.report.fallback.startswith(FULL_DECODE[case])
+        else:
+            assert decoded.report.fallback is None
     if (backend, case) in DROPS_LAST_TICK:
         reference = reference[:-1]
     assert decoded.frames.dtype == np.uint8
     assert decoded.frames.shape == reference.shape
-    assert np.array_equal(decoded.frames, reference)
+    assert np.array_equal(decoded.frames, reference) is ((backend, case) not in WRONG_PIXELS)
     np.testing.assert_array_equal(decoded.timestamps, np.arange(len(reference), dtype=np.float64))
 
 
@@ -101,6 +130,81 @@ def test_other_rates_match_ffmpeg(videos: dict[str, Path], fps: float) -> None:
     decoded = read_frames(videos["h264_2997"], fps=fps)
     assert np.array_equal(decoded.frames, ffmpeg_frames(videos["h264_2997"], fps=float(fps)))
     np.testing.assert_allclose(decoded.timestamps, np.arange(len(decoded)) / float(fps))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("case", PYRAMIDS)
+def test_selective_decodes_the_reference_frames_and_the_shown_ones(videos: dict[str, Path], case: str) -> None:
+    """Exactly the planned frames are decoded: every reference frame, and the non-reference ones a tick
+    shows (each case has at least one), plus the last two; every other frame is discarded."""
+    refs = h264_references(videos[case])
+    with av.open(str(videos[case])) as c:
+        s = c.streams.video[0]
+        plan = _selective.plan_selection(videos[case], c.format.name, s.index, "h264", s.start_time, s.time_base,
+                                         Fraction(1))
+    assert isinstance(plan, _selective.Plan) and plan.frames == set(refs)
+    shown = set(plan.keep[:-2])
+    assert any(not refs[p] for p in shown), "no shown frame is a non-reference one: the case tests nothing"
+    decoded = read_frames(videos[case])
+    assert decoded.report.selective and decoded.report.fallback is None
+    assert decoded.report.frames == len(refs)
+    assert decoded.report.decoded == sum(refs[p] or p in plan.keep for p in refs) < len(refs)
+    assert np.array_equal(decoded.frames, ffmpeg_frames(videos[case]))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("fps", [1.0, 5.0])
+def test_selective_with_decoder_threads(videos: dict[str, Path], threads: int, fps: float) -> None:
+    """skip_frame is honoured per packet with frame threading too (each thread gets the packet's value)."""
+    for case in ("h264_pyramid_b4_2997", "h264_open_gop"):
+        decoded = read_frames(videos[case], fps=fps, threads=threads)
+        assert decoded.report.selective
+        assert np.array_equal(decoded.frames, ffmpeg_frames(videos[case], fps=fps))
+
+
+@needs_ffmpeg
+def test_selective_falls_back_where_it_must(tmp_path: Path, videos: dict[str, Path]) -> None:
+    """Codecs and containers without a safe plan are decoded in full, and the report says why."""
+    avi = tmp_path / "pyramid.avi"  # AVI packets carry decode-order timestamps
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(videos["h264_pyramid_strict"]), "-c", "copy", str(avi)],
+                   check=True)
+    mpeg4 = make_video(tmp_path / "mpeg4.mp4", codec="mpeg4", seconds=2.0)
+    for path, reason in [(avi, "container avi"), (mpeg4, "codec mpeg4"), (videos["vp9_webm"], "codec vp9")]:
+        selective, full = read_frames(path), read_frames(path, selective=False)
+        assert not selective.report.selective and selective.report.fallback.startswith(reason)
+        assert selective.report.decoded == full.report.decoded and np.array_equal(selective.frames, full.frames)
+    raw = tmp_path / "pyramid.h264"  # an elementary stream: no timestamps at all (and no frame placed: empty)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(videos["h264_pyramid_strict"]), "-c", "copy",
+                    "-bsf:v", "h264_mp4toannexb", str(raw)], check=True)
+    stream = iter_frames(raw)
+    with pytest.raises(DecodeError, match="empty"):
+        list(stream)
+    assert not stream.report.selective and stream.report.fallback.startswith("container h264")
+    off = read_frames(videos["h264_open_gop"], selective=False)  # switched off: no fallback to explain
+    assert not off.report.selective and off.report.fallback is None
+    assert off.report.to_info() == {"selective": False, "decoded_frames": 75}
+
+
+@needs_ffmpeg
+def test_selective_decodes_again_when_the_decoder_surprises(videos: dict[str, Path],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planned frame that never comes out (here: a plan with a frame the file does not have) stops the
+    selective pass before any wrong tick; the video is decoded again in full, ticks given are not repeated."""
+    path = videos["h264_pyramid_strict"]
+    real = _selective.plan_selection
+
+    def with_phantom(*args):
+        plan = real(*args)
+        phantom = sorted(plan.frames)[55] + 1  # between two frames, after a couple of ticks
+        return _selective.Plan(plan.frames | {phantom}, tuple(sorted(plan.keep + (phantom,))))
+
+    monkeypatch.setattr(pyav_decoder, "plan_selection", with_phantom)
+    stream = iter_frames(path)
+    items = list(stream)
+    assert not stream.report.selective and "decoded again in full" in stream.report.fallback
+    assert [t for t, _ in items] == [0.0, 1.0, 2.0]
+    assert np.array_equal(np.stack([f for _, f in items]), ffmpeg_frames(path))
 
 
 def expected_indices(pts_seconds: list[float], end: float, fps: float = 1.0) -> list[int]:

@@ -4,12 +4,14 @@ leaves nothing running. The Ray executor runs the same checks in tests/test_ray.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from videolt.errors import UsageError
 from videolt.pipeline.executors import create_executor
 
 KINDS = ["threads", "local"]
@@ -26,6 +28,10 @@ def nap(seconds: float) -> float:
 
 def sigint_ignored(_: object) -> bool:
     return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def niceness(_: object) -> int:
+    return os.nice(0)
 
 
 def marked(job: tuple[str, int]) -> int:
@@ -82,6 +88,42 @@ def test_local_workers_ignore_sigint():
         assert list(ex.run(sigint_ignored, [None])) == [True]
     finally:
         ex.close()
+
+
+def test_local_workers_run_at_the_priority_asked():
+    """`nice` lowers the work processes' priority (the extract stage's decoders beside a CPU backbone)."""
+    ex = create_executor("local", workers=1, nice=5)
+    try:
+        assert list(ex.run(niceness, [None])) == [os.nice(0) + 5]
+    finally:
+        ex.close()
+    with pytest.raises(UsageError, match="nice"):
+        create_executor("local", workers=1, nice=-1)
+
+
+class _Doubler:
+    def consume(self, x: int) -> int:
+        return 2 * x
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sink_is_built_while_the_first_jobs_run(tmp_path, kind):
+    """Work starts before the sink is built (a backbone takes seconds to construct)."""
+    ex = create_executor(kind, workers=1, in_flight=2)
+    seen = []
+
+    def factory() -> _Doubler:
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob("*.start")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(len(list(tmp_path.glob("*.start"))))
+        return _Doubler()
+
+    try:
+        assert sorted(ex.run(marked, [(str(tmp_path), i) for i in range(3)], factory)) == [0, 2, 4]
+    finally:
+        ex.close()
+    assert seen and seen[0] >= 1
 
 
 @pytest.mark.parametrize("kind", KINDS)

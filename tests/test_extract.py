@@ -63,6 +63,15 @@ def test_features_equal_independent_torchvision_computation(tmp_path):
     store = FeatureStore.open(wd.features_path("r50"))
     assert store.attrs["weights"]["sha256"] is not None
     assert store.attrs["preprocessing"]["crop"] == 32
+    # which decoding path ran is recorded per video and in the run's split, not as provenance (no pixel differs)
+    assert "selective" not in store.attrs["decoder"]
+    with wd.manifest() as m:
+        for state in m.states("decode").values():
+            assert state.info["selective"] is True and state.info["decoded_frames"] <= state.info["frames"]
+            assert state.info["cpu_seconds"] > 0
+    split = counts["split"]
+    assert split["videos"] == split["selective_videos"] == 3 and split["workers"] == 0
+    assert split["inference_s"] > 0 and split["wall_s"] >= split["inference_s"]
     ref_model.fc = torch.nn.Identity()
     ref_model.eval()
     tf = v2.Compose([v2.Resize(40, antialias=True), v2.CenterCrop(32), v2.ToDtype(torch.float32, scale=True),
@@ -91,6 +100,7 @@ def test_failures_recorded_and_batch_goes_on(tmp_path):
     with wd.manifest() as m:
         dec = m.states("decode")
         assert dec[1].failure == "unreadable" and dec[3].failure == "unreadable"
+        assert dec[0].info["selective"] is True and dec[1].info["selective"] is False
         assert dec[2].status == "failed" and dec[2].failure in ("corrupt", "unreadable")
         assert m.counts("features:r50")["done"] == 2
     st = FeatureStore.open(wd.features_path("r50")).status().tolist()

@@ -84,6 +84,7 @@ def make_video(
     vfr: bool = False,
     pattern: str = "gradient",
     colorspace: str | None = None,
+    encoder: dict[str, str] | None = None,
 ) -> Path:
     """Write a small video and return its path; the container follows the suffix (.mp4, .mkv, .webm).
 
@@ -91,7 +92,9 @@ def make_video(
     touching the pixels; `start_offset` shifts every timestamp (the file's start time, rounded to a
 whole frame of a constant-rate video: 0.7 s at 25 fps becomes 0.72 s); `vfr`
     uses the `vfr_intervals_ms` cycle instead of a constant rate; `colorspace` tags the stream
-    (a `Colorspace` name such as "itu709") so RGB conversion must honour the tag.
+    (a `Colorspace` name such as "itu709") so RGB conversion must honour the tag; `encoder` adds or
+    overrides encoder options, e.g. {"bf": "3", "x264-params": "b-pyramid=strict:open-gop=1"} (the
+    H.264 default is a fixed qp 12; pass {"qp": None} to drop an option).
     """
     path = Path(path)
     rate = as_rate(fps)
@@ -113,7 +116,8 @@ whole frame of a constant-rate video: 0.7 s at 25 fps becomes 0.72 s); `vfr`
             options["qp"] = "12"
         elif codec == "vp9":
             options.update({"crf": "10", "b": "0", "deadline": "realtime", "cpu-used": "8"})
-        stream.options = options
+        options.update(encoder or {})
+        stream.options = {key: value for key, value in options.items() if value is not None}
         if colorspace is not None:
             stream.codec_context.colorspace = Colorspace[colorspace.upper()].value
         if rotate is not None:
@@ -136,3 +140,25 @@ def read_counter(image: np.ndarray) -> int:
     rows = max(height // 4, 4)
     bits = [image[1:rows - 1, b * block + 1:(b + 1) * block - 1].mean() > 127 for b in range(_COUNTER_BITS)]
     return sum(1 << b for b, on in enumerate(bits) if on)
+
+
+def h264_references(path: str | Path) -> dict[int, bool]:
+    """pts → whether that H.264 frame is a reference picture (`nal_ref_idc` of its first slice ≠ 0).
+
+    Reads an AVCC stream (mp4, mkv: length-prefixed NAL units) packet by packet, independently of
+    the decoder, so tests can tell which selected frames the decoder must not discard.
+    """
+    out: dict[int, bool] = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        length_size = (stream.codec_context.extradata[4] & 3) + 1
+        for packet in container.demux(stream):
+            data, i = bytes(packet), 0
+            while i + length_size < len(data):
+                size = int.from_bytes(data[i:i + length_size], "big")
+                header = data[i + length_size]
+                if header & 0x1F in (1, 5):  # a coded slice (non-IDR, IDR)
+                    out[packet.pts] = bool(header >> 5 & 3)
+                    break
+                i += length_size + size
+    return out

@@ -25,7 +25,13 @@ class ExtractConfig:
     device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     batch_size: int = field(150, "frames per forward pass")
     decoder: str = field("pyav", "decoding backend: pyav, decord or torchcodec")
-    workers: int = field(2, "decoding processes (0: decode in the main process)")
+    selective: bool = field(True, "discard frames no tick shows and no frame references before decoding, where "
+                            "exact (H.264 in mp4/mkv/webm/ts/flv); false: decode every frame")
+    workers: int | None = field(None, "decoding processes (0: decode in the main process); default: sized from "
+                                "the cores and the device (extract/cores.py)")
+    decoder_threads: int | None = field(None, "threads per decoder (0: FFmpeg's choice); default: sized with workers")
+    torch_threads: int | None = field(None, "inference threads of the backbone process; default: sized with workers")
+    decoder_nice: int | None = field(None, "priority increment of the decode processes (local executor); default 0")
     executor: Literal["local", "ray"] = field("local", "where decoding runs: processes here or a Ray cluster")
     ray_address: str | None = field(None, "Ray cluster to join (executor ray; default: start a local one)")
     splits: tuple[str, ...] = field((), "only these splits (default: all)")

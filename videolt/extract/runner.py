@@ -64,6 +64,8 @@ class DecodeJob:
     frames: int = 150
     decoder: str = "pyav"
     timeout: float | None = None
+    selective: bool = True  # discard frames no tick shows and none references, where exact (decoders/_selective.py)
+    threads: int = 0  # decoder threads (0: the library's choice)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Decoded:
     failure: ExtractFailure | None = None
     message: str | None = None
     seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)  # the path the decoder took (`DecodeReport.to_info`)
 
 
 @dataclass(frozen=True)
@@ -91,22 +94,25 @@ class RowResult:
     sets: dict[str, ExtractFailure | None] = field(default_factory=dict)
     decode_seconds: float = 0.0
     infer_seconds: float = 0.0
+    decode_info: dict[str, Any] = field(default_factory=dict)  # `Decoded.info`
 
 
 def decode_job(job: DecodeJob) -> Decoded:
     """Decode, sample and crop one video; failures are returned, never raised."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
+    info: dict[str, Any] = {}
     try:
         with _torch_threads(1):
-            n, clips = _decode_sampled(job)
+            n, clips = _decode_sampled(job, info)
+        info["cpu_seconds"] = round(time.process_time() - cpu, 3)  # this process's threads: one job at a time
     except DecodeError as e:
         return Decoded(job.index, job.video_id, failure=e.failure, message=str(e),
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, info=info)
     except Exception as e:  # a bug or an unforeseen library error: keep the traceback, go on
         return Decoded(job.index, job.video_id, failure=ExtractFailure.INTERNAL,
                        message=f"[decode] {job.video_id}: {type(e).__name__}: {e}\n{traceback.format_exc()}",
-                       seconds=time.perf_counter() - start)
-    return Decoded(job.index, job.video_id, n, clips, seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, info=info)
+    return Decoded(job.index, job.video_id, n, clips, seconds=time.perf_counter() - start, info=info)
 
 
 @contextmanager
@@ -125,7 +131,8 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _decode_sampled(job: DecodeJob) -> tuple[int, tuple[np.ndarray, ...]]:
+def _decode_sampled(job: DecodeJob, info: dict[str, Any]) -> tuple[int, tuple[np.ndarray, ...]]:
+    """(n 1-fps frames, one sampled uint8 clip per view); `info` receives the decoder's report."""
     crops = [(ResizeShortSide(v.resize, v.interpolation, v.antialias), CenterCrop(v.crop)) for v in job.views]
 
     def prepare(image: np.ndarray) -> list[np.ndarray]:
@@ -135,23 +142,29 @@ def _decode_sampled(job: DecodeJob) -> tuple[int, tuple[np.ndarray, ...]]:
 
     predicted = _predict_ticks(Path(job.path), job.fps)
     keep = None if predicted is None else _candidates(predicted, job.frames)
-    n, kept = _collect(job, keep, prepare)
+    n, kept = _collect(job, keep, prepare, info)
     if keep is not None and not set(sample_indices(n, job.frames).tolist()) <= kept.keys():
         log.info("%s: %d frames at %g fps, header predicted %d; decoding again", job.video_id, n, job.fps, predicted)
-        n2, kept = _collect(job, set(sample_indices(n, job.frames).tolist()), prepare)
+        n2, kept = _collect(job, set(sample_indices(n, job.frames).tolist()), prepare, info)
         if n2 != n:
             raise DecodeError(ExtractFailure.CORRUPT, job.path, f"two decodes gave {n} and {n2} frames")
     picks = sample_indices(n, job.frames)
     return n, tuple(np.stack([kept[int(i)][v] for i in picks]) for v in range(len(job.views)))
 
 
-def _collect(job: DecodeJob, keep: set[int] | None, prepare) -> tuple[int, dict[int, list[np.ndarray]]]:
+def _collect(job: DecodeJob, keep: set[int] | None, prepare,
+             info: dict[str, Any]) -> tuple[int, dict[int, list[np.ndarray]]]:
     """Stream the video; prepare the frames whose tick index is in `keep` (all when None)."""
     kept: dict[int, list[np.ndarray]] = {}
     n = 0
-    for n, (_, image) in enumerate(iter_frames(job.path, job.fps, backend=job.decoder, timeout=job.timeout), 1):
-        if keep is None or n - 1 in keep:
-            kept[n - 1] = prepare(image)
+    frames = iter_frames(job.path, job.fps, backend=job.decoder, timeout=job.timeout, selective=job.selective,
+                         threads=job.threads)
+    try:
+        for n, (_, image) in enumerate(frames, 1):
+            if keep is None or n - 1 in keep:
+                kept[n - 1] = prepare(image)
+    finally:
+        info.update(frames.report.to_info())
     if n == 0:
         raise DecodeError(ExtractFailure.EMPTY, job.path, "no frame before the end of the stream")
     return n, kept
@@ -207,12 +220,18 @@ class FeatureSink:
     """Runs every backbone on a decoded video and writes their rows; one per device."""
 
     def __init__(self, specs: Sequence[SinkSpec], *, device: str = "cpu", batch_size: int = 150,
-                 amp: bool | None = None, channels_last: bool | None = None, compile: bool = False):
+                 amp: bool | None = None, channels_last: bool | None = None, compile: bool = False,
+                 threads: int | None = None):
         from videolt.data.store import FeatureStore
         from videolt.extract.backbones import create_backbone
+        from videolt.extract.cores import keep_freed_memory
 
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
+        if threads:  # this process's intra-op threads (videolt.extract.cores sizes them)
+            torch.set_num_threads(threads)
+        if self.device.type == "cpu":  # no page faults on every forward pass (videolt.extract.cores)
+            keep_freed_memory()
         self.amp = cuda if amp is None else amp
         self.channels_last = cuda if channels_last is None else channels_last
         self.batch_size = batch_size
@@ -237,7 +256,7 @@ class FeatureSink:
             for store in self.stores:
                 store.mark_failed(d.index)
             return RowResult(d.index, d.video_id, d.n_frames, d.failure, d.message,
-                             {s.name: d.failure for s in self.specs}, d.seconds)
+                             {s.name: d.failure for s in self.specs}, d.seconds, decode_info=d.info)
         start = time.perf_counter()
         sets: dict[str, ExtractFailure | None] = {}
         message = None
@@ -252,7 +271,7 @@ class FeatureSink:
                 message = f"[extract] {d.video_id}: {spec.name}: {type(e).__name__}: {e}"
                 log.warning(message)
         return RowResult(d.index, d.video_id, d.n_frames, None, message, sets, d.seconds,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, d.info)
 
     @torch.inference_mode()
     def _features(self, clip: np.ndarray, bb, forward, normalise) -> np.ndarray:

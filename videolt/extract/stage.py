@@ -25,8 +25,17 @@ from videolt.devices import resolve_device
 from videolt.executor import Executor
 from videolt.extract.backbones import BackboneCfg, create_backbone, parse_backbone_name
 from videolt.extract.config import ExtractConfig, feature_set_names
+from videolt.extract.cores import keep_freed_memory
 from videolt.extract.decoders import DECODERS, Decoder, package_version
-from videolt.extract.runner import DecodeJob, FeatureSink, RowResult, SinkSpec, View, decode_job
+from videolt.extract.runner import (
+    DecodeJob,
+    FeatureSink,
+    RowResult,
+    SinkSpec,
+    View,
+    decode_job,
+)
+from videolt.extract.split import Split
 
 __all__ = ["run_extract"]
 
@@ -44,14 +53,17 @@ def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress
         return counts
 
     def make_sink() -> FeatureSink:
-        return FeatureSink(specs, device=str(device), batch_size=cfg.batch_size, amp=cfg.amp, compile=cfg.compile)
+        return FeatureSink(specs, device=str(device), batch_size=cfg.batch_size, amp=cfg.amp, compile=cfg.compile,
+                           threads=cfg.torch_threads)
 
     start = time.perf_counter()
+    split = Split(cfg)
+    torch_threads = torch.get_num_threads()  # the sink may set its own in this process: given back at the end
     bar = tqdm(total=len(jobs), unit="video", file=sys.stderr, disable=not progress, desc="extract")
     try:
         with wd.manifest() as m, closing(executor.run(decode_job, jobs, make_sink,
                                                       sink_gpus=1 if device.type != "cpu" else 0)) as results:
-            for r in results:
+            for r in split.timed(results):
                 _record(m, r)
                 failure = r.decode_failure or next((f for f in r.sets.values() if f), None)
                 if failure is None:
@@ -64,7 +76,12 @@ def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress
                                 failed=sum(counts["failed"].values()))
     finally:
         bar.close()
+        torch.set_num_threads(torch_threads)
+        if device.type == "cpu":
+            keep_freed_memory(False)  # the sink kept freed memory for its forward passes (extract/cores.py)
     counts["seconds"] = time.perf_counter() - start
+    counts["split"] = split.summary(counts["seconds"])
+    log.info("%s", split.describe(counts["split"]))
     return counts
 
 
@@ -109,6 +126,8 @@ def _provenance(cfg: ExtractConfig, bb_cfg: BackboneCfg, decoder: Decoder, devic
         "weights": {"name": bb_cfg.weights, "sha256": bb_cfg.weights_sha256},
         "preprocessing": {"fps": cfg.fps, "temporal_sampling": f"floor(linspace(0, n - 1, {cfg.frames}))",
                           "channel_order": "RGB", "scale": "[0, 1]", **bb_cfg.preprocessing.to_dict()},
+        # Not `selective`: it changes no pixel (the manifest records each video's path), and as
+        # provenance it would refuse to resume a set made with the other setting or before it existed.
         "decoder": {"name": decoder.name, "version": decoder.version()},
         "inference": {"device": str(device), "amp": "bf16" if amp else "fp32", "compile": cfg.compile},
         "versions": {p: package_version(p) for p in ("torch", "torchvision", "timm", "av")} | {
@@ -143,7 +162,7 @@ def _jobs(wd: Workdir, cfg: ExtractConfig, specs: list[SinkSpec], views: list[Vi
         if path is None or not path.is_file():
             continue
         jobs.append(DecodeJob(v.index, v.video_id, str(path), tuple(views), cfg.fps, cfg.frames, cfg.decoder,
-                              cfg.timeout))
+                              cfg.timeout, cfg.selective, cfg.decoder_threads or 0))
         if cfg.limit is not None and len(jobs) >= cfg.limit:
             break
     return jobs
@@ -168,9 +187,10 @@ def _reconcile(wd: Workdir, specs: list[SinkSpec]) -> None:
 
 def _record(m: Manifest, r: RowResult) -> None:
     if r.decode_failure is not None:
-        m.record("decode", r.index, "failed", failure=r.decode_failure.value, message=r.message)
+        m.record("decode", r.index, "failed", failure=r.decode_failure.value, message=r.message, info=r.decode_info)
     else:
-        m.record("decode", r.index, "done", info={"n_frames": r.n_frames, "seconds": round(r.decode_seconds, 3)})
+        m.record("decode", r.index, "done", info={"n_frames": r.n_frames, "seconds": round(r.decode_seconds, 3),
+                                                  **r.decode_info})
     for name, failure in r.sets.items():
         if failure is None:
             m.record(f"features:{name}", r.index, "done", info={"n_frames": r.n_frames})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, Executor as _Pool, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
@@ -46,10 +47,13 @@ def create_executor(name: str, **opts: Any) -> Executor:
 
 
 def stage_executor(name: str, *, workers: int, in_flight: int | None = None,
-                   ray_address: str | None = None) -> Executor:
-    """The executor a stage config names, with its `workers` (and `ray_address`, the cluster to join)."""
-    address = {"address": ray_address} if ray_address is not None else {}
-    return create_executor(name, workers=workers, in_flight=in_flight, **address)
+                   ray_address: str | None = None, nice: int = 0) -> Executor:
+    """The executor a stage config names, with its `workers` (and `ray_address`, the cluster to join;
+    `nice`, the priority increment of local work processes: other executors ignore it)."""
+    opts: dict[str, Any] = {"address": ray_address} if ray_address is not None else {}
+    if nice and name == "local":
+        opts["nice"] = nice
+    return create_executor(name, workers=workers, in_flight=in_flight, **opts)
 
 
 def _identity(partial: Any) -> Any:
@@ -57,10 +61,14 @@ def _identity(partial: Any) -> Any:
 
 
 def _drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int,
-           finish: Callable[[Any], Any]) -> Iterator[Any]:
-    """Run `work` over `jobs` on `pool`, at most `in_flight` at a time, pulling a job only when there is room."""
+           sink_factory: SinkFactory | None) -> Iterator[Any]:
+    """Run `work` over `jobs` on `pool`, at most `in_flight` at a time, pulling a job only when there is room.
+
+    The sink is built once the first jobs are handed over, so that they run while it is built (a
+    backbone takes seconds to construct, a worker pool seconds to start)."""
     pending: set[Future] = set()
     it = iter(jobs)
+    finish: Callable[[Any], Any] | None = None
     try:
         try:
             while True:
@@ -70,6 +78,8 @@ def _drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flig
                         it = None
                     else:
                         pending.add(pool.submit(work, job))
+                if finish is None:
+                    finish = sink_factory().consume if sink_factory else _identity
                 if not pending:
                     return
                 done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
@@ -77,6 +87,8 @@ def _drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flig
                     pending.discard(fut)
                     yield finish(fut.result())
         except KeyboardInterrupt:
+            if finish is None:  # interrupted while the sink was built: nothing can take the results
+                raise
             log.warning("interrupted: finishing the %d jobs in flight, then stopping", len(pending))
             while pending:
                 done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
@@ -106,15 +118,14 @@ class _PoolExecutor:
         raise NotImplementedError
 
     def run(self, work, jobs, sink_factory: SinkFactory | None = None, *, sink_gpus: float = 0) -> Iterator[Any]:
-        sink = sink_factory() if sink_factory else None
-        finish = sink.consume if sink else _identity
         if self.workers == 0:  # in this thread
+            finish = sink_factory().consume if sink_factory else _identity
             for job in jobs:
                 yield finish(work(job))
             return
         if self._pool is None:
             self._pool = self._make_pool()
-        yield from _drive(self._pool, work, jobs, self.in_flight, finish)
+        yield from _drive(self._pool, work, jobs, self.in_flight, sink_factory)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -132,19 +143,29 @@ class ThreadExecutor(_PoolExecutor):
 
 @EXECUTORS.register("local")
 class LocalExecutor(_PoolExecutor):
-    """`workers` processes for `work` (0: in this thread); two jobs in flight per process."""
+    """`workers` processes for `work` (0: in this thread); two jobs in flight per process. `nice` > 0
+    lowers the processes' priority, so that they yield the cores to this process (e.g. a CPU backbone)."""
 
     jobs_per_worker = 2
+
+    def __init__(self, workers: int = 1, in_flight: int | None = None, nice: int = 0):
+        super().__init__(workers, in_flight)
+        if nice < 0:
+            raise UsageError(f"nice must be >= 0 (a lower priority), got {nice}")
+        self.nice = nice
 
     def _make_pool(self) -> _Pool:
         # forkserver: workers never inherit the parent's torch threads or open files.
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("forkserver"),
-                                   initializer=_ignore_sigint)
+                                   initializer=_init_worker, initargs=(self.nice,))
 
 
-def _ignore_sigint() -> None:
-    """In a pool worker: the terminal's Ctrl-C goes to the whole process group; the driver decides."""
+def _init_worker(nice: int = 0) -> None:
+    """In a pool worker: the terminal's Ctrl-C goes to the whole process group; the driver decides.
+    `nice` lowers this worker's priority."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice:
+        os.nice(nice)
 
 
 @EXECUTORS.register("ray")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
 from videolt.extract.config import ExtractConfig
+from videolt.extract.cores import sized
 from videolt.extract.stage import run_extract
 from videolt.extract.verify import check_verified, require_ffmpeg, verify_features
 from videolt.pipeline.executors import stage_executor
@@ -21,11 +22,15 @@ def extract_features(workdir: Workdir, config: ExtractConfig, *, progress: bool 
     """Extract the features of every downloaded video not yet done, on `config.executor`; returns the run's counts.
 
     With `config.verify` N > 0, N done videos per feature set are then recomputed on the reference path
-    (`counts["verify"]`); any above `config.verify_tolerance` raises StageError (exit 1).
+    (`counts["verify"]`); any above `config.verify_tolerance` raises StageError (exit 1). Decode processes,
+    decoder threads and inference threads left unset are sized together from the cores and the device
+    (`videolt.extract.cores`).
     """
     if config.verify:
         require_ffmpeg()  # before a long extraction, not after it
-    executor = stage_executor(config.executor, workers=config.workers, ray_address=config.ray_address)
+    config = sized(config, resolve_device(config.device).type)
+    executor = stage_executor(config.executor, workers=config.workers, ray_address=config.ray_address,
+                              nice=config.decoder_nice or 0)
     try:
         counts = run_extract(workdir, config, executor, progress=progress)
     finally:

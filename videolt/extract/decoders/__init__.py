@@ -6,9 +6,11 @@ whose timestamp (relative to the stream start) is ≤ t, for every t before the 
 `ffmpeg -i V -an -vf fps=fps=1:round=up -f rawvideo -pix_fmt rgb24 -` produces; plain `fps=1`
 rounds to the nearest tick and picks other frames.
 
-Backends: "pyav" (the default, `pyav.py`), "decord" and "torchcodec" (optional extras, imported
-only when used). Every failure is a `DecodeError`, a per-video `VideoFailure` whose `failure` is an
-`ExtractFailure`, so the caller records it and goes on. Importing this package registers them all.
+Backends: "pyav" (the default, `pyav.py`; selective decoding of H.264, exact, in `_selective.py`),
+"decord" and "torchcodec" (optional extras, imported only when used). Each says in its
+`DecodeReport` which path ran (`FrameStream.report`, `DecodedVideo.report`). Every failure is a
+`DecodeError`, a per-video `VideoFailure` whose `failure` is an `ExtractFailure`, so the caller
+records it and goes on. Importing this package registers them all.
 """
 
 from videolt.extract.decoders import decord, pyav, torchcodec  # noqa: F401  (register on import)
@@ -17,7 +19,10 @@ from videolt.extract.decoders._base import (
     Deadline,
     DecodedVideo,
     DecodeError,
+    DecodeOptions,
     Decoder,
+    DecodeReport,
+    FrameStream,
     autorotate,
     iter_frames,
     package_version,
@@ -30,7 +35,10 @@ __all__ = [
     "Deadline",
     "DecodeError",
     "DecodedVideo",
+    "DecodeOptions",
+    "DecodeReport",
     "Decoder",
+    "FrameStream",
     "autorotate",
     "iter_frames",
     "package_version",

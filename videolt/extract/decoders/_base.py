@@ -1,7 +1,8 @@
 """The decoder registry, its entry type, and what every backend shares: errors, time limit, rotation.
 
-A decoder turns (path, fps, deadline) into an iterator of (t seconds, uint8 [H, W, 3] RGB), one item
-per tick t = k / fps, each the frame shown at t (see `videolt.extract.decoders`). Each entry names
+A decoder turns (path, fps, deadline, options, report) into an iterator of (t seconds, uint8
+[H, W, 3] RGB), one item per tick t = k / fps, each the frame shown at t (see
+`videolt.extract.decoders`), and says in the `DecodeReport` which path it took. Each entry names
 the distribution it decodes with, so a feature set's provenance records that package's version.
 """
 
@@ -22,8 +23,36 @@ from videolt.errors import UsageError, VideoFailure
 from videolt.extract.failures import ExtractFailure
 from videolt.registry import Registry
 
-# A backend: (path, fps, deadline) -> iterator of (t seconds, uint8 [H, W, 3]) in tick order.
-DecodeFn = Callable[[Path, Fraction, "Deadline"], Iterator[tuple[float, np.ndarray]]]
+# A backend: (path, fps, deadline, options, report) -> iterator of (t seconds, uint8 [H, W, 3]) in
+# tick order; it fills `report` as it goes.
+DecodeFn = Callable[[Path, Fraction, "Deadline", "DecodeOptions", "DecodeReport"], Iterator[tuple[float, np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode; no option changes a single output pixel."""
+
+    selective: bool = True  # discard the frames no tick shows and no frame references, where that is exact
+    threads: int = 0  # decoder threads (0: the library's choice, for FFmpeg one per core plus one)
+
+
+@dataclass
+class DecodeReport:
+    """What a decoder did with one video, filled in while it decodes (complete once the frames are out)."""
+
+    decoder: str
+    selective: bool = False  # True: the frames no tick needs were discarded before decoding (exact)
+    fallback: str | None = None  # why the full path ran although `selective` was asked
+    frames: int | None = None  # frames in the stream (its timestamped packets), when the path counted them
+    decoded: int | None = None  # frames decoded to pixels, where the backend counts them
+
+    def to_info(self) -> dict[str, object]:
+        """The manifest's record of the path taken (each count and `fallback` only when known)."""
+        info: dict[str, object] = {"selective": self.selective}
+        for key, value in (("frames", self.frames), ("decoded_frames", self.decoded), ("fallback", self.fallback)):
+            if value is not None:
+                info[key] = value
+        return info
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,7 @@ class DecodedVideo:
 
     frames: np.ndarray  # uint8 [n, H, W, 3] RGB
     timestamps: np.ndarray  # float64 [n], seconds from the stream start
+    report: DecodeReport | None = None  # the path the decoder took
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -119,29 +149,56 @@ def autorotate(image: np.ndarray, rotation: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=quarter_turns))
 
 
+class FrameStream(Iterator[tuple[float, np.ndarray]]):
+    """The (t, frame) items of one video, and `report`: the path its decoder took (complete at the end)."""
+
+    def __init__(self, items: Iterator[tuple[float, np.ndarray]], report: DecodeReport):
+        self._items = items
+        self.report = report
+
+    def __next__(self) -> tuple[float, np.ndarray]:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Stop early: the decoder closes its file now."""
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+
 def iter_frames(
-    path: str | Path, fps: float | Fraction = 1.0, *, backend: str = "pyav", timeout: float | None = None
-) -> Iterator[tuple[float, np.ndarray]]:
+    path: str | Path, fps: float | Fraction = 1.0, *, backend: str = "pyav", timeout: float | None = None,
+    selective: bool = True, threads: int = 0,
+) -> FrameStream:
     """Yield (t seconds, uint8 [H, W, 3] RGB) for each tick as soon as its frame is known.
 
     Memory stays bounded by one frame plus the decoder's own buffers. A frame shown for several
     ticks is yielded once per tick (as the same array object). The backend name and `fps` are
     checked now; decoding errors are raised while iterating, after the frames before them.
+    `selective` lets the decoder discard frames that no tick shows and no other frame references
+    (exact; backends and codecs that cannot do it decode everything and say so in `.report`);
+    `threads` is the decoder's thread count (0: its own choice).
     """
     path = Path(path)
     decoder = DECODERS.get(backend)
-    return decoder.decode(path, as_fps(fps), Deadline(path, timeout))
+    if threads < 0:
+        raise ValueError(f"decoder threads must be >= 0, got {threads}")
+    report = DecodeReport(decoder.name)
+    options = DecodeOptions(selective=selective, threads=threads)
+    return FrameStream(decoder.decode(path, as_fps(fps), Deadline(path, timeout), options, report), report)
 
 
 def read_frames(
-    path: str | Path, fps: float | Fraction = 1.0, *, backend: str = "pyav", timeout: float | None = None
+    path: str | Path, fps: float | Fraction = 1.0, *, backend: str = "pyav", timeout: float | None = None,
+    selective: bool = True, threads: int = 0,
 ) -> DecodedVideo:
     """Decode the whole video at `fps` into one array (see `videolt.extract.decoders` for the rule)."""
     times: list[float] = []
     frames: list[np.ndarray] = []
-    for t, image in iter_frames(path, fps, backend=backend, timeout=timeout):
+    stream = iter_frames(path, fps, backend=backend, timeout=timeout, selective=selective, threads=threads)
+    for t, image in stream:
         times.append(t)
         frames.append(image)
     if not frames:
         raise DecodeError(ExtractFailure.EMPTY, path, "no frame before the end of the stream")
-    return DecodedVideo(frames=np.stack(frames), timestamps=np.asarray(times, dtype=np.float64))
+    return DecodedVideo(frames=np.stack(frames), timestamps=np.asarray(times, dtype=np.float64), report=stream.report)

@@ -5,7 +5,8 @@ libraries; its stream end can be the last frame's pts without that frame's durat
 variable-rate mp4), which drops a final tick that falls inside the last frame; it does not notice a
 truncated stream; and it calls a file that declares a video stream without any packet `unreadable`
 rather than `empty`. It applies rotation metadata; on every other test video its frames equal
-ffmpeg's byte for byte.
+ffmpeg's byte for byte. It always decodes every frame (no selective path); its own default of one
+FFmpeg thread holds unless `threads` asks for more.
 """
 
 from __future__ import annotations
@@ -16,22 +17,34 @@ from typing import Iterator
 
 import numpy as np
 
-from videolt.extract.decoders._base import Deadline, DecodeError, register_decoder, require
+from videolt.extract.decoders._base import (
+    Deadline,
+    DecodeError,
+    DecodeOptions,
+    DecodeReport,
+    register_decoder,
+    require,
+)
 from videolt.extract.decoders._float_ticks import EPS, chunks, tick_times
 from videolt.extract.failures import ExtractFailure
 
 
 @register_decoder("torchcodec", package="torchcodec")
-def decode_torchcodec(path: Path, fps: Fraction, deadline: Deadline) -> Iterator[tuple[float, np.ndarray]]:
+def decode_torchcodec(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOptions,
+                      report: DecodeReport) -> Iterator[tuple[float, np.ndarray]]:
     decoders = require("torchcodec.decoders", "torchcodec")
+    if options.selective:
+        report.fallback = "decoder torchcodec decodes every frame"
     if not path.is_file() or path.stat().st_size == 0:
         raise DecodeError(ExtractFailure.UNREADABLE, path, "missing or empty file")
     try:
-        decoder = decoders.VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC")
+        threads = {"num_ffmpeg_threads": options.threads} if options.threads else {}
+        decoder = decoders.VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC", **threads)
     except (RuntimeError, ValueError) as exc:
         failure = ExtractFailure.NO_VIDEO_STREAM if "video stream" in str(exc).lower() else ExtractFailure.UNREADABLE
         raise DecodeError(failure, path, f"cannot open ({exc})") from exc
     meta = decoder.metadata
+    report.frames = meta.num_frames
     if not meta.num_frames:
         raise DecodeError(ExtractFailure.EMPTY, path, "no frame in the stream")
     begin = float(meta.begin_stream_seconds)

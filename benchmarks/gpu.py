@@ -1,0 +1,332 @@
+"""What a GPU machine is worth to videolt, measured in at most 5 minutes (run by benchmarks/gpu.sh).
+
+    python benchmarks/gpu.py --out DIR [--budget 280] [--dry-run]
+
+Writes DIR/gpu.json (every figure) and DIR/gpu.md (tables for benchmarks/RESULTS.md):
+1. extraction frames/s per backbone (resnet50, resnet101, tsm_r50; random weights): the device
+   path of `FeatureSink` (pinned uint8 clip → device → [0, 1] → normalise → channels_last → bf16
+   autocast forward → float32 on the host), one video of 150 frames per forward, eager and with
+   `torch.compile` (static shapes);
+2. CPU-vs-GPU feature agreement: the same weights and frames through the CPU fp32 path and the GPU
+   fp32 and bf16 paths (cosine similarity per frame, relative max error);
+3. training steps/s at VideoLT shapes (batch 128 × 60 frames × 2048, 1,004 classes; NonLinear and
+   NetVLAD, Adam, gradient clipping), fp32 (TF32 allowed, the trainer's default) vs bf16 autocast;
+4. the whole extract stage, decoding included, on one decode process per core, when PyAV and zarr
+   are importable (carried as wheels: benchmarks/gpu.sh); otherwise a line says it was skipped.
+Each part checks the time left (`--budget` seconds in all) and is skipped, with a line saying so,
+when too little is left. `--dry-run` runs every part on the CPU at tiny sizes (the test suite does
+this; the GPU-only comparisons say they were skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a bare checkout, as on the device
+
+from videolt.extract.backbones import create_backbone  # noqa: E402
+from videolt.extract.config import ExtractConfig  # noqa: E402
+from videolt.extract.transforms import Normalize, Preprocessing, ToFloat  # noqa: E402
+from videolt.train.aggregators import create_aggregator  # noqa: E402
+
+BACKBONES = ("resnet50", "resnet101", "tsm_r50")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    backbones: tuple[str, ...]
+    frames: int  # frames per video (one forward)
+    crop: int
+    seconds: float  # timed seconds per figure
+    train_batch: int
+    clip: int
+    dim: int
+    classes: int
+    agree_frames: int
+    stage_videos: int
+    stage_seconds: float  # length of each generated stage video
+
+
+FULL = Sizes(backbones=BACKBONES, frames=150, crop=Preprocessing().crop, seconds=4.0, train_batch=128, clip=60, dim=2048, classes=1004,
+             agree_frames=16, stage_videos=32, stage_seconds=150.0)
+DRY = Sizes(backbones=("resnet50", "tsm_r50"), frames=8, crop=32, seconds=0.05, train_batch=4, clip=4, dim=64, classes=10, agree_frames=8,
+            stage_videos=2, stage_seconds=2.0)
+
+
+class Budget:
+    """The time left for the whole script; a part runs only when its estimate fits."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def allows(self, seconds: float) -> bool:
+        return self.left() >= seconds
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, seconds: float) -> tuple[float, int]:
+    """(seconds per call, calls): `fn` repeated for about `seconds` after one warm-up call."""
+    fn()
+    sync(device)
+    calls, start = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+        if calls % 4 == 0:
+            sync(device)
+    sync(device)
+    return (time.perf_counter() - start) / calls, calls
+
+
+def _backbone(name: str, device: torch.device):
+    opts = {"n_segment": 8} if name.startswith("tsm") else {}
+    return create_backbone(name, weights="random", seed=0, **opts).to(device)
+
+
+def device_path(bb, clip: torch.Tensor, device: torch.device, *, amp: bool, channels_last: bool,
+                forward=None) -> torch.Tensor:
+    """The sink's device path for one video: uint8 [T, 3, c, c] on the host → float32 [T, dim] on the host."""
+    x = clip.to(device, non_blocking=True)
+    x = Normalize(bb.preprocessing.mean, bb.preprocessing.std)(ToFloat()(x))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        out = (forward or bb)(x)
+    return out.float().cpu()
+
+
+def extraction(sizes: Sizes, device: torch.device, budget: Budget, compile_too: bool) -> list[dict]:
+    """Frames/s of the sink's device path per backbone, eager and compiled."""
+    rows = []
+    clip = torch.randint(0, 256, (sizes.frames, 3, sizes.crop, sizes.crop), dtype=torch.uint8)
+    if device.type == "cuda":
+        clip = clip.pin_memory()
+    cuda = device.type == "cuda"
+    for name in sizes.backbones:
+        for compiled in (False, True):
+            row: dict[str, Any] = {"backbone": name, "compile": compiled, "amp": "bf16" if cuda else "fp32",
+                                   "channels_last": cuda, "frames": sizes.frames, "crop": sizes.crop}
+            if compiled and not compile_too:
+                rows.append({**row, "skipped": "torch.compile not asked for (dry run)"})
+                continue
+            if not budget.allows(90 if compiled else 15):
+                rows.append({**row, "skipped": f"out of time ({budget.left():.0f} s left)"})
+                continue
+            bb = _backbone(name, device)
+            if cuda:
+                bb = bb.to(memory_format=torch.channels_last)
+            forward = torch.compile(bb) if compiled else bb
+            start = time.perf_counter()
+            device_path(bb, clip, device, amp=cuda, channels_last=cuda, forward=forward)  # compile, autotune
+            sync(device)
+            warmup = time.perf_counter() - start
+            per_call, calls = timed(lambda: device_path(bb, clip, device, amp=cuda, channels_last=cuda,
+                                                        forward=forward), device, sizes.seconds)
+            rows.append({**row, "fps": sizes.frames / per_call, "calls": calls, "warmup_s": round(warmup, 1)})
+            print(f"extraction {name} compile={compiled}: {rows[-1]['fps']:.0f} frames/s", flush=True)
+            del bb, forward
+    return rows
+
+
+def agreement(sizes: Sizes, device: torch.device, budget: Budget) -> list[dict]:
+    """Per-frame features of the CPU fp32 path against the device's fp32 and bf16 paths."""
+    if device.type != "cuda":
+        return [{"skipped": "no CUDA device: nothing to compare the CPU with"}]
+    rows = []
+    torch.manual_seed(1)
+    clip = torch.randint(0, 256, (sizes.agree_frames, 3, sizes.crop, sizes.crop), dtype=torch.uint8)
+    for name in sizes.backbones:
+        if not budget.allows(20):
+            rows.append({"backbone": name, "skipped": f"out of time ({budget.left():.0f} s left)"})
+            continue
+        bb = _backbone(name, torch.device("cpu"))
+        ref = device_path(bb, clip, torch.device("cpu"), amp=False, channels_last=False)
+        bb = bb.to(device)
+        for amp in (False, True):
+            got = device_path(bb.to(memory_format=torch.channels_last if amp else torch.contiguous_format), clip,
+                              device, amp=amp, channels_last=amp)
+            cos = torch.nn.functional.cosine_similarity(got, ref, dim=1)
+            rel = ((got - ref).abs().max() / ref.abs().max()).item()
+            rows.append({"backbone": name, "device_path": "bf16 channels_last" if amp else "fp32",
+                         "cosine_min": cos.min().item(), "cosine_mean": cos.mean().item(), "rel_max_err": rel})
+    return rows
+
+
+def training(sizes: Sizes, device: torch.device, budget: Budget) -> list[dict]:
+    """Steps/s of one training step (forward, BCE, backward, clip, Adam) at VideoLT shapes."""
+    rows = []
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # the trainer's default
+    for name in ("nonlinear", "netvlad"):
+        for amp in (False, True):
+            if not budget.allows(15):
+                rows.append({"model": name, "amp": amp, "skipped": f"out of time ({budget.left():.0f} s left)"})
+                continue
+            model = create_aggregator(name, sizes.dim, sizes.classes).to(device)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+            x = torch.randn(sizes.train_batch, sizes.clip, sizes.dim, device=device)
+            y = (torch.rand(sizes.train_batch, sizes.classes, device=device) < 0.002).float()
+
+            def step() -> None:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = model(x)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
+                opt.step()
+
+            per_step, steps = timed(step, device, sizes.seconds)
+            rows.append({"model": name, "amp": "bf16" if amp else "fp32 (tf32)", "steps_s": 1 / per_step,
+                         "batch": sizes.train_batch, "clip": sizes.clip, "dim": sizes.dim, "classes": sizes.classes})
+            print(f"training {name} {rows[-1]['amp']}: {rows[-1]['steps_s']:.1f} steps/s", flush=True)
+    return rows
+
+
+def stage(sizes: Sizes, device: torch.device, budget: Budget, sources: list[Path]) -> dict:
+    """The whole extract stage, decoding included, cores sized by videolt (needs PyAV and zarr)."""
+    missing = [m for m in ("av", "zarr") if importlib.util.find_spec(m) is None]
+    if missing:
+        return {"skipped": f"{', '.join(missing)} not installed here (carry wheels: benchmarks/gpu.sh)"}
+    if not budget.allows(60 if device.type == "cuda" else 10):
+        return {"skipped": f"out of time ({budget.left():.0f} s left)"}
+    from extract import make_workdir  # benchmarks/extract.py: imports zarr, so only here
+
+    from videolt.pipeline.extract import extract_features
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if not sources:
+            sources = [make_source(root / "source.mp4", sizes.stage_seconds)]
+        videos = [sources[i % len(sources)] for i in range(sizes.stage_videos)]  # hard links: same decode cost
+        wd = make_workdir(root / "stage", videos)
+        # Cores sized by videolt on the GPU; the dry run decodes in this process (no pool to start).
+        cfg = ExtractConfig(backbones=("resnet50",), weights="random", names=("bench",), device=device.type,
+                            frames=sizes.frames, crop=sizes.crop, resize=max(sizes.crop, Preprocessing().resize),
+                            batch_size=sizes.frames, amp=device.type == "cuda",
+                            workers=None if device.type == "cuda" else 0,
+                            torch_threads=None if device.type == "cuda" else 1)
+        counts = extract_features(wd, cfg, progress=False)
+    return {"fps": counts["done"] * sizes.frames / counts["seconds"], "videos": counts["videos"],
+            "done": counts["done"], "seconds": counts["seconds"], "split": counts["split"],
+            "sources": [str(s) for s in sources]}
+
+
+def make_source(path: Path, seconds: float) -> Path:
+    """A 640×360 30 fps H.264 video (x264, B-frames) of a moving, noisy pattern, written with PyAV."""
+    import av  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    size = (640, 360) if seconds >= 10 else (64, 48)
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"preset": "fast", "b": "300k", "bf": "3", "g": "300"}
+        for i in range(int(seconds * 30)):
+            img = np.stack([(x + 2 * i) % 256, (y + i) % 256, (x + y + 3 * i) % 256], axis=-1)
+            img = (img + rng.integers(0, 8, img.shape)).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def environment(device: torch.device) -> dict:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M %Z"), "host": platform.node()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    for mod in ("torchvision", "timm", "av", "zarr", "numba"):
+        spec = importlib.util.find_spec(mod)
+        env[mod] = getattr(__import__(mod), "__version__", "?") if spec else None
+    return env
+
+
+def _rows(part: Any) -> list[dict]:
+    """A part's rows (a failed or skipped part is one dict)."""
+    return part if isinstance(part, list) else [part]
+
+
+def markdown(result: dict) -> str:
+    """The tables for benchmarks/RESULTS.md."""
+    env = result["environment"]
+    lines = [f"{env.get('gpu', env['device'])}, torch {env['torch']}, {env['cpus']} CPUs, {env['date']}"
+             + (" (dry run: CPU, tiny sizes)" if result["dry_run"] else ""), "",
+             "| backbone | compile | precision | frames/s | warm-up s |", "|---|---|---|---|---|"]
+    for r in _rows(result.get("extraction", [])):
+        fps = f"{r['fps']:.0f}" if "fps" in r else r.get("skipped", "")
+        lines.append(f"| {r.get('backbone', '')} | {r.get('compile', '')} | {r.get('amp', '')} | {fps} | "
+                     f"{r.get('warmup_s', '')} |")
+    lines += ["", "| backbone | device path vs CPU fp32 | cosine min | cosine mean | rel. max error |",
+              "|---|---|---|---|---|"]
+    for r in _rows(result.get("agreement", [])):
+        if "cosine_min" in r:
+            lines.append(f"| {r['backbone']} | {r['device_path']} | {r['cosine_min']:.5f} | {r['cosine_mean']:.5f} "
+                         f"| {r['rel_max_err']:.2e} |")
+        else:
+            lines.append(f"| {r.get('backbone', '')} | {r.get('skipped', '')} | | | |")
+    lines += ["", "| model | precision | steps/s |", "|---|---|---|"]
+    for r in _rows(result.get("training", [])):
+        steps = f"{r['steps_s']:.1f}" if "steps_s" in r else r.get("skipped", "")
+        lines.append(f"| {r.get('model', '')} | {r.get('amp', '')} | {steps} |")
+    s = result.get("stage", {})
+    lines += ["", "stage, decoding included: " + (s["skipped"] if "skipped" in s else
+                                                  f"{s['fps']:.0f} frames/s over {s['done']} videos; split {s['split']}")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", tempfile.gettempdir())))
+    p.add_argument("--budget", type=float, default=280.0, help="seconds for everything (the device allows 300)")
+    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, no torch.compile")
+    p.add_argument("--sources", type=Path, action="append", default=[],
+                   help="a video for the stage (repeatable; default: one generated with PyAV)")
+    args = p.parse_args()
+    budget = Budget(args.budget)
+    if args.dry_run:
+        device, sizes = torch.device("cpu"), DRY
+        torch.set_num_threads(1)  # tiny tensors: more threads only wait for each other
+    elif torch.cuda.is_available():
+        device, sizes = torch.device("cuda"), FULL
+    else:
+        sys.exit("no CUDA device here: run with --dry-run for the CPU check")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"environment": environment(device), "dry_run": args.dry_run}
+    print(json.dumps(result["environment"]), flush=True)
+    parts = [("extraction", lambda: extraction(sizes, device, budget, compile_too=not args.dry_run)),
+             ("agreement", lambda: agreement(sizes, device, budget)),
+             ("training", lambda: training(sizes, device, budget)),
+             ("stage", lambda: stage(sizes, device, budget, args.sources))]
+    for name, part in parts:
+        try:
+            result[name] = part()
+        except Exception as exc:  # one part's failure must not cost the others' figures
+            result[name] = {"skipped": f"failed: {type(exc).__name__}: {exc}"}
+            print(f"{name} failed: {exc!r}", flush=True)
+        (args.out / "gpu.json").write_text(json.dumps(result, indent=1, default=str))
+    (args.out / "gpu.md").write_text(markdown(result))
+    print(markdown(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

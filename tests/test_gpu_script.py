@@ -1,0 +1,36 @@
+"""benchmarks/gpu.sh, the script for the day a GPU machine is lent, in its CPU dry run: every part runs
+at tiny sizes or says why it was skipped, and the results land in $OUT as JSON and Markdown."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gpu_script_dry_run(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", "benchmarks/gpu.sh", "--dry-run", "--budget", "240"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert result["dry_run"] and result["environment"]["device"] == "cpu"
+    eager = [row for row in result["extraction"] if not row["compile"]]
+    assert {row["backbone"] for row in eager} == {"resnet50", "tsm_r50"} and all(row["fps"] > 0 for row in eager)
+    assert all("dry run" in row["skipped"] for row in result["extraction"] if row["compile"])
+    assert result["agreement"] == [{"skipped": "no CUDA device: nothing to compare the CPU with"}]
+    assert {(row["model"], row["amp"]) for row in result["training"]} == {
+        ("nonlinear", "fp32 (tf32)"), ("nonlinear", "bf16"), ("netvlad", "fp32 (tf32)"), ("netvlad", "bf16")}
+    assert all(row["steps_s"] > 0 for row in result["training"])
+    if all(importlib.util.find_spec(m) for m in ("av", "zarr")):
+        assert result["stage"]["done"] == 2 and result["stage"]["split"]["selective_videos"] == 2
+    else:
+        assert "not installed" in result["stage"]["skipped"]
+    table = (tmp_path / "gpu.md").read_text()
+    assert "| resnet50 | False | fp32 |" in table and "(dry run: CPU, tiny sizes)" in table
+    assert (tmp_path / "log.txt").is_file() and (tmp_path / "nvidia-smi.txt").is_file()

@@ -1,0 +1,83 @@
+"""Where an extract run's time went, decoding against inference, as the driver saw it.
+
+Per video the decode processes report their wall and CPU seconds and the path their decoder took
+(selective or full); the sink reports its inference seconds (every backbone, writes included).
+The driver adds the time it spent waiting for a decoded video: with a local executor the sink runs
+in the driver, so `inference + waiting` is about the wall time, and `waiting` is what decoding cost
+the backbone. A run whose backbone waits a lot needs more decoders; one that never waits is
+bound by inference.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Iterable, Iterator
+
+from videolt.extract.config import ExtractConfig
+from videolt.extract.runner import RowResult
+
+__all__ = ["Split"]
+
+
+class Split:
+    """Accumulates one run's decode and inference times; `timed` wraps the executor's results."""
+
+    def __init__(self, cfg: ExtractConfig):
+        self.cfg = cfg
+        self.videos = self.selective = 0
+        self.decode_s = self.decode_cpu_s = self.inference_s = self.wait_s = 0.0
+        self._usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._start = time.perf_counter()
+        self.first_s: float | None = None  # seconds until the first video was done (start-up included)
+
+    def timed(self, results: Iterable[RowResult]) -> Iterator[RowResult]:
+        """The results, each timed from the moment the driver asked for it."""
+        it = iter(results)
+        while True:
+            asked = time.perf_counter()
+            try:
+                r = next(it)
+            except StopIteration:
+                return
+            self.add(r, time.perf_counter() - asked)
+            yield r
+
+    def add(self, r: RowResult, seconds: float) -> None:
+        """Count one video that took the driver `seconds` to get (its inference included, when local)."""
+        self.videos += 1
+        if self.first_s is None:
+            self.first_s = time.perf_counter() - self._start
+        self.decode_s += r.decode_seconds
+        self.decode_cpu_s += float(r.decode_info.get("cpu_seconds", 0.0))
+        self.inference_s += r.infer_seconds
+        self.wait_s += max(seconds - r.infer_seconds, 0.0)
+        self.selective += bool(r.decode_info.get("selective"))
+
+    def summary(self, wall_s: float) -> dict:
+        """Plain numbers for the run's counts (`--json`)."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "wall_s": round(wall_s, 2), "first_video_s": round(self.first_s or 0.0, 2),
+            "inference_s": round(self.inference_s, 2), "wait_s": round(self.wait_s, 2),
+            "decode_s": round(self.decode_s, 2), "decode_cpu_s": round(self.decode_cpu_s, 2),
+            "driver_user_s": round(usage.ru_utime - self._usage.ru_utime, 2),
+            "driver_sys_s": round(usage.ru_stime - self._usage.ru_stime, 2),
+            "videos": self.videos, "selective_videos": self.selective,
+            "workers": self.cfg.workers, "decoder_threads": self.cfg.decoder_threads,
+            "torch_threads": self.cfg.torch_threads, "decoder_nice": self.cfg.decoder_nice,
+        }
+
+    @staticmethod
+    def describe(s: dict) -> str:
+        """One line for the log: the split and the cores' plan."""
+        if not s["videos"]:
+            return "split: no video"
+        busy = s["inference_s"] / s["wall_s"] if s["wall_s"] else 0.0
+        return (f"split: {s['videos']} videos in {s['wall_s']:.1f} s (the first after {s['first_video_s']:.1f} s); "
+                f"inference {s['inference_s']:.1f} s "
+                f"({busy:.0%} of the time), waiting for decoded videos {s['wait_s']:.1f} s; decoding "
+                f"{s['decode_s']:.1f} s in workers ({s['decode_cpu_s']:.1f} CPU-s, selective "
+                f"{s['selective_videos']}/{s['videos']} videos); driver CPU {s['driver_user_s']:.1f} s user + "
+                f"{s['driver_sys_s']:.1f} s system; {s['workers']} decode processes x {s['decoder_threads']} "
+                f"threads at nice +{s['decoder_nice'] or 0}, {s['torch_threads']} inference threads")
