@@ -287,9 +287,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--run", required=True, metavar="RUN", help="run name (runs/<run>/)")
     p.add_argument("--features", default=None, metavar="NAME", help="feature set (features/<name>.zarr)")
-    p.add_argument("--model", default=None, help="aggregator: nonlinear | netvlad")
-    p.add_argument("--method", default=None, help="baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack")
-    p.add_argument("--loss", default=None, help="loss replacing the method's: bce, focal, cb, ldam, eql")
+    p.add_argument("--model", default=None,
+                   help="aggregator: nonlinear | netvlad | move (default: the method's own, else nonlinear)")
+    p.add_argument("--method", default=None, help="baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack, "
+                                                  "move (MOVE: its aggregator + vicinity expansion), db, asl, "
+                                                  "logit_adjusted")
+    p.add_argument("--loss", default=None,
+                   help="loss replacing the method's: bce, focal, cb, ldam, eql, db, asl, logit_adjusted")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
