@@ -90,8 +90,8 @@ class AttentionPool(nn.Module):
         k = self.w_k(x).view(b, t, h, dk).transpose(1, 2)  # [B, h, T, dk]
         v = self.w_v(x).view(b, t, h, dk).transpose(1, 2)  # [B, h, T, dk]
         logits = torch.matmul(q / math.sqrt(dk), k.transpose(2, 3))  # [B, h, L, T]
-        if key_keep is not None:
-            logits = logits.masked_fill(~key_keep[:, None, None, :], _MASKED)
+        if key_keep is not None:  # −1e9, or the dtype's lowest under fp16 autocast: an all-masked row stays uniform
+            logits = logits.masked_fill(~key_keep[:, None, None, :], max(_MASKED, torch.finfo(logits.dtype).min))
         attn = self.attention_dropout(F.softmax(logits, dim=-1))
         out = torch.matmul(attn, v).transpose(1, 2).reshape(b, n_q, h * dk)  # [B, L, h·dk]
         return self.norm(self.dropout(self.out(out)) + queries)
