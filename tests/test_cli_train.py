@@ -82,7 +82,8 @@ def _train_args(wd: Path, syn: Synthetic, run: str, method: str, model: str) -> 
     opts = [a for k, v in METHOD_OPTS.get(method, {}).items() for a in ("--set", f"method_opts.{k}={v}")]
     sizes = MODELS[model or "move"]
     return ["train", str(wd), "--features", "syn", "--run", run, "--method", method,
-            *(["--model", model] if model else []), "--epochs", "3", "--batch-size", "32", "--workers", "0", "--device", "cpu", "--no-progress",
+            *(["--model", model] if model else []), "--epochs", "3", "--batch-size", "32", "--workers", "0",
+            "--device", "cpu", "--no-progress",
             "--set", "lr=0.01", "--set", f"group_head={syn.head}", "--set", f"group_tail={syn.tail}",
             "--set", "eval_every=3", *sizes, *opts, "--json"]
 

@@ -231,7 +231,8 @@ def test_logit_adjusted_plain_logits_learn_the_prior_free_part() -> None:
 
 
 def test_asl_by_hand() -> None:
-    """Ridnik et al.: L+ = (1 − p)^γ+ log p, L− = p_m^γ− log(1 − p_m), p_m = max(p − m, 0); −(y L+ + (1 − y) L−)."""
+    """Ridnik et al.: L+ = (1 − p)^γ+ log p, L− = p_m^γ− log(1 − p_m), p_m = max(p − m, 0);
+    loss −(y L+ + (1 − y) L−)."""
     def asl(z: float, y: float, gp: float, gn: float, m: float) -> float:
         p = sigmoid(z)
         pm = max(p - m, 0.0)
