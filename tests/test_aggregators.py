@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from videolt.errors import ConfigError, UnknownNameError
 from videolt.train.aggregators import AGGREGATORS, NetVLAD, NonLinear, create_aggregator
+from videolt.train.model import build_model
 
-SMALL_OPTS = {"nonlinear": {}, "netvlad": {"clusters": 4, "hidden": 8}}
+SMALL_OPTS = {"nonlinear": {}, "netvlad": {"clusters": 4, "hidden": 8},
+              "move": {"heads": 2, "key_dim": 4, "clusters": 4, "hidden": 8, "classifier_hidden": 6}}
+COUNTS5 = np.array([40, 20, 10, 5, 2])
 
 
 @pytest.mark.parametrize("name", AGGREGATORS.names())
 @pytest.mark.parametrize("frames", [60, 150])
 def test_contract_shapes_and_backward(name: str, frames: int) -> None:
     torch.manual_seed(0)
-    model = create_aggregator(name, 16, 5, **SMALL_OPTS[name])
+    model = create_aggregator(name, 16, 5, class_counts=COUNTS5, **SMALL_OPTS[name])
     x = torch.randn(3, frames, 16)
-    logits = model(x)
+    logits = model(x, targets=torch.eye(5)[:3])  # the trainer passes the targets in training
     assert logits.shape == (3, 5) and logits.dtype == torch.float32
     assert isinstance(model.classifier, nn.Linear) and model.classifier.out_features == 5
     logits.sum().backward()
@@ -32,7 +36,9 @@ def test_contract_shapes_and_backward(name: str, frames: int) -> None:
 @pytest.mark.parametrize("name", AGGREGATORS.names())
 def test_contract_rejects_unknown_option(name: str) -> None:
     with pytest.raises(ConfigError, match="no option"):
-        create_aggregator(name, 8, 3, bogus=1)
+        create_aggregator(name, 8, 3, class_counts=np.ones(3), bogus=1)
+    with pytest.raises(ConfigError, match="model_opts.seed"):  # the run's seed is not an option
+        build_model(name, 8, 3, {"seed": 1}, class_counts=np.ones(3))
 
 
 def test_unknown_name() -> None:

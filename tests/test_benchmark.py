@@ -34,7 +34,7 @@ from videolt.pipeline.benchmark import (
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PAPER_CONFIGS = {"table1_resnet50.yaml": (1, 1, 9), "table1_resnet101.yaml": (1, 1, 9), "table2_tsm.yaml": (1, 2, 2),
                  "table3_beta.yaml": (1, 1, 3), "table4_losses.yaml": (1, 1, 4), "table5_eta.yaml": (1, 1, 5),
-                 "smoke.yaml": (1, 1, 3)}
+                 "table6_beyond.yaml": (1, 1, 9), "smoke.yaml": (1, 1, 3)}
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +210,94 @@ def test_report_from_finished_runs(tmp_path):
     assert len(list((out / "plots").glob("ap_difference_*.png"))) == 2
 
 
+OWN_GRID = """
+name: own
+table: table6
+features: [{name: feats, backbone: resnet50}]
+aggregators: [nonlinear, netvlad]
+model_opts: {netvlad: {clusters: 8}, move: {lb: 4.0}}
+methods:
+  - {method: baseline, label: baseline (BCE)}
+  - {method: baseline, model: move, label: MOVE agg, model_opts: {sampling: none}}
+  - {method: move, label: MOVE}
+seeds: [1, 2]
+train: {epochs: 2, group_head: %d, group_tail: %d}
+comparisons: [{treatment: MOVE, control: MOVE agg}, {treatment: MOVE, control: baseline (BCE)}]
+bootstrap: 50
+"""
+
+
+def test_rows_with_their_own_aggregator_run_once_in_their_block(tmp_path):
+    cells = plan(load_benchmark(write_grid(tmp_path / "g.yaml", OWN_GRID % (10, 2))))
+    assert [(c.label, c.aggregator) for c in cells[::2]] == [
+        ("baseline (BCE)", "nonlinear"), ("baseline (BCE)", "netvlad"), ("MOVE agg", "move"), ("MOVE", "move")]
+    assert [c.run for c in cells[4:]] == ["baseline-samplingnone_feats_move_s1", "baseline-samplingnone_feats_move_s2",
+                                          "move_feats_move_s1", "move_feats_move_s2"]
+    agg, move = cells[4].config, cells[6].config
+    assert (agg.model, agg.model_opts, agg.method) == ("move", {"lb": 4.0, "sampling": "none"}, "baseline")
+    assert (move.model, move.model_opts, move.method) == ("move", {"lb": 4.0}, "move")
+    assert cells[2].config.model_opts == {"clusters": 8}
+    assert json.loads(cells[4].setting)["model_opts"] == {"lb": 4.0, "sampling": "none"}
+    assert cells[0].setting == benchmark.paper_reference()[0]["setting"]  # the paper's keys are unchanged
+    bad = OWN_GRID.replace("{method: move, label: MOVE}", "{method: move, model: nonlinear, label: MOVE}")
+    with pytest.raises(ConfigError, match="own aggregator 'move'"):
+        load_benchmark(write_grid(tmp_path / "b.yaml", bad % (10, 2)))
+    bad = OWN_GRID.replace("{method: baseline, label: baseline (BCE)}",
+                           "{method: baseline, label: baseline (BCE), model_opts: {lb: 2.0}}")
+    with pytest.raises(ConfigError, match="model_opts"):
+        load_benchmark(write_grid(tmp_path / "c.yaml", bad % (10, 2)))
+
+
+def test_moves_paper_rows_match_its_recipes():
+    """MOVE's Table 1 'Ours' matches --method move; its 'Baseline' with Agg matches the move aggregator
+    without frame sampling (base_main_Agg.py), not the default (dynamic) one."""
+    paper = [e for e in benchmark.paper_reference() if e["aggregator"] == "move"]
+    assert {(e["method"], e["backbone"], e["overall_map"]) for e in paper} == {
+        ("move", "resnet50", 0.705), ("move", "resnet101", 0.719), ("baseline", "resnet50", 0.676),
+        ("baseline", "resnet101", 0.69)}
+    assert all("exp1.png" in e["source"] and "Table 1" in e["source"] for e in paper)
+    grid = load_benchmark(CONFIGS / "table6_beyond.yaml")
+    by_label = {c.label: c for c in plan(grid) if c.seed == 2021}
+    matched = {e["setting"]: e for e in paper if e["backbone"] == "resnet50"}
+    assert matched[by_label["MOVE"].setting]["tail_map"] == 0.626
+    assert matched[by_label["MOVE aggregator, no sampling (BCE)"].setting]["tail_map"] == 0.585
+    assert by_label["MOVE aggregator (BCE)"].setting not in matched
+
+
+def test_report_pairs_a_control_from_another_block(tmp_path):
+    wd = Workdir.init(tmp_path / "wd", small_lists(tmp_path / "labels", n_train=30, n_test=40, num_classes=4))
+    labels, test = wd.labels(), wd.manifest().videos(["test"])
+    ranked = np.sort(labels.counts)
+    head, tail = int(ranked[-2]), int(ranked[0])
+    grid = OWN_GRID.replace(", move: {lb: 4.0}", "")  # MOVE's defaults, so its paper rows match
+    config = load_benchmark(write_grid(tmp_path / "g.yaml", grid % (head, tail)))
+    cells = plan(config)
+    targets = np.zeros((len(test), labels.num_classes))
+    for i, v in enumerate(test):
+        targets[i, list(v.labels)] = 1
+    rows = np.array([v.index for v in test])
+    rng = np.random.default_rng(0)
+    boost = {"baseline (BCE)": 0.5, "MOVE agg": 1.0, "MOVE": 3.0}
+    metrics = {c.run: _fake_run(wd, c, rng, targets, rows, labels.group_of(head, tail), boost[c.label])
+               for c in cells}
+    report = write_report(wd, config, cells)
+    doc = json.loads((Path(report["dir"]) / "report.json").read_text())
+    paired = {(r["aggregator"], r["comparison"]): r for r in doc["paired"]}
+    assert set(paired) == {("move", "MOVE − MOVE agg"), ("move", "MOVE − baseline (BCE) [netvlad]")}
+    across = paired[("move", "MOVE − baseline (BCE) [netvlad]")]
+    move = [c for c in cells if c.label == "MOVE"]
+    base = [c for c in cells if c.label == "baseline (BCE)" and c.aggregator == "netvlad"]
+    assert across["pairs"] == [[m.run, b.run] for m, b in zip(move, base)]
+    d = [metrics[m.run]["overall_map"] - metrics[b.run]["overall_map"] for m, b in zip(move, base)]
+    assert across["overall_map"] == pytest.approx(np.mean(d))
+    assert {r["comparison"] for r in doc["differences"]} == {"MOVE − MOVE agg (feats, move)",
+                                                             "MOVE − baseline (BCE) (feats, move)"}
+    assert len(list((Path(report["dir"]) / "plots").glob("ap_difference_*.png"))) == 2
+    paper = {r["method"]: r for r in doc["results"] if r["source"] == "paper"}
+    assert paper["MOVE (paper)"]["overall_map"] == 0.705 and paper["MOVE agg (paper)"]["overall_map"] == 0.676
+    assert "MOVE aggregator" in (Path(report["dir"]) / "report.md").read_text()
+
+
 def test_changed_settings_do_not_reuse_a_finished_run(tmp_path, tiny_workdir):
     config = load_benchmark(write_grid(tmp_path / "g.yaml", GRID % (10, 2)))
     cell = plan(config)[0]
@@ -262,6 +350,32 @@ def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
     assert run_benchmark(root, config, dry_run=True)["runs"][0]["status"] == "partial"
     run_benchmark(root, config, progress=False)
     assert calls == [(partial.name, True)] and (partial / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_table6_runs_end_to_end_on_a_synthetic_set(tmp_path):
+    """configs/table6_beyond.yaml, shrunk with --set as its header shows: every row trains, MOVE's rows in their
+    own block, every comparison (one across blocks) paired and bootstrapped, the plots drawn."""
+    root, syn = make_workdir(tmp_path, num_classes=8, videos=(160, 24, 48), dim=32)
+    config = load_benchmark(CONFIGS / "table6_beyond.yaml", [
+        "features=[{name: syn, backbone: synthetic}]", "seeds=[1]", "train.epochs=2", "train.lr=1.0e-3",
+        "train.batch_size=32", "train.eval_every=1", "train.milestones=[1]", "train.workers=0",
+        f"train.group_head={syn.head}", f"train.group_tail={syn.tail}", "bootstrap=50",
+        "model_opts.move={lb: 3.0, clusters: 8, hidden: 32, key_dim: 8, classifier_hidden: 64}"])
+    result = run_benchmark(root, config, progress=False)
+    assert [r["status"] for r in result["runs"]] == ["done"] * 9
+    assert [r["aggregator"] for r in result["runs"]] == ["nonlinear"] * 6 + ["move"] * 3
+    out = Path(result["report"]["dir"])
+    doc = json.loads((out / "report.json").read_text())
+    assert {r["method"] for r in doc["results"] if r["source"] == "ours"} == {m.display for m in config.methods}
+    assert len(doc["paired"]) == len(config.comparisons)
+    assert "MOVE aggregator (BCE) − baseline (BCE) [nonlinear]" in {r["comparison"] for r in doc["paired"]}
+    assert len({r["comparison"] for r in doc["differences"]}) == len(config.comparisons)
+    report = (out / "report.md").read_text()
+    assert "MOVE aggregator" in report and "Bootstrap 95% intervals" in report
+    plots = {p.name for p in (out / "plots").glob("*.png")}
+    assert {"group_map_syn_nonlinear.png", "group_map_syn_move.png"} <= plots
+    assert len([p for p in plots if p.startswith("ap_difference_")]) == len(config.comparisons)
 
 
 def _benchmark_cli(root: Path, syn) -> list[str]:

@@ -30,8 +30,13 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 C = 10
-METHODS = ("baseline", "ldam_drw", "eql", "cbs", "srs", "cb", "mixup", "framestack", "focal")
-MODELS = {"nonlinear": (), "netvlad": ("--set", "model_opts.clusters=8", "--set", "model_opts.hidden=32")}
+METHODS = ("baseline", "ldam_drw", "eql", "cbs", "srs", "cb", "mixup", "framestack", "focal", "db", "asl",
+           "logit_adjusted")
+MODELS = {"nonlinear": (), "netvlad": ("--set", "model_opts.clusters=8", "--set", "model_opts.hidden=32"),
+          "move": ("--set", "model_opts.clusters=8", "--set", "model_opts.hidden=32", "--set", "model_opts.key_dim=8",
+                   "--set", "model_opts.classifier_hidden=64")}
+# MOVE's own method with its aggregator (implied, or named), and a few methods on MOVE's aggregator.
+MOVE_CASES = [("move", ""), ("move", "move"), ("baseline", "move"), ("framestack", "move"), ("db", "move")]
 # Options that matter in 3 epochs on 240 videos: DRW's class-balanced weights from epoch 1; EQL's
 # default drop rate (0.18 % of tail negatives) gave the baseline's metrics to 3 decimals here.
 METHOD_OPTS = {"ldam_drw": {"drw_epoch": 1}, "eql": {"drop_prob": 0.3}}
@@ -75,10 +80,12 @@ def chance(synth) -> float:
 
 def _train_args(wd: Path, syn: Synthetic, run: str, method: str, model: str) -> list[str]:
     opts = [a for k, v in METHOD_OPTS.get(method, {}).items() for a in ("--set", f"method_opts.{k}={v}")]
-    return ["train", str(wd), "--features", "syn", "--run", run, "--method", method, "--model", model,
-            "--epochs", "3", "--batch-size", "32", "--workers", "0", "--device", "cpu", "--no-progress",
+    sizes = MODELS[model or "move"]
+    return ["train", str(wd), "--features", "syn", "--run", run, "--method", method,
+            *(["--model", model] if model else []), "--epochs", "3", "--batch-size", "32", "--workers", "0",
+            "--device", "cpu", "--no-progress",
             "--set", "lr=0.01", "--set", f"group_head={syn.head}", "--set", f"group_tail={syn.tail}",
-            "--set", "eval_every=3", *MODELS[model], *opts, "--json"]
+            "--set", "eval_every=3", *sizes, *opts, "--json"]
 
 
 def _check_metrics(metrics: dict, chance: float) -> None:
@@ -88,11 +95,10 @@ def _check_metrics(metrics: dict, chance: float) -> None:
     assert metrics["split"] == "test" and metrics["videos"] == 100
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method,model", [(m, a) for a in ("nonlinear", "netvlad") for m in METHODS] + MOVE_CASES)
 def test_every_method_trains_and_evaluates(synth, chance, method, model):
     wd, syn = synth
-    run = f"{method}-{model}"
+    run = f"{method}-{model or 'own'}"
     code, out = _main(*_train_args(wd, syn, run, method, model))
     assert code == 0
     trained = json.loads(out)
@@ -102,7 +108,7 @@ def test_every_method_trains_and_evaluates(synth, chance, method, model):
     _check_metrics(evaluated, chance)
     assert all(evaluated[k] == pytest.approx(trained[k]) for k in METRICS)  # best.pt re-scored
     config = json.loads((wd / "runs" / run / "config.json").read_text())["config"]
-    assert (config["method"], config["model"], config["epochs"]) == (method, model, 3)
+    assert (config["method"], config["model"], config["epochs"]) == (method, model or "move", 3)
     assert config["method_opts"] == METHOD_OPTS.get(method, {})
 
 
@@ -140,10 +146,13 @@ def test_usage_errors_exit_2_with_one_line(synth):
     res = _cli(*base, "--run", "bad-method", "--method", "ldam")
     line = _error_line(res, "train")
     assert res.returncode == 2 and "ldam" in line and all(m in line for m in METHODS), line
+    res = _cli(*base, "--run", "bad-model", "--method", "move", "--model", "nonlinear")
+    line = _error_line(res, "train")
+    assert res.returncode == 2 and "own aggregator 'move'" in line, line
     res = _cli("evaluate", str(wd), "--run", "never-trained")
     assert res.returncode == 2 and "never-trained" in _error_line(res, "evaluate")
     # A refused run leaves nothing that would block the same name later.
-    assert not any((wd / "runs" / name).exists() for name in ("bad-key", "bad-opt", "bad-method"))
+    assert not any((wd / "runs" / name).exists() for name in ("bad-key", "bad-opt", "bad-method", "bad-model"))
 
 
 def test_import_features_counts_bad_files_and_status_shows_them(tmp_path):

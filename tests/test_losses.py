@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from videolt.errors import ConfigError
 from videolt.train.losses import LOSSES, class_balanced_weights, create_loss
@@ -190,3 +191,118 @@ def test_contract(name: str, reduction: str) -> None:
     assert z.grad is not None and torch.isfinite(z.grad).all()
     soft = a(z, y * 0.7 + 0.1)  # soft targets (mixup, FrameStack) are accepted
     assert torch.isfinite(soft)
+
+
+# ---- losses made for multi-label long tails: db, asl, logit_adjusted --------------------------------
+N_TRAIN = 1050  # train videos behind COUNTS = (1000, 100, 10) (multi-label: a video may count twice)
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def softplus(z: float) -> float:
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+def log_odds(n: float) -> float:
+    p = n / N_TRAIN
+    return math.log(p / (1 - p))
+
+
+def test_logit_adjusted_bce_by_hand() -> None:
+    """Menon et al.'s adjustment, sigmoid form: BCE(z_c + τ·log(p_c/(1 − p_c)), y), p_c = n_c / N."""
+    for tau in (1.0, 0.5):
+        want = elems(lambda i, c: bce(Z[i][c] + tau * log_odds(COUNTS[c]), Y[i][c]))
+        assert run("logit_adjusted", tau=tau, train_videos=N_TRAIN) == pytest.approx(mean6(want), rel=1e-6)
+    with pytest.raises(ConfigError, match="train videos"):
+        create_loss("logit_adjusted", COUNTS)
+
+
+def test_logit_adjusted_plain_logits_learn_the_prior_free_part() -> None:
+    """A class whose positives occur at its prior rate p_c is fitted by the plain logit 0: the gradient of the
+    adjusted loss vanishes at z = 0 (plain BCE's optimum there would be log(p_c / (1 − p_c)))."""
+    counts, n = np.array([210, 21]), 1050  # p = 0.2, 0.02
+    y = torch.zeros(50, 2)
+    y[:10, 0], y[:1, 1] = 1.0, 1.0  # positives at rates 0.2 and 0.02
+    z = torch.zeros(50, 2, requires_grad=True)
+    create_loss("logit_adjusted", counts, train_videos=n)(z, y).backward()
+    assert z.grad.sum(dim=0).abs().max().item() < 1e-7
+
+
+def test_asl_by_hand() -> None:
+    """Ridnik et al.: L+ = (1 − p)^γ+ log p, L− = p_m^γ− log(1 − p_m), p_m = max(p − m, 0);
+    loss −(y L+ + (1 − y) L−)."""
+    def asl(z: float, y: float, gp: float, gn: float, m: float) -> float:
+        p = sigmoid(z)
+        pm = max(p - m, 0.0)
+        return -(y * (1 - p) ** gp * math.log(p) + (1 - y) * pm**gn * math.log(1 - pm))
+
+    assert run("asl") == pytest.approx(mean6(elems(lambda i, c: asl(Z[i][c], Y[i][c], 0, 4, 0.05))), rel=1e-6)
+    want = mean6(elems(lambda i, c: asl(Z[i][c], Y[i][c], 1, 2, 0.0)))
+    assert run("asl", gamma_pos=1.0, gamma_neg=2.0, clip=0.0) == pytest.approx(want, rel=1e-6)
+    # γ± = 0 and m = 0 is BCE
+    assert run("asl", gamma_pos=0.0, gamma_neg=0.0, clip=0.0) == pytest.approx(run("bce"), rel=1e-6)
+    # a negative with p ≤ m costs nothing (the probability margin)
+    zero = create_loss("asl", COUNTS)(torch.tensor([[math.log(0.04 / 0.96)]]), torch.tensor([[0.0]]))
+    assert zero.item() == 0.0
+
+
+def _db_weights() -> list[list[float]]:
+    """w = α + σ(β·(r − μ)), r_c = (1/n_c) / Σ_j y_j / n_j, with α, β, μ = 0.1, 10, 0.2."""
+    out = []
+    for i in range(2):
+        repeat = sum(Y[i][j] / COUNTS[j] for j in range(3))
+        out.append([0.1 + sigmoid(10.0 * ((1 / COUNTS[c]) / repeat - 0.2)) for c in range(3)])
+    return out
+
+
+def test_db_by_hand() -> None:
+    """Wu et al., as their code computes it: re-balanced weights, logits shifted by (κ/λ)·log(p/(1 − p)),
+    positives w·log(1 + e^−z'), negatives (w/λ)·log(1 + e^{λz'}); κ = 0.05, λ = 2."""
+    w = _db_weights()
+    b = [0.05 / 2 * log_odds(n) for n in COUNTS]
+
+    def db(i: int, c: int) -> float:
+        z = Z[i][c] + b[c]
+        return w[i][c] * (softplus(-z) if Y[i][c] else softplus(2 * z) / 2)
+
+    assert run("db", train_videos=N_TRAIN) == pytest.approx(mean6(elems(db)), rel=1e-6)
+
+    def db_focal(i: int, c: int) -> float:  # DB-Focal: × 2·(1 − p_t)^2, p_t of the (scaled) logit
+        z = Z[i][c] + b[c]
+        if Y[i][c]:
+            return w[i][c] * softplus(-z) * 2 * (1 - sigmoid(z)) ** 2
+        return w[i][c] * softplus(2 * z) / 2 * 2 * sigmoid(2 * z) ** 2
+
+    assert run("db", train_videos=N_TRAIN, focal_gamma=2.0) == pytest.approx(mean6(elems(db_focal)), rel=1e-6)
+
+
+def test_db_follows_the_authors_code_path() -> None:
+    """The same number as `ResampleLoss.forward` (rebalance weights, logit_reg with neg_scale and init_bias,
+    binary_cross_entropy with weights, mean), written out with torch as that code writes it."""
+    counts = torch.tensor([300.0, 40.0, 5.0, 1.0])
+    n = 320.0
+    torch.manual_seed(0)
+    logits, labels = torch.randn(8, 4), (torch.rand(8, 4) < 0.3).float()
+    labels[:, 0] = torch.where(labels.sum(1) == 0, 1.0, labels[:, 0])  # every clip has a label
+    freq_inv = 1.0 / counts
+    repeat_rate = torch.sum(labels * freq_inv, dim=1, keepdim=True)
+    weight = torch.sigmoid(10.0 * (freq_inv[None] / repeat_rate - 0.2)) + 0.1
+    init_bias = -torch.log(n / counts - 1) * 0.05 / 2.0
+    z = logits + init_bias
+    z = z * (1 - labels) * 2.0 + z * labels
+    weight = weight / 2.0 * (1 - labels) + weight * labels
+    want = F.binary_cross_entropy_with_logits(z, labels, weight=weight, reduction="mean")
+    got = create_loss("db", counts.numpy(), train_videos=int(n))(logits, labels)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_db_weights_rebalance_co_occurring_labels() -> None:
+    """A clip of a head and a tail class: the tail class's ratio r is near 1 (weight → α + 1), the head's near 0
+    (weight → α + σ(−βμ)); a single-label clip has r = 1 for its class."""
+    loss = create_loss("db", np.array([1000, 10]), train_videos=1005)
+    w = loss.weights(torch.tensor([[1.0, 1.0], [0.0, 1.0]]))
+    head, tail = 0.001 / 0.101, 0.1 / 0.101
+    assert w[0].tolist() == pytest.approx([0.1 + sigmoid(10 * (head - 0.2)), 0.1 + sigmoid(10 * (tail - 0.2))])
+    assert w[1, 1].item() == pytest.approx(0.1 + sigmoid(10 * 0.8))

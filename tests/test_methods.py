@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,9 @@ import torch
 from videolt.errors import ConfigError, UnknownNameError
 from videolt.train.aggregators import AGGREGATORS, create_aggregator
 from videolt.train.losses import create_loss
-from videolt.train.methods import METHODS, MethodSpec, create_method
-from videolt.train.mixes.framestack import RunningAP, class_scores_for, framestack_mix
+from videolt.train.config import TrainConfig
+from videolt.train.methods import METHODS, MethodSpec, create_method, method_model, resolve_method, setting_key
+from videolt.train.mixes import create_batch_mix
 from videolt.train.mixes.mixup import mixup
 from videolt.train.samplers import create_sampler, sample_mask
 
@@ -26,6 +29,13 @@ EXPECTED = {
     "framestack": MethodSpec(
         "focal", {"gamma": 1.0}, batch_mix="framestack", mix_opts={"eta": 0.5, "beta_rule": "ap", "warmup_epochs": 1}
     ),
+    "move": MethodSpec("bce", batch_mix="vicinity", model="move",
+                       mix_opts={"calib_bias": 0.5, "extrapolation_a": 2.0, "extrapolation_b": 2.0,
+                                 "interpolation_a": 1.0, "interpolation_b": 1.0, "extrapolate": True,
+                                 "interpolate": True, "calibrate": True}),
+    "db": MethodSpec("db"),
+    "asl": MethodSpec("asl"),
+    "logit_adjusted": MethodSpec("logit_adjusted"),
 }
 
 
@@ -85,12 +95,19 @@ LABELS = [(0,), (0,), (0, 1), (1,), (2,), (0,), (3,), (0, 3)]
 COUNTS = np.array([4, 2, 1, 2])
 
 
+SMALL = {"nonlinear": {}, "netvlad": {"clusters": 4, "hidden": 8},
+         "move": {"heads": 2, "key_dim": 4, "clusters": 4, "hidden": 8, "classifier_hidden": 6}}
+
+
 @pytest.mark.parametrize("aggregator", AGGREGATORS.names())
 @pytest.mark.parametrize("method", METHODS.names())
 def test_one_training_step(method: str, aggregator: str) -> None:
+    """One step as the trainer takes it: sampler, clip mix, aggregator (+ embedding mix), loss, backward."""
     torch.manual_seed(0)
     spec = create_method(method)
-    loss_fn = create_loss(spec.loss, COUNTS, **spec.loss_opts)
+    if spec.model and spec.model != aggregator:
+        pytest.skip(f"{method} trains its own aggregator {spec.model}")
+    loss_fn = create_loss(spec.loss, COUNTS, train_videos=len(LABELS), **spec.loss_opts)
     loss_fn.set_epoch(1)
     sampler = create_sampler(spec.sampler, LABELS, 4, seed=0)
     idx, drawn = sampler.epoch(1) if sampler else (np.arange(6), None)
@@ -98,19 +115,50 @@ def test_one_training_step(method: str, aggregator: str) -> None:
     for row, i in enumerate(idx[:6]):
         y[row, list(LABELS[i])] = 1.0
     x = torch.randn(6, 60, 8)
-    model = create_aggregator(aggregator, 8, 4, **({"clusters": 4, "hidden": 8} if aggregator == "netvlad" else {}))
-    g = torch.Generator().manual_seed(0)
+    model = create_aggregator(aggregator, 8, 4, class_counts=COUNTS, **SMALL[aggregator])
+    mix = create_batch_mix(spec.batch_mix, COUNTS, 0, **spec.mix_opts)
     mask = sample_mask(y, torch.as_tensor(drawn[:6])) if sampler else None
-    if spec.batch_mix == "mixup":
-        x, y = mixup(x, y, g)
-    elif spec.batch_mix == "framestack":
-        meter = RunningAP(4)
-        meter.update(torch.rand(6, 4), y)
-        score = class_scores_for(spec.mix_opts["beta_rule"], meter.end_epoch(), COUNTS)
-        x, y = framestack_mix(x, y, score, eta=spec.mix_opts["eta"], beta_rule=spec.mix_opts["beta_rule"], generator=g)
-    loss = loss_fn(model(x), y, mask)
+    if mix.observes:  # FrameStack mixes from the second epoch, with the first epoch's AP
+        mix.observe(torch.rand(6, 4), y)
+        mix.end_epoch(None)
+    mix.start_epoch(1)
+    x, y = mix.mix_clips(x, y)
+    targets = {"y": y}
+
+    def hook(e: torch.Tensor) -> torch.Tensor:
+        e, targets["y"] = mix.mix_embeddings(e, targets["y"])
+        return e
+
+    if mix.mixes_embeddings and aggregator == "nonlinear":
+        with pytest.raises(ConfigError, match="two views"):  # MOVE's extrapolation needs views of clips
+            model(x, targets=y, embedding_hook=hook)
+        return
+    logits = model(x, targets=y, embedding_hook=hook if mix.mixes_embeddings else None)
+    loss = loss_fn(logits, targets["y"], mask)
     assert loss.shape == () and torch.isfinite(loss)
     loss.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
     assert model.classifier.weight.grad.abs().sum() > 0
+
+
+def test_a_method_names_its_aggregator() -> None:
+    assert method_model("move", "") == "move" and method_model("move", "move") == "move"
+    assert method_model("baseline", "") == "nonlinear" and method_model("baseline", "move") == "move"
+    with pytest.raises(ConfigError, match="trains its own aggregator 'move', not 'nonlinear'"):
+        method_model("move", "nonlinear")
+    assert TrainConfig(features="f", method="move").model == "move"  # recorded resolved in config.json
+    assert TrainConfig(features="f").model == "nonlinear"
+    with pytest.raises(ConfigError, match="own aggregator"):
+        TrainConfig(features="f", method="move", model="netvlad")
+    with pytest.raises(ConfigError, match="lb: option.*of the move aggregator, set in model_opts"):
+        create_method("move", lb=2.0)
+    assert create_method("move", calib_bias=0.3).mix_opts["calib_bias"] == 0.3
+
+
+def test_setting_key_counts_model_and_changed_aggregator_options() -> None:
+    base = resolve_method("baseline")
+    assert setting_key(base) == setting_key(base, "move", {"lb": 3.0})  # a default option names no new setting
+    assert setting_key(base, "move", {"sampling": "none"}) != setting_key(base, "move")
+    assert json.loads(setting_key(resolve_method("move")))["model"] == "move"
+    assert "model" not in json.loads(setting_key(base))  # the paper's methods keep their keys

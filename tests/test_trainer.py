@@ -25,6 +25,8 @@ from videolt.train.trainer import train_run
 
 METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 C = 10
+SMALL_MODEL_OPTS = {"netvlad": {"clusters": 8, "hidden": 64},
+                    "move": {"clusters": 8, "hidden": 64, "key_dim": 16, "classifier_hidden": 128}}
 
 
 @pytest.fixture(scope="module")
@@ -119,20 +121,25 @@ def test_metrics_match_sklearn_on_an_independent_forward(synth, baseline):
     ("mixup", "nonlinear", {}),
     ("baseline", "netvlad", {}),
     ("framestack", "netvlad", {}),
+    ("move", "move", {}),
+    ("baseline", "move", {}),
 ])
 def test_methods_learn(synth, base_config, method, model, opts):
     root, _ = synth
     config = dataclasses.replace(base_config, method=method, method_opts=opts, model=model,
-                                 model_opts={"clusters": 8, "hidden": 64} if model == "netvlad" else {})
+                                 model_opts=SMALL_MODEL_OPTS.get(model, {}))
     result = train_run(root, f"{method}-{model}", config, progress=False)
     assert result["overall_map"] > _chance(root) + 0.2
     assert result["acc1"] > 1.5 / C
 
 
-@pytest.mark.parametrize("method", ["framestack", "eql"])  # AP vector / EQL's drop generator in the checkpoint
+# AP vector / EQL's drop generator / MOVE's frame-draw and expansion generators in the checkpoint
+@pytest.mark.parametrize("method", ["framestack", "eql", "move"])
 def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_config, monkeypatch, method):
     root, _ = synth
-    config = dataclasses.replace(base_config, method=method, epochs=4, eval_every=2, workers=0)
+    model = "move" if method == "move" else base_config.model
+    config = dataclasses.replace(base_config, method=method, epochs=4, eval_every=2, workers=0, model=model,
+                                 model_opts=SMALL_MODEL_OPTS.get(model, {}))
     straight = train_run(root, f"{method}-straight", config, progress=False)
 
     real_epoch = trainer._train_epoch
@@ -150,6 +157,8 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_conf
     assert killed["epoch"] == 1
     if method == "framestack":
         assert killed["batch_mix"]["running_ap"]["value"].any()  # the AP vector is in the checkpoint
+    if method == "move":
+        assert killed["model"]["_extra_state"]["generator"].dtype == torch.uint8  # the frame draws' generator
     with pytest.raises(UsageError):
         train_run(root, f"{method}-resumed", config, progress=False)  # exists: must be resumed
     with pytest.raises(ConfigError):

@@ -122,7 +122,8 @@ def _bootstrap_rows(wd: Workdir, spec: ReportSpec, records: Sequence[dict], cach
     by = {(*tables.block_key(r), r["label"], r["seed"]): r["run"] for r in records}
     for (backbone, features, aggregator, label, seed), run_a in by.items():
         for treatment, control in spec.comparisons:
-            run_b = by.get((backbone, features, aggregator, control, seed))
+            other = tables.control_block((backbone, features, aggregator), control, by)
+            run_b = by.get((*other, control, seed)) if other else None
             if label != treatment or run_b is None:
                 continue
             a, b = loaded[run_a], loaded[run_b]
@@ -153,12 +154,13 @@ def _figures(wd: Workdir, spec: ReportSpec, records: Sequence[dict], results: li
         figures.append(plots.group_map_bars(rows, out / f"group_map_{stem}.png",
                                             title=f"mAP by class group: {backbone}, {aggregator}"))
         for treatment, control in spec.comparisons:
+            other = tables.control_block((backbone, features, aggregator), control, by)
             seeds = sorted(s for s in spec.seeds if (backbone, features, aggregator, treatment, s) in by
-                           and (backbone, features, aggregator, control, s) in by)
+                           and other and (*other, control, s) in by)
             if not seeds:
                 continue
             a = compare.load_run(wd, by[(backbone, features, aggregator, treatment, seeds[0])])
-            b = compare.load_run(wd, by[(backbone, features, aggregator, control, seeds[0])])
+            b = compare.load_run(wd, by[(*other, control, seeds[0])])
             name = _sanitise(f"ap_difference_{treatment}_vs_{control}_{stem}", keep="-._")
             figures.append(plots.ap_difference(a.ap, b.ap, a.names, a.group == "tail", out / f"{name}.png",
                                                label_a=f"{treatment} (seed {seeds[0]})", label_b=control))

@@ -6,6 +6,11 @@ A grid is a YAML file (`configs/table*.yaml`) read into `BenchmarkConfig`; every
 derived from its settings alone (`<method>[-<opts>]_<features>_<aggregator>_s<seed>`), so a rerun finds
 the same runs: finished ones (metrics.json present) are skipped, partly trained ones resume from
 their last checkpoint, and the report is rebuilt from whatever has finished.
+
+Rows run with every aggregator of the grid, except rows with an aggregator of their own (`model` on the
+row, or a method built around one, e.g. MOVE): those run once per feature set with that aggregator and
+form their own block of the table (as the paper's "Agg" rows); a paired comparison whose control is not
+in the treatment's block takes it from the same feature set's other block.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from videolt.errors import ConfigError, StageError, UsageError
 from videolt.evaluate import report, tables
 from videolt.train import rundir
 from videolt.train.config import TrainConfig
-from videolt.train.methods import create_method, resolve_method, setting_key
+from videolt.train.aggregators import aggregator_defaults
+from videolt.train.methods import create_method, method_model, resolve_method, setting_key
 from videolt.train.trainer import train_run
 
 __all__ = ["BenchmarkConfig", "Cell", "ComparisonEntry", "FeatureEntry", "MethodEntry", "load_benchmark",
@@ -38,7 +44,7 @@ __all__ = ["BenchmarkConfig", "Cell", "ComparisonEntry", "FeatureEntry", "Method
 
 log = logging.getLogger(__name__)
 
-TableKind = Literal["table1", "table2", "table3", "table4", "table5", "custom"]
+TableKind = Literal["table1", "table2", "table3", "table4", "table5", "table6", "custom"]
 GRID_KEYS = ("features", "model", "model_opts", "method", "method_opts", "loss", "loss_opts", "seed")
 # Fields that may differ between a finished run and the grid without making it another experiment.
 _RUNTIME_KEYS = {"workers", "preload", "device"}
@@ -57,11 +63,15 @@ class FeatureEntry:
 class MethodEntry:
     """One row of a table: a method, optionally with its loss or options changed."""
 
-    method: str = field("", "method name: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack")
+    method: str = field("", "method name: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack, move, "
+                            "db, asl, logit_adjusted")
     label: str = field("", "display label in tables and plots (default: the run-name stem)")
     loss: str = field("", "loss replacing the method's own ('' keeps it)")
     options: dict = field({}, "method options (e.g. eta, beta_rule for framestack; gamma for focal)")
     loss_opts: dict = field({}, "loss options applied over the method's")
+    model: str = field("", "an aggregator of this row's own instead of the grid's ('': the method's own if it has "
+                           "one, else every aggregator of the grid), e.g. move")
+    model_opts: dict = field({}, "options of this row's aggregator, over the grid's model_opts for it")
 
     @property
     def stem(self) -> str:
@@ -69,16 +79,22 @@ class MethodEntry:
         parts = ([f"loss{self.loss}"] if self.loss else [])
         parts += [f"{k}{_value(v)}" for k, v in sorted(self.options.items())]
         parts += [f"{k}{_value(v)}" for k, v in sorted(self.loss_opts.items())]
+        parts += [f"{k}{_value(v)}" for k, v in sorted(self.model_opts.items())]
         opts = _sanitise("-".join(parts), keep="-.")
         if len(opts) > _MAX_OPTS:
-            digest = hashlib.sha1(json.dumps([self.loss, self.options, self.loss_opts], sort_keys=True)
-                                  .encode()).hexdigest()[:8]
+            digest = hashlib.sha1(json.dumps([self.loss, self.options, self.loss_opts, self.model_opts],
+                                             sort_keys=True).encode()).hexdigest()[:8]
             opts = f"{opts[:_MAX_OPTS - 9].rstrip('-')}-{digest}"
         return _sanitise(self.method.replace("_", "-"), keep="-") + (f"-{opts}" if opts else "")
 
     @property
     def display(self) -> str:
         return self.label or self.stem
+
+    @property
+    def own_model(self) -> str:
+        """The aggregator this row trains whatever the grid's ('' when it follows the grid)."""
+        return method_model(self.method, self.model) if self.model or create_method(self.method).model else ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +112,8 @@ class BenchmarkConfig:
     name: str = field("", "benchmark name: the report goes to WORKDIR/reports/<name>/")
     table: TableKind = field("custom", "paper table this grid reproduces: table1 .. table5, or custom")
     features: tuple[FeatureEntry, ...] = field((), "feature sets, each with its backbone label")
-    aggregators: tuple[str, ...] = field(("nonlinear",), "aggregators: nonlinear, netvlad")
+    aggregators: tuple[str, ...] = field(("nonlinear",), "aggregators: nonlinear, netvlad, move (rows with an "
+                                                        "aggregator of their own run once, with it)")
     model_opts: dict = field({}, "options per aggregator, e.g. {netvlad: {clusters: 64, hidden: 1024}}")
     methods: tuple[MethodEntry, ...] = field((), "the table's rows")
     seeds: tuple[int, ...] = field((2021,), "one run per seed; tables show mean ± std over seeds")
@@ -116,6 +133,9 @@ class BenchmarkConfig:
         for m in self.methods:
             if not m.method:
                 raise ConfigError("methods[].method: name the method")
+            if m.model_opts and not m.own_model:
+                raise ConfigError(f"methods[{m.display}].model_opts: only for a row with an aggregator of its own "
+                                  "(set model, or the grid's model_opts)")
         labels = [m.display for m in self.methods]
         dup = sorted({x for x in labels if labels.count(x) > 1})
         if dup:
@@ -124,9 +144,10 @@ class BenchmarkConfig:
             for side in (c.treatment, c.control):
                 if side not in labels:
                     raise ConfigError(f"comparisons: {side!r} is not a method label ({', '.join(labels)})")
-        stray = sorted(set(self.model_opts) - set(self.aggregators))
+        models = list(dict.fromkeys([*self.aggregators, *(m.own_model for m in self.methods if m.own_model)]))
+        stray = sorted(set(self.model_opts) - set(models))
         if stray:
-            raise ConfigError(f"model_opts.{stray[0]}: not one of the aggregators ({', '.join(self.aggregators)})")
+            raise ConfigError(f"model_opts.{stray[0]}: not one of the aggregators ({', '.join(models)})")
         grid = sorted(set(self.train) & set(GRID_KEYS))
         if grid:
             raise ConfigError(f"train.{grid[0]}: set by the grid (features, aggregators, methods, seeds), not here")
@@ -160,15 +181,21 @@ def run_name(method: MethodEntry, features: str, aggregator: str, seed: int) -> 
 
 
 def plan(config: BenchmarkConfig) -> list[Cell]:
-    """Every cell of the grid in table order (features, aggregator, method, seed); names are unique."""
+    """Every cell of the grid in table order (features, aggregator, method, seed); names are unique.
+
+    Rows with an aggregator of their own come after the grid's aggregators, once per feature set."""
+    rows = list(map(_without_defaults, config.methods))
     cells = []
     for feat in config.features:
-        for agg in config.aggregators:
-            for m in map(_without_defaults, config.methods):
-                setting = setting_key(resolve_method(m.method, m.options, m.loss, m.loss_opts))
+        blocks = [(agg, [m for m in rows if not m.own_model]) for agg in config.aggregators]
+        blocks += [(m.own_model, [m]) for m in rows if m.own_model]
+        for agg, block in blocks:
+            for m in block:
+                model_opts = {**config.model_opts.get(agg, {}), **m.model_opts}
+                setting = setting_key(resolve_method(m.method, m.options, m.loss, m.loss_opts), agg, model_opts)
                 for seed in config.seeds:
-                    train = {**config.train, "features": feat.name, "model": agg,
-                             "model_opts": dict(config.model_opts.get(agg, {})), "method": m.method, "method_opts": dict(m.options), "loss": m.loss,
+                    train = {**config.train, "features": feat.name, "model": agg, "model_opts": model_opts,
+                             "method": m.method, "method_opts": dict(m.options), "loss": m.loss,
                              "loss_opts": dict(m.loss_opts), "seed": seed}
                     cells.append(Cell(run_name(m, feat.name, agg, seed), m.display, feat.backbone or feat.name,
                                       feat.name, agg, seed, setting, from_dict(TrainConfig, train, where="train")))
@@ -185,7 +212,9 @@ def _without_defaults(entry: MethodEntry) -> MethodEntry:
     defaults = {**default.loss_opts, **default.mix_opts}
     options = {k: v for k, v in entry.options.items() if k not in defaults or defaults[k] != v}
     loss = "" if entry.loss == default.loss else entry.loss
-    return dataclasses.replace(entry, options=options, loss=loss, label=entry.display)
+    agg_defaults = aggregator_defaults(entry.own_model) if entry.own_model else {}
+    model_opts = {k: v for k, v in entry.model_opts.items() if k not in agg_defaults or agg_defaults[k] != v}
+    return dataclasses.replace(entry, options=options, loss=loss, model_opts=model_opts, label=entry.display)
 
 
 def run_status(wd: Workdir, cell: Cell) -> Literal["done", "partial", "todo"]:
@@ -286,7 +315,8 @@ def _sanitise(text: str, *, keep: str) -> str:
 
 def paper_reference() -> list[dict]:
     """The paper's numbers (evaluate/paper_results.json), each with the `setting` key rows are matched on."""
-    return [e | {"setting": setting_key(resolve_method(e["method"], e["options"], e["loss"]))}
+    return [e | {"setting": setting_key(resolve_method(e["method"], e["options"], e["loss"]), e["aggregator"],
+                                        e.get("model_opts"))}
             for e in report.paper_results()]
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from videolt.config import field, from_dict
 from videolt.errors import ConfigError
 from videolt.train import rundir
+from videolt.train.methods import method_model
 
 __all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_from_run"]
 
@@ -20,12 +21,14 @@ class TrainConfig:
     """One training run; every field is recorded in runs/<run>/config.json."""
 
     features: str = field("", "feature set name (WORKDIR/features/<name>.zarr)")
-    model: str = field("nonlinear", "aggregator: nonlinear | netvlad (videolt.train.aggregators)")
-    model_opts: dict = field({}, "aggregator options, e.g. {clusters: 64, hidden: 1024} for netvlad")
-    method: str = field("baseline", "long-tail method: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, "
-                                    "framestack (videolt.train.methods)")
+    model: str = field("", "aggregator: nonlinear | netvlad | move ('': the method's own, else nonlinear)")
+    model_opts: dict = field({}, "aggregator options, e.g. {clusters: 64, hidden: 1024} for netvlad, "
+                                 "{lb: 3.0} for move")
+    method: str = field("baseline", "long-tail method: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack, "
+                                    "move, db, asl, logit_adjusted")
     method_opts: dict = field({}, "method options (its loss or mixing options, e.g. eta for framestack)")
-    loss: str = field("", "loss replacing the method's own ('' keeps it): bce, focal, cb, ldam, eql")
+    loss: str = field("", "loss overriding the method's own ('' keeps it): bce, focal, cb, ldam, eql, db, asl, "
+                          "logit_adjusted")
     loss_opts: dict = field({}, "loss options, applied over the method's")
     epochs: int = field(100, "training epochs")
     batch_size: int = field(128, "global batch size (split between DDP ranks)")
@@ -58,6 +61,8 @@ class TrainConfig:
                 raise ConfigError(f"{key}: expected a positive integer, got {getattr(self, key)}")
         if self.workers < 0:
             raise ConfigError(f"workers: expected >= 0, got {self.workers}")
+        # '' becomes the method's aggregator (MOVE's for --method move) or nonlinear; recorded resolved.
+        object.__setattr__(self, "model", method_model(self.method, self.model))
 
 
 def config_from_run(run_dir: Path) -> TrainConfig:

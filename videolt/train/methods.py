@@ -1,4 +1,5 @@
-"""Long-tail methods as data: which loss, sampler and batch mix a training run uses.
+"""Long-tail methods as data: which loss, sampler and batch mix a training run uses (and, for a method
+built around its own aggregator such as MOVE, which aggregator).
 
 A method is a frozen `MethodSpec` filed in `METHODS`. `create_method(name, **opts)` returns it with
 options overridden: an option key is one of the loss's options (`gamma`, `beta`, `reduction`, ...)
@@ -6,6 +7,11 @@ or one of the batch mix's (`eta`, `beta_rule`, `warmup_epochs` for FrameStack; t
 in the mix's class); anything else is a `ConfigError`. `resolve_method` is the one place where a
 run's method, method options, loss override and loss options become the recipe that is trained;
 training and the benchmark's matching of paper rows both use it, through `setting_key`.
+
+A method's `model` names the aggregator it needs ("" = any): `--method move` trains MOVE's
+aggregator. `TrainConfig` fills that in when no aggregator is asked for and refuses another one
+(`method_model`); the aggregator's own options (MOVE's `lb`, ...) stay aggregator options
+(`model_opts`), with their defaults in the aggregator's signature.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from typing import Any, Mapping
 
 from videolt.errors import ConfigError
 from videolt.registry import Registry
+from videolt.train.aggregators import aggregator_defaults
 from videolt.train.losses import loss_defaults, loss_options
 from videolt.train.mixes import BATCH_MIXES, mix_defaults
 
-__all__ = ["METHODS", "MethodSpec", "create_method", "resolve_method", "setting_key"]
+__all__ = ["METHODS", "MethodSpec", "create_method", "method_model", "resolve_method", "setting_key"]
 
 # A loss's generator seed is the run's seed, not a setting of the method.
 _RUNTIME_LOSS_OPTS = ("seed",)
@@ -28,13 +35,15 @@ _RUNTIME_LOSS_OPTS = ("seed",)
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One long-tail method: loss (+ options), sampler ("none" | "cbs" | "srs"), batch mix (+ options)."""
+    """One long-tail method: loss (+ options), sampler ("none" | "cbs" | "srs"), batch mix (+ options),
+    and the aggregator it is built around ("" = any)."""
 
     loss: str
     loss_opts: dict[str, Any] = field(default_factory=dict)
     sampler: str = "none"
     batch_mix: str = "none"
     mix_opts: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
@@ -50,6 +59,12 @@ for _name, _spec in {
     "cbs": MethodSpec("bce", dict(_RESAMPLED), sampler="cbs"),
     "srs": MethodSpec("bce", dict(_RESAMPLED), sampler="srs"),
     "framestack": MethodSpec("focal", {"gamma": 1.0}, batch_mix="framestack"),
+    # MOVE (AAAI 2023): its aggregator, its vicinity expansion, BCE (MOVE.py:111, opts.py:61).
+    "move": MethodSpec("bce", batch_mix="vicinity", model="move"),
+    # Losses made for multi-label long tails, as methods of their own (plain sampling, no mix).
+    "db": MethodSpec("db"),
+    "asl": MethodSpec("asl"),
+    "logit_adjusted": MethodSpec("logit_adjusted"),
 }.items():
     METHODS.register(_name)(_spec)
 
@@ -63,7 +78,10 @@ def create_method(name: str, **opts: Any) -> MethodSpec:
     unknown = sorted(set(opts) - loss_keys - mix_keys)
     if unknown:
         known = ", ".join(sorted(loss_keys | mix_keys))
-        raise ConfigError(f"method {name!r} has no option {', '.join(unknown)} (options: {known})")
+        hint = ""
+        if spec.model and set(unknown) <= set(aggregator_defaults(spec.model)):
+            hint = f"; {', '.join(unknown)}: option(s) of the {spec.model} aggregator, set in model_opts"
+        raise ConfigError(f"method {name!r} has no option {', '.join(unknown)} (options: {known}){hint}")
     mix_opts = {**mix_defaults(spec.batch_mix), **spec.mix_opts, **{k: v for k, v in opts.items() if k in mix_keys}}
     BATCH_MIXES.get(spec.batch_mix).check_options(**mix_opts)
     return dataclasses.replace(spec, loss_opts={**spec.loss_opts, **{k: v for k, v in opts.items() if k in loss_keys}},
@@ -86,12 +104,34 @@ def resolve_method(method: str, method_opts: Mapping[str, Any] | None = None, lo
     return dataclasses.replace(spec, loss=name, loss_opts=opts)
 
 
-def setting_key(spec: MethodSpec) -> str:
+def method_model(method: str, model: str) -> str:
+    """The aggregator a run trains: `model` if given, else the method's own, else "nonlinear".
+
+    Asking for another aggregator than the one the method is built around is a `ConfigError`.
+    """
+    own = METHODS.get(method).model
+    if own and model and model != own:
+        raise ConfigError(f"method {method!r} trains its own aggregator {own!r}, not {model!r}: "
+                          f"drop the model setting or set it to {own}")
+    return model or own or "nonlinear"
+
+
+def setting_key(spec: MethodSpec, model: str = "", model_opts: Mapping[str, Any] | None = None) -> str:
     """A resolved recipe as canonical JSON, every default filled in: runs (and paper rows) with equal
-    keys are the same experiment however their options were spelt."""
+    keys are the same experiment however their options were spelt.
+
+    `model_opts` of aggregator `model` count only where they differ from its defaults (rows are
+    matched on the aggregator's name separately); a method's own aggregator is part of its recipe.
+    """
     loss_opts = {**loss_defaults(spec.loss), **spec.loss_opts}
     for key in _RUNTIME_LOSS_OPTS:
         loss_opts.pop(key, None)
-    return json.dumps({"loss": spec.loss, "loss_opts": loss_opts, "sampler": spec.sampler,
-                       "batch_mix": spec.batch_mix, "mix_opts": {**mix_defaults(spec.batch_mix), **spec.mix_opts}},
-                      sort_keys=True)
+    key = {"loss": spec.loss, "loss_opts": loss_opts, "sampler": spec.sampler, "batch_mix": spec.batch_mix,
+           "mix_opts": {**mix_defaults(spec.batch_mix), **spec.mix_opts}}
+    if spec.model:
+        key["model"] = spec.model
+    defaults = aggregator_defaults(model) if model else {}
+    changed = {k: v for k, v in (model_opts or {}).items() if k not in defaults or defaults[k] != v}
+    if changed:
+        key["model_opts"] = changed
+    return json.dumps(key, sort_keys=True)

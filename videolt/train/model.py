@@ -50,11 +50,14 @@ class Decoupled(nn.Module):
 
 
 def build_model(name: str, in_dim: int, num_classes: int, opts: dict, decouple: DecoupleMode = "none", *,
-                class_counts: np.ndarray | None = None) -> nn.Module:
+                class_counts: np.ndarray | None = None, seed: int = 0) -> nn.Module:
     """The aggregator `name`, wrapped in `Decoupled` for cRT / LWS (τ-norm needs no wrapper).
 
-    `class_counts` (train videos per class) goes to the aggregators that use it."""
-    model = create_aggregator(name, in_dim, num_classes, class_counts=class_counts, **opts)
+    `class_counts` (train videos per class) and `seed` (the run's) go to the aggregators that use them."""
+    reserved = sorted({"class_counts", "seed"} & set(opts))
+    if reserved:
+        raise ConfigError(f"model_opts.{reserved[0]}: given by the run (its label lists or seed), not an option")
+    model = create_aggregator(name, in_dim, num_classes, class_counts=class_counts, seed=seed, **opts)
     return Decoupled(model, decouple) if decouple in ("crt", "lws") else model
 
 

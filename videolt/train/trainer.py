@@ -113,7 +113,7 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
         loss_opts.setdefault("seed", config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple,
-                        class_counts=labels.counts)
+                        class_counts=labels.counts, seed=config.seed)
     if config.init_from:
         state = rundir.load_checkpoint(wd.run_dir(config.init_from) / "best.pt")["model"]
         (model.base if isinstance(model, Decoupled) else model).load_state_dict(state)

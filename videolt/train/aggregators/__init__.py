@@ -1,12 +1,20 @@
 """Temporal aggregators, one file each, one registry: a clip of frame features [B, T, D] in, logits [B, C] out.
 
-`create_aggregator(name, in_dim, num_classes, **opts)` builds one. A new aggregator is one file here
-with an `@AGGREGATORS.register("name")` class deriving from `Aggregator`, imported below.
+`create_aggregator(name, in_dim, num_classes, **opts)` builds one: nonlinear and netvlad (VideoLT),
+move (MOVE's attentive aggregation). A new aggregator is one file here with an `@AGGREGATORS.register("name")` class deriving from `Aggregator`, imported below.
 """
 
-from videolt.train.aggregators import netvlad, nonlinear  # noqa: F401  (register on import)
-from videolt.train.aggregators._base import AGGREGATORS, Aggregator, EmbeddingHook, create_aggregator
+from videolt.train.aggregators import move, netvlad, nonlinear  # noqa: F401  (register on import)
+from videolt.train.aggregators._base import (
+    AGGREGATORS,
+    Aggregator,
+    EmbeddingHook,
+    aggregator_defaults,
+    create_aggregator,
+)
+from videolt.train.aggregators.move import MoveAggregator
 from videolt.train.aggregators.netvlad import NetVLAD
 from videolt.train.aggregators.nonlinear import NonLinear
 
-__all__ = ["AGGREGATORS", "Aggregator", "EmbeddingHook", "NetVLAD", "NonLinear", "create_aggregator"]
+__all__ = ["AGGREGATORS", "Aggregator", "EmbeddingHook", "MoveAggregator", "NetVLAD", "NonLinear",
+           "aggregator_defaults", "create_aggregator"]

@@ -6,7 +6,9 @@ one descriptor for NetVLAD, several during MOVE's training), then `head(e)` → 
 classifier on every view averaged over the views. The split is where a batch mix that works on
 embeddings (e.g. MOVE's vicinity expansion) plugs in: `forward(x, embedding_hook=fn)` runs
 `head(fn(embed(x)))`. Aggregators that use labels during training (MOVE's frame sampling) receive
-them as `targets`; those that use train class counts declare a `class_counts` parameter. Every
+them as `targets`; those that use train class counts declare a `class_counts` parameter, and those
+that draw random numbers of their own (MOVE's frame sampling) a `seed` parameter, which gets the
+run's seed; their generator state belongs in `get_extra_state` so that checkpoints hold it. Every
 aggregator exposes `.classifier`, its final `nn.Linear`, for the decoupling methods (cRT, τ-norm, LWS).
 """
 
@@ -22,7 +24,7 @@ from torch import nn
 from videolt.errors import ConfigError
 from videolt.registry import Registry
 
-__all__ = ["AGGREGATORS", "Aggregator", "EmbeddingHook", "create_aggregator"]
+__all__ = ["AGGREGATORS", "Aggregator", "EmbeddingHook", "aggregator_defaults", "create_aggregator"]
 
 AGGREGATORS: Registry[Callable[..., "Aggregator"]] = Registry("aggregator")
 
@@ -50,20 +52,32 @@ class Aggregator(nn.Module):
         return self.head(e)
 
 
+_RUN_FACTS = ("class_counts", "seed")  # given by the trainer, never options
+
+
+def aggregator_defaults(name: str) -> dict[str, Any]:
+    """Every option of aggregator `name` with its default (run-time facts left out)."""
+    params = list(inspect.signature(AGGREGATORS.get(name)).parameters.values())[2:]
+    return {p.name: p.default for p in params if p.name not in _RUN_FACTS}
+
+
 def create_aggregator(name: str, in_dim: int, num_classes: int, *, class_counts: np.ndarray | None = None,
-                      **opts: Any) -> Aggregator:
+                      seed: int = 0, **opts: Any) -> Aggregator:
     """Build the aggregator `name`; unknown option keys are a `ConfigError`.
 
-    `class_counts` (train videos per class) reaches the aggregators that take it and no other.
+    `class_counts` (train videos per class) and `seed` (the run's seed, for aggregators that draw
+    random numbers) reach the aggregators that take them and no other.
     """
     factory = AGGREGATORS.get(name)
     params = list(inspect.signature(factory).parameters)[2:]
-    unknown = sorted(set(opts) - set(params) | ({"class_counts"} & set(opts)))
+    unknown = sorted(set(opts) - set(params) | (set(_RUN_FACTS) & set(opts)))
     if unknown:
-        options = ", ".join(p for p in params if p != "class_counts")
+        options = ", ".join(p for p in params if p not in _RUN_FACTS)
         raise ConfigError(f"aggregator {name!r} has no option {', '.join(unknown)} (options: {options})")
     if "class_counts" in params:
         if class_counts is None:
             raise ConfigError(f"aggregator {name!r} needs the train class counts")
         opts["class_counts"] = class_counts
+    if "seed" in params:
+        opts["seed"] = seed
     return factory(in_dim, num_classes, **opts)

@@ -8,6 +8,22 @@ from torch import nn
 
 from videolt.train.aggregators._base import AGGREGATORS, Aggregator
 
+__all__ = ["NetVLAD", "gated_vlad"]
+
+
+def gated_vlad(x: torch.Tensor, assign: nn.Linear, assign_bn: nn.BatchNorm1d, gate: torch.Tensor) -> torch.Tensor:
+    """The normalised gated VLAD descriptor [N, D·K] (D-major) of normalised frames x [N, T, D].
+
+    Soft assignment softmax(BN(x·Wᵀ)) over K clusters, V = Aᵀ·X summed over frames, V ⊙ sigmoid(G),
+    L2 per cluster over D, flattened D-major, global L2. Shared by NetVLAD and MOVE's aggregator.
+    """
+    n, t, d = x.shape
+    a = F.softmax(assign_bn(assign(x.reshape(n * t, d))), dim=1)  # [N·T, K]
+    v = torch.einsum("ntk,ntd->nkd", a.reshape(n, t, -1), x)  # [N, K, D]
+    v = F.normalize(v * torch.sigmoid(gate), dim=2)  # [N, K, D], unit norm per cluster
+    v = v.transpose(1, 2).reshape(n, -1)  # [N, D·K], D-major
+    return F.normalize(v, dim=1)
+
 
 @AGGREGATORS.register("netvlad")
 class NetVLAD(Aggregator):
@@ -32,12 +48,8 @@ class NetVLAD(Aggregator):
     def vlad(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised VLAD descriptor [B, D·K] (D-major) of a clip [B, T, D]."""
         b, t, d = x.shape
-        flat = self.input_bn(x.reshape(b * t, d))  # [B·T, D]
-        a = F.softmax(self.assign_bn(self.assign(flat)), dim=1)  # [B·T, K]
-        v = torch.einsum("btk,btd->bkd", a.reshape(b, t, -1), flat.reshape(b, t, d))  # [B, K, D]
-        v = F.normalize(v * torch.sigmoid(self.gate), dim=2)  # [B, K, D], unit norm per cluster
-        v = v.transpose(1, 2).reshape(b, -1)  # [B, D·K], D-major
-        return F.normalize(v, dim=1)
+        flat = self.input_bn(x.reshape(b * t, d)).reshape(b, t, d)  # BN over all B·T frames
+        return gated_vlad(flat, self.assign, self.assign_bn, self.gate)
 
     def embed(self, x: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         return F.relu6(self.project_bn(self.project(self.vlad(x))))[:, None]  # [B, 1, H]

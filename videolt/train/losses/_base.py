@@ -21,7 +21,7 @@ from videolt.errors import ConfigError
 from videolt.registry import Registry
 
 __all__ = ["LOSSES", "REDUCTIONS", "MultiLabelLoss", "class_balanced_weights", "create_loss", "loss_defaults",
-           "loss_options", "safe_counts"]
+           "loss_options", "prior_log_odds", "safe_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,19 @@ def class_balanced_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
     n = safe_counts(class_counts)
     w = (1.0 - beta) / (1.0 - np.power(beta, n))
     return w / w.sum() * len(n)
+
+
+def prior_log_odds(class_counts: np.ndarray, train_videos: int | None, loss: str) -> np.ndarray:
+    """log(p_c / (1 − p_c)) [C] with p_c = n_c / N, N the number of train videos.
+
+    A class absent from train counts once (`safe_counts`); a class on every train video counts
+    N − ½ (its odds would be infinite).
+    """
+    if not train_videos:
+        raise ConfigError(f"loss {loss!r} needs the number of train videos (train_videos)")
+    n = np.minimum(safe_counts(class_counts), train_videos - 0.5)
+    p = n / float(train_videos)
+    return np.log(p) - np.log1p(-p)
 
 
 def safe_counts(class_counts: np.ndarray) -> np.ndarray:
