@@ -31,8 +31,10 @@ from videolt.extract.stage import run_extract  # noqa: E402
 from videolt.pipeline.executors import create_executor  # noqa: E402
 
 N = 6
+# One torch thread on every path: a convolution's float sums depend on how many threads split them, and
+# "bit for bit" compares a run in this process with runs in Ray workers and in a CLI subprocess.
 CFG = ExtractConfig(backbones=("resnet50",), weights="random", names=("r50",), workers=1, frames=6, resize=40,
-                    crop=32)
+                    crop=32, torch_threads=1)
 # Ray's sockets live under its temp dir and a Unix socket path is limited to ~107 bytes: keep it short.
 _RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
@@ -144,7 +146,7 @@ def test_ray_cli_killed_midway_then_rerun_completes(tmp_path, ray_instance, loca
     env = {**os.environ, **_RAY_ENV, "RAY_TMPDIR": temp_dir, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "videolt", "extract", str(wd.root), "--backbone", "resnet50", "--weights", "random",
            "--name", "r50", "--workers", "1", "--frames", "6", "--resize", "40", "--crop", "32", "--no-progress",
-           "--executor", "ray"]
+           "--executor", "ray", "--set", "torch_threads=1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     path = wd.features_path("r50")
     try:

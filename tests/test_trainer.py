@@ -269,7 +269,8 @@ def test_the_trained_recipe_is_the_one_the_benchmark_matches(synth, base_config)
                                  method_opts={"eta": 0.5})
     train_run(root, "recipe", config, progress=False)
     recorded = json.loads((root / "runs" / "recipe" / "config.json").read_text())["provenance"]["recipe"]
-    assert recorded == {"loss": "focal", "loss_opts": {"gamma": 1.0}, "sampler": "none", "batch_mix": "framestack",
+    assert recorded == {"model": "", "loss": "focal", "loss_opts": {"gamma": 1.0}, "sampler": "none",
+                        "batch_mix": "framestack",
                         "mix_opts": {"eta": 0.5, "beta_rule": "ap", "warmup_epochs": 1}}
     assert setting_key(MethodSpec(**recorded)) == setting_key(resolve_method("framestack"))  # the paper's row
     assert setting_key(MethodSpec(**recorded)) != setting_key(resolve_method("framestack", loss="bce"))
