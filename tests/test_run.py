@@ -79,6 +79,7 @@ def test_run_completes_every_stage_and_a_rerun_does_nothing(tmp_path, capsys):
     videos = 4 + 3 + 2 + 3 + 6  # train 4+3+2 labels (some paired), val 3, test 6: at most this many
     assert 0 < first["download"]["done"] == first["download"]["todo"] <= videos
     assert first["extract"][0]["done"] == first["download"]["done"]
+    assert first["extract"][0]["split"]["torch_threads"] == 1  # the run's `threads`, not one per core
     assert [r["status"] for r in first["benchmarks"][0]["runs"]] == ["done"]
     wd = Workdir.open(tmp_path / "wd")
     with wd.manifest() as m:

@@ -60,7 +60,8 @@ class RunConfig:
 
     workdir: str = field("", "the workdir (created on the first run)")
     labels: str = field("", "folder with the four official list files (omit with a demo section)")
-    threads: int | None = field(None, "torch CPU threads in this process (default: torch's choice, all cores)")
+    threads: int | None = field(None, "torch CPU threads in this process, extraction's inference included unless an "
+                                      "extract entry sets torch_threads (default: torch's choice, all cores)")
     demo: DemoStage | None = field(None, "generate the offline demo set; its lists become `labels`")
     download: DownloadConfig | None = field(None, "fetch videos with yt-dlp")
     import_videos: ImportVideosConfig | None = field(None, "register local video files instead of downloading")
@@ -111,6 +112,8 @@ def run_pipeline(config: RunConfig, *, progress: bool = True) -> dict:
     for c in config.import_features:
         summary.setdefault("import_features", []).append(import_features(wd, c, progress=progress) | {"name": c.name})
     for c in config.extract:
+        if config.threads is not None and c.torch_threads is None:  # the run's choice, not the core plan's
+            c = dataclasses.replace(c, torch_threads=config.threads)
         summary.setdefault("extract", []).append(_extract(wd, c, progress) | {"backbones": list(c.backbones)})
     if config.benchmark is not None:
         grids = [load_benchmark(f) for f in config.benchmark.files]
