@@ -105,6 +105,21 @@ class DecodeError(VideoFailure):
         super().__init__(failure, f"[decode] {self.path}: {failure}: {message}")
 
 
+def start_full_decode(name: str, path: Path, options: DecodeOptions, report: DecodeReport) -> None:
+    """The opening of a decoder that always decodes every frame: say so when selective decoding was
+    asked for, and refuse a missing or empty file before the library tries it."""
+    if options.selective:
+        report.fallback = f"decoder {name} decodes every frame"
+    if not path.is_file() or path.stat().st_size == 0:
+        raise DecodeError(ExtractFailure.UNREADABLE, path, "missing or empty file")
+
+
+def open_error(path: Path, exc: Exception) -> DecodeError:
+    """A library's refusal to open `path`, as the failure class it means."""
+    failure = ExtractFailure.NO_VIDEO_STREAM if "video stream" in str(exc).lower() else ExtractFailure.UNREADABLE
+    return DecodeError(failure, path, f"cannot open ({exc})")
+
+
 @dataclass(frozen=True)
 class DecodedVideo:
     """Frames at native (display) resolution and the tick time of each."""

@@ -22,8 +22,10 @@ from videolt.extract.decoders._base import (
     DecodeError,
     DecodeOptions,
     DecodeReport,
+    open_error,
     register_decoder,
     require,
+    start_full_decode,
 )
 from videolt.extract.decoders._float_ticks import chunks, ticks
 from videolt.extract.failures import ExtractFailure
@@ -33,15 +35,11 @@ from videolt.extract.failures import ExtractFailure
 def decode_decord(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOptions,
                   report: DecodeReport) -> Iterator[tuple[float, np.ndarray]]:
     decord = require("decord", "decord")
-    if options.selective:
-        report.fallback = "decoder decord decodes every frame"
-    if not path.is_file() or path.stat().st_size == 0:
-        raise DecodeError(ExtractFailure.UNREADABLE, path, "missing or empty file")
+    start_full_decode("decord", path, options, report)
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=options.threads)
     except (decord.DECORDError, RuntimeError) as exc:
-        failure = ExtractFailure.NO_VIDEO_STREAM if "video stream" in str(exc).lower() else ExtractFailure.UNREADABLE
-        raise DecodeError(failure, path, f"cannot open ({exc})") from exc
+        raise open_error(path, exc) from exc
     if len(reader) == 0:
         raise DecodeError(ExtractFailure.EMPTY, path, "no frame in the stream")
     report.frames = len(reader)

@@ -22,8 +22,10 @@ from videolt.extract.decoders._base import (
     DecodeError,
     DecodeOptions,
     DecodeReport,
+    open_error,
     register_decoder,
     require,
+    start_full_decode,
 )
 from videolt.extract.decoders._float_ticks import EPS, chunks, tick_times
 from videolt.extract.failures import ExtractFailure
@@ -33,16 +35,12 @@ from videolt.extract.failures import ExtractFailure
 def decode_torchcodec(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOptions,
                       report: DecodeReport) -> Iterator[tuple[float, np.ndarray]]:
     decoders = require("torchcodec.decoders", "torchcodec")
-    if options.selective:
-        report.fallback = "decoder torchcodec decodes every frame"
-    if not path.is_file() or path.stat().st_size == 0:
-        raise DecodeError(ExtractFailure.UNREADABLE, path, "missing or empty file")
+    start_full_decode("torchcodec", path, options, report)
     try:
         threads = {"num_ffmpeg_threads": options.threads} if options.threads else {}
         decoder = decoders.VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC", **threads)
     except (RuntimeError, ValueError) as exc:
-        failure = ExtractFailure.NO_VIDEO_STREAM if "video stream" in str(exc).lower() else ExtractFailure.UNREADABLE
-        raise DecodeError(failure, path, f"cannot open ({exc})") from exc
+        raise open_error(path, exc) from exc
     meta = decoder.metadata
     report.frames = meta.num_frames
     if not meta.num_frames:
