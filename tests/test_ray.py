@@ -219,10 +219,21 @@ def test_ray_download_records_what_the_local_runner_records(tmp_path, ray_instan
                         "rayFlaky001": ("done", None, 2), "1234567890": ("failed", "invalid_id", 1)}
 
 
-def test_ray_download_pacing_is_the_drivers(tmp_path, ray_instance):
-    """Two Ray workers, one token every 0.4 s taken in the driver: the k-th fetch starts no earlier than
-    0.4·k s into the run, and once the workers are warm, starts are 0.4 s apart (a worker that starts
-    late, e.g. at its process start, may begin right after the one before: at most `in_flight`)."""
+def test_ray_download_pacing_is_the_drivers(tmp_path, ray_instance, monkeypatch):
+    """Two Ray workers, one token every 0.4 s taken in the driver: the driver takes the 4 tokens 0.4 s
+    apart, and the k-th fetch starts no earlier than the k-th token. (How far apart the starts land depends
+    on when each worker is ready, which a loaded machine delays: not asserted.)"""
+    from videolt.data import pacing
+
+    tokens: list[float] = []
+    acquire = pacing.TokenBucket.acquire
+
+    def recorded(self) -> float:  # runs only where the bucket lives: in this process, the driver
+        waited = acquire(self)
+        tokens.append(time.monotonic())
+        return waited
+
+    monkeypatch.setattr(pacing.TokenBucket, "acquire", recorded)
     from tests.http_fixture import BehaviourServer
     from tests.lists import write_lists
     from videolt.data.download import DownloadConfig, download_pending
@@ -250,8 +261,9 @@ def test_ray_download_pacing_is_the_drivers(tmp_path, ray_instance):
             executor.close()
     assert counts == {"todo": 4, "done": 4, "failed": {}}
     starts = np.array(sorted(first)) - start
-    assert len(starts) == 4 and (starts >= 0.4 * np.arange(4) - 0.02).all(), starts
-    assert starts[3] - starts[2] >= 0.35, starts
+    taken = np.array(tokens) - start
+    assert len(taken) == 4 and (np.diff(taken) >= 0.4 - 0.02).all(), taken
+    assert len(starts) == 4 and (starts >= taken - 0.02).all(), (starts, taken)
 
 
 def test_ray_executor_honours_the_contract(tmp_path, ray_instance):
