@@ -145,21 +145,31 @@ def _fake_run(wd: Workdir, cell, rng, targets, rows, group_of, boost: float) -> 
     return metrics
 
 
-def test_report_from_finished_runs(tmp_path):
+def _report_setup(tmp_path: Path, grid: str):
+    """A 4-class workdir, the benchmark `grid` (with %d %d for the head and tail thresholds) planned on it,
+    and a `fake(cell, boost)` that writes one finished run's scores and metrics."""
     wd = Workdir.init(tmp_path / "wd", small_lists(tmp_path / "labels", n_train=30, n_test=40, num_classes=4))
     labels, test = wd.labels(), wd.manifest().videos(["test"])
     ranked = np.sort(labels.counts)
     head, tail = int(ranked[-2]), int(ranked[0])
-    config = load_benchmark(write_grid(tmp_path / "g.yaml", GRID % (head, tail)))
-    cells = plan(config)
+    config = load_benchmark(write_grid(tmp_path / "g.yaml", grid % (head, tail)))
     targets = np.zeros((len(test), labels.num_classes))
     for i, v in enumerate(test):
         targets[i, list(v.labels)] = 1
     rows = np.array([v.index for v in test])
     rng = np.random.default_rng(0)
+
+    def fake(cell, boost: float) -> dict:
+        return _fake_run(wd, cell, rng, targets, rows, labels.group_of(head, tail), boost)
+
+    return wd, config, plan(config), fake
+
+
+def test_report_from_finished_runs(tmp_path):
+    wd, config, cells, fake = _report_setup(tmp_path, GRID)
     boost = {"baseline (BCE)": 0.5, "FrameStack": 3.0, "focal-only": 0.5}
     done = cells[:-1]  # the last cell (focal-only, seed 2) never ran
-    metrics = {c.run: _fake_run(wd, c, rng, targets, rows, labels.group_of(head, tail), boost[c.label]) for c in done}
+    metrics = {c.run: fake(c, boost[c.label]) for c in done}
     (wd.run_dir(cells[-1].run)).mkdir()
     (wd.run_dir(cells[-1].run) / "last.pt").write_bytes(b"")
     assert [benchmark.run_status(wd, c) for c in cells] == ["done"] * 5 + ["partial"]
@@ -265,21 +275,10 @@ def test_moves_paper_rows_match_its_recipes():
 
 
 def test_report_pairs_a_control_from_another_block(tmp_path):
-    wd = Workdir.init(tmp_path / "wd", small_lists(tmp_path / "labels", n_train=30, n_test=40, num_classes=4))
-    labels, test = wd.labels(), wd.manifest().videos(["test"])
-    ranked = np.sort(labels.counts)
-    head, tail = int(ranked[-2]), int(ranked[0])
     grid = OWN_GRID.replace(", move: {lb: 4.0}", "")  # MOVE's defaults, so its paper rows match
-    config = load_benchmark(write_grid(tmp_path / "g.yaml", grid % (head, tail)))
-    cells = plan(config)
-    targets = np.zeros((len(test), labels.num_classes))
-    for i, v in enumerate(test):
-        targets[i, list(v.labels)] = 1
-    rows = np.array([v.index for v in test])
-    rng = np.random.default_rng(0)
+    wd, config, cells, fake = _report_setup(tmp_path, grid)
     boost = {"baseline (BCE)": 0.5, "MOVE agg": 1.0, "MOVE": 3.0}
-    metrics = {c.run: _fake_run(wd, c, rng, targets, rows, labels.group_of(head, tail), boost[c.label])
-               for c in cells}
+    metrics = {c.run: fake(c, boost[c.label]) for c in cells}
     report = write_report(wd, config, cells)
     doc = json.loads((Path(report["dir"]) / "report.json").read_text())
     paired = {(r["aggregator"], r["comparison"]): r for r in doc["paired"]}
