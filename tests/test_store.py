@@ -269,3 +269,24 @@ def test_compression_is_checked_and_recorded(tmp_path: Path) -> None:
     assert FeatureStore.create(raw.path, IDS, frames=FRAMES, dim=DIM, compression="none", attrs=ATTRS).n == len(IDS)
     with pytest.raises(UsageError, match=r"compression\) = .*'none'\), requested .*'zstd'\)"):
         FeatureStore.create(raw.path, IDS, frames=FRAMES, dim=DIM, compression="zstd", attrs=ATTRS)
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_chunk_stats_see_missing_short_and_rewritten_rows(tmp_path: Path, compression: str) -> None:
+    store = FeatureStore.create(tmp_path / "s.zarr", IDS, frames=FRAMES, dim=DIM, compression=compression,
+                                attrs=ATTRS)
+    for i in (0, 1, 2):
+        store.write_row(i, _row(i), n_frames=10)
+    stats = store.chunk_stats()
+    assert stats.shape == (len(IDS), 3) and stats.dtype == np.int64
+    assert (stats[3:] == -1).all() and (stats[:3, 0] > 0).all()
+    assert store.row_bytes == (FRAMES * DIM * 2 if compression == "none" else None)
+    if compression == "none":
+        assert (stats[:3, 0] == store.row_bytes).all()
+    chunk = tmp_path / "s.zarr" / "feats" / "c" / "1" / "0" / "0"
+    chunk.unlink()
+    assert store.chunk_stats([1, 0]).tolist()[0] == [-1, -1, -1]
+    before = store.chunk_stats([2])[0]
+    store.write_row(2, _row(5), n_frames=10)
+    after = store.chunk_stats([2])[0]
+    assert after[2] != before[2] and after[1] >= before[1]  # a new file, whatever the clock did

@@ -240,6 +240,33 @@ class FeatureStore:
         """Rows whose features are complete (int64, ascending)."""
         return np.flatnonzero(self.status() == STATUS_DONE).astype(np.int64)
 
+    # -- integrity facts --------------------------------------------------------------------
+
+    @property
+    def row_bytes(self) -> int | None:
+        """Size of one row's chunk file when it is stored raw; None when compressed (size varies)."""
+        return None if self._raw is None else self.frames * self.dim * self.dtype.itemsize
+
+    def chunk_stats(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """(size, mtime_ns, inode) of each row's chunk file, int64 [len, 3]; all -1 where it is missing.
+
+        One `stat` per row and no read: the facts an integrity check or a cache key needs without
+        reading 110 GB. zarr replaces a chunk by writing a new file and renaming it into place, so
+        a rewritten row has a new inode even when the clock has not moved.
+        """
+        idx = np.arange(self.n) if rows is None else self._check_indices(rows)
+        key = self._feats.metadata.to_dict().get("chunk_key_encoding", {})
+        sep = key.get("configuration", {}).get("separator", "/")
+        base = self._path / "feats"
+        out = np.full((len(idx), 3), -1, dtype=np.int64)
+        for k, row in enumerate(idx):
+            try:
+                st = os.stat(base / sep.join(("c", str(int(row)), "0", "0")))
+            except FileNotFoundError:
+                continue
+            out[k] = st.st_size, st.st_mtime_ns, st.st_ino
+        return out
+
     # -- writing ----------------------------------------------------------------------------
 
     def write_row(self, i: int, feats: np.ndarray, n_frames: int) -> None:
