@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from videolt.data.store import STATUS_DONE, STATUS_FAILED, STATUS_MISSING, FeatureStore
-from videolt.errors import FeatureSetNotFound, UsageError, VideoltError
+from videolt.errors import FeatureSetNotFound, IntegrityError, UsageError
 
 IDS = [f"vid{i:08d}" for i in range(12)]
 FRAMES, DIM = 6, 5
@@ -191,7 +191,7 @@ def test_processes_writing_disjoint_rows_lose_nothing(tmp_path: Path) -> None:
 
 
 def _write_same(path: Path, compression: str, dtype: str) -> FeatureStore:
-    """Rows 0, 3, 7 written, 5 failed, 9 written as all zeros (zarr then writes no chunk file), others missing."""
+    """Rows 0, 3, 7 written, 5 failed, 9 written as all zeros (its chunk file written all the same), others missing."""
     store = FeatureStore.create(path, IDS, frames=FRAMES, dim=DIM, dtype=dtype, compression=compression, attrs=ATTRS)
     for i in (0, 3, 7):
         store.write_row(i, _row(i), n_frames=i)
@@ -208,7 +208,7 @@ def test_uncompressed_set_reads_like_zstd(tmp_path: Path, dtype: str) -> None:
     assert raw._raw is not None and zstd._raw is None  # the fast path is taken for the raw set only
     chunk = raw._raw.chunk_path(3)
     assert chunk.is_file() and chunk.stat().st_size == FRAMES * DIM * np.dtype(dtype).itemsize
-    assert not raw._raw.chunk_path(1).exists() and not raw._raw.chunk_path(9).exists()
+    assert not raw._raw.chunk_path(1).exists() and raw._raw.chunk_path(9).is_file()  # a done row always has its file
 
     every = np.arange(len(IDS))
     rows = raw.read_rows(every)
@@ -239,7 +239,8 @@ def test_fast_path_agrees_with_zarr(tmp_path: Path) -> None:
     assert clone._raw is not None
     np.testing.assert_array_equal(clone.read_rows([3]), via_zarr.read_rows([3]))
     raw._raw.chunk_path(3).write_bytes(b"\0" * 10)  # a damaged chunk file is an error, not zeros or garbage
-    with pytest.raises(VideoltError, match="10 bytes"):
+    with pytest.raises(IntegrityError, match=f"video {IDS[3]} \\(row 3\\) is marked done but its feature chunk is "
+                                             f"10 of {FRAMES * DIM * 2} bytes long"):
         raw.read_rows([3])
 
 
@@ -290,3 +291,30 @@ def test_chunk_stats_see_missing_short_and_rewritten_rows(tmp_path: Path, compre
     store.write_row(2, _row(5), n_frames=10)
     after = store.chunk_stats([2])[0]
     assert after[2] != before[2] and after[1] >= before[1]  # a new file, whatever the clock did
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_done_row_without_its_chunk_is_an_error_naming_the_video(tmp_path: Path, compression: str) -> None:
+    """Never zeros for a done row: a deleted chunk fails every read path; a row not done still reads as zeros;
+    `mark_missing` makes the row one to do again."""
+    store = _write_same(tmp_path / "s.zarr", compression, "float16")
+    (store.path / "feats" / "c" / "3" / "0" / "0").unlink()
+    for read in (lambda: store.read_rows([0, 3]), lambda: store.read_frames([3], np.zeros((1, 2), int)),
+                 lambda: store.load_all()):
+        with pytest.raises(IntegrityError, match=f"video {IDS[3]} \\(row 3\\) is marked done but its feature chunk "
+                                                 "is missing; rerun `videolt extract`"):
+            read()
+    assert not store.read_rows([1, 5]).any()  # missing and failed rows: the fill value, as before
+    writer = FeatureStore.open(store.path, mode="r+")
+    writer.mark_missing(3)
+    assert writer.status()[3] == STATUS_MISSING and writer.n_frames()[3] == 0
+    assert not writer.read_rows([3]).any()
+
+
+def test_damaged_zstd_chunk_names_the_video(tmp_path: Path) -> None:
+    store = _write_same(tmp_path / "z.zarr", "zstd", "float16")
+    chunk = store.path / "feats" / "c" / "7" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    with pytest.raises(IntegrityError, match=f"video {IDS[7]} \\(row 7\\) is marked done but its feature chunk is "
+                                             "unreadable \\(Zstd decompression error"):
+        store.read_rows([7])

@@ -48,6 +48,12 @@ def _print_counts(counts: dict, as_json: bool, summary: str) -> None:
     print(f"{summary.format(**counts)}; failed: {failed}")
 
 
+def _wait_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """`--wait`: wait for the process holding the lock (of `what`) instead of being refused."""
+    p.add_argument("--wait", action="store_true",
+                   help=f"if another process holds {what}, wait for it to end instead of exiting (exit 1)")
+
+
 def _csv(text: str) -> list[str]:
     return [t for t in (s.strip() for s in text.split(",")) if t]
 
@@ -161,6 +167,39 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- check ----------------------------------------------------------------------------------------
+CHECK_PROBLEMS = 3  # `videolt check`'s exit code when it finds problems (0: none; 1, 2: as every command)
+
+
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", metavar="WORKDIR")
+    p.add_argument("--restore-manifest", action="store_true",
+                   help="first put back the manifest's backup (made at the end of every stage); the current "
+                        "manifest is kept as manifest.sqlite.damaged-TIME")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+@command("check", "verify the manifest and every feature set against each other and say what to run "
+         f"(exit {CHECK_PROBLEMS} on a problem)", _check_args)
+def _check(args: argparse.Namespace) -> int:
+    from videolt.data.check import check_workdir, format_check, restore_manifest
+    from videolt.data.workdir import Workdir
+
+    wd = Workdir.open(args.workdir)
+    restored = restore_manifest(wd) if args.restore_manifest else None
+    report = check_workdir(wd)
+    if restored:
+        report["restored"] = restored
+    if args.json:
+        _print_json(report)
+    else:
+        if restored:
+            print(f"manifest restored from its backup of {restored['restored_from']['time']}"
+                  + (f"; the replaced one is kept as {restored['kept']}" if restored["kept"] else ""))
+        print(format_check(report))
+    return 0 if report["ok"] else CHECK_PROBLEMS
+
+
 # -- download, doctor -----------------------------------------------------------------------------
 def _fetch_options(p: argparse.ArgumentParser) -> None:
     """The download config's flags, shared by `download` and `doctor` (which checks the run you will start)."""
@@ -219,6 +258,7 @@ def _doctor(args: argparse.Namespace) -> int:
 def _download_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", metavar="WORKDIR")
     _fetch_options(p)
+    _wait_arg(p, "the workdir's videos (a download or import-videos)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
@@ -230,7 +270,7 @@ def _download(args: argparse.Namespace) -> int:
     from videolt.pipeline.download import download_videos
 
     config = _stage_config(DownloadConfig, args, **_keys(args, DownloadConfig))
-    counts = download_videos(Workdir.open(args.workdir), config, progress=not args.no_progress)
+    counts = download_videos(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
     _print_counts(counts, args.json, "downloaded {done} of {todo}")
     return 0
 
@@ -295,6 +335,7 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--verify", config, "verify", type=int, metavar="N")
     _key(p, "--verify-tolerance", config, "verify_tolerance", type=float, metavar="FRACTION")
     _config_args(p, "fps=2 or timeout=600 or amp=false")
+    _wait_arg(p, "the feature set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
@@ -306,7 +347,7 @@ def _extract(args: argparse.Namespace) -> int:
     from videolt.pipeline.extract import extract_features
 
     config = _stage_config(ExtractConfig, args, **_keys(args, ExtractConfig))
-    counts = extract_features(Workdir.open(args.workdir), config, progress=not args.no_progress)
+    counts = extract_features(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
     _print_counts(counts, args.json, "extracted {done} of {videos} videos")
     if "verify" in counts and not args.json:
         v = counts["verify"]
@@ -329,6 +370,7 @@ def _import_features_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--frames", config, "frames", type=int, metavar="N")
     _key(p, "--dim", config, "dim", type=int, metavar="D")
     _config_args(p, "dtype=float32")
+    _wait_arg(p, "the feature set")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print this run's counts as JSON")
 
@@ -339,7 +381,7 @@ def _import_features(args: argparse.Namespace) -> int:
     from videolt.data.workdir import Workdir
 
     config = _stage_config(ImportFeaturesConfig, args, **_keys(args, ImportFeaturesConfig))
-    counts = import_features(Workdir.open(args.workdir), config, progress=not args.no_progress)
+    counts = import_features(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
     _print_counts(counts, args.json, "imported {done} of {videos} (skipped {skipped} done)")
     return 0
 
@@ -350,6 +392,7 @@ def _import_videos_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--dir", config, "dir", metavar="DIR")
     _key(p, "--mode", config, "mode", choices=("link", "copy", "symlink"))
     _config_args(p, "mode=copy")
+    _wait_arg(p, "the workdir's videos (a download or import-videos)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
 
@@ -360,7 +403,7 @@ def _import_videos(args: argparse.Namespace) -> int:
     from videolt.data.workdir import Workdir
 
     config = _stage_config(ImportVideosConfig, args, **_keys(args, ImportVideosConfig))
-    counts = import_videos(Workdir.open(args.workdir), config, progress=not args.no_progress)
+    counts = import_videos(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
     _print_counts(counts, args.json, "registered {done} of {files} files (unknown IDs {unknown_id})")
     return 0
 
@@ -385,6 +428,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--amp", config, "amp", choices=("off", "bf16", "fp16"))
     _config_args(p, "method_opts.eta=0.3 or milestones=[30,60]")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    _wait_arg(p, "the run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
 
@@ -395,7 +439,8 @@ def _train(args: argparse.Namespace) -> int:
     from videolt.train.trainer import train_run
 
     cfg = _stage_config(TrainConfig, args, **_keys(args, TrainConfig))
-    metrics = train_run(args.workdir, args.run, cfg, resume=args.resume, progress=not args.no_progress)
+    metrics = train_run(args.workdir, args.run, cfg, resume=args.resume, progress=not args.no_progress,
+                        wait=args.wait)
     if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)
     return 0
@@ -410,6 +455,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--device", config, "device", metavar="auto|cpu|cuda|cuda:N")
     _key(p, "--batch-size", config, "batch_size", type=int, metavar="N")
     _config_args(p, "split=val")
+    _wait_arg(p, "the run (e.g. its training)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
@@ -418,7 +464,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from videolt.train.evaluation import EvaluateConfig, evaluate_run
 
     cfg = _stage_config(EvaluateConfig, args, **_keys(args, EvaluateConfig))
-    _print_metrics(evaluate_run(args.workdir, args.run, cfg), args.json)
+    _print_metrics(evaluate_run(args.workdir, args.run, cfg, wait=args.wait), args.json)
     return 0
 
 
@@ -431,6 +477,7 @@ def _decouple_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--epochs", config, "epochs", type=int, metavar="N")
     _key(p, "--tau", config, "tau", type=float, metavar="TAU")
     _config_args(p, "epochs=20")
+    _wait_arg(p, "the new run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true")
 
@@ -440,7 +487,7 @@ def _decouple(args: argparse.Namespace) -> int:
     from videolt.train.decoupling import DecoupleConfig, decouple_run
 
     cfg = _stage_config(DecoupleConfig, args, **_keys(args, DecoupleConfig))
-    metrics = decouple_run(args.workdir, args.source, args.run, cfg, progress=not args.no_progress)
+    metrics = decouple_run(args.workdir, args.source, args.run, cfg, progress=not args.no_progress, wait=args.wait)
     if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)
     return 0
@@ -567,7 +614,8 @@ Stages, each resumable (killed at any moment, a rerun loses nothing and does not
 EPILOG = """Start with `videolt demo` (the whole pipeline offline, minutes on a CPU) or
 `videolt run configs/videolt.yaml` (every stage of one config file). `videolt COMMAND --help` lists a
 command's options; stage options are config keys, also settable with --config FILE and --set KEY=VALUE.
-Exit codes: 0 success, 2 bad usage or input, 1 runtime failure, 130 interrupted."""
+Exit codes: 0 success, 2 bad usage or input, 1 runtime failure (also: a stage or run in use by another
+process; pass --wait to wait for it), 3 `check` found problems, 130 interrupted."""
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -67,3 +67,12 @@ class VideoFailure(VideoltError):
     def __init__(self, failure: str, message: str):
         self.failure = failure
         super().__init__(message)
+
+
+class IntegrityError(VideoltError):
+    """Data a record says is there is missing or damaged (a done feature row without its chunk, a
+    damaged manifest): exit 1, one line naming the video or file and the command that repairs it."""
+
+
+class LockedError(VideoltError):
+    """Another process holds the stage's or the run's lock: exit 1, one line naming it (pid, host, command)."""

@@ -27,9 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from videolt.config import field
+from videolt.data.integrity import redo_damaged
 from videolt.data.manifest import Manifest, VideoRow
 from videolt.data.store import STATUS_DONE, FeatureStore
-from videolt.data.workdir import Workdir
+from videolt.data.workdir import VIDEOS_LOCK, Workdir
 from videolt.errors import ConfigError, UsageError
 
 __all__ = ["ImportFailure", "ImportFeaturesConfig", "ImportVideosConfig", "import_features", "import_videos"]
@@ -148,7 +149,7 @@ def _infer_dim(videos: Sequence[VideoRow], npy_dir: Path, frames: int) -> int:
 
 
 def import_features(workdir: Workdir | str | Path, config: ImportFeaturesConfig, *,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, wait: bool = False) -> dict[str, Any]:
     """Import `<npy_dir>/<id>.npy` files into feature set `config.name`; returns counts of what happened.
 
     The set has a row for every manifest video (only `splits`, if given, are imported); D is
@@ -156,9 +157,15 @@ def import_features(workdir: Workdir | str | Path, config: ImportFeaturesConfig,
     a killed import resumes where it stopped. Each video's outcome goes to the manifest stage
     `features:<name>`: done, or failed as missing / unreadable / wrong_shape / non_finite (the
     store marks the latter three failed and leaves missing rows at status 0). `compression` is
-    the store's: "none" or "zstd" (see `FeatureStore.create`).
+    the store's: "none" or "zstd" (see `FeatureStore.create`). Done rows whose data is missing or
+    short are imported again. One process writes a feature set at a time (`wait`: wait for it).
     """
     wd = _as_workdir(workdir)
+    with wd.stage("videolt import-features", [wd.features_lock(config.name)], wait=wait):
+        return _import_features(wd, config, progress)
+
+
+def _import_features(wd: Workdir, config: ImportFeaturesConfig, progress: bool) -> dict[str, Any]:
     name, frames, dim, dtype = config.name, config.frames, config.dim, config.dtype
     npy_dir = Path(config.npy_dir).resolve()
     if not npy_dir.is_dir():
@@ -176,6 +183,7 @@ def import_features(workdir: Workdir | str | Path, config: ImportFeaturesConfig,
             compression=config.compression,
             attrs={"source": "import", "npy_dir": str(npy_dir), "dtype": dtype},
         )
+        redo_damaged(store, manifest, stage)
         status = store.status()
         skipped = _reconcile(manifest, stage, [v for v in selected if status[v.index] == STATUS_DONE])
         todo = [v for v in selected if status[v.index] != STATUS_DONE]
@@ -259,16 +267,22 @@ def _place(src: Path, dst: Path, mode: str) -> None:
 
 
 def import_videos(workdir: Workdir | str | Path, config: ImportVideosConfig, *,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, wait: bool = False) -> dict[str, Any]:
     """Register the `<id>.<ext>` video files of `config.dir` as downloaded; returns counts.
 
     A file whose stem is a manifest ID is checked to open as a video (a video stream whose first
     frame decodes), then hard-linked (`link`), symlinked or copied to `videos/<2>/<id>.<ext>` and
     recorded in stage `download` as done with info {path, bytes, source: "import"}; a bad file is
     recorded failed (unreadable / no_video_stream). Videos already done are left alone; files
-    whose stem is no manifest ID are only counted (`unknown_id`).
+    whose stem is no manifest ID are only counted (`unknown_id`). It holds the download stage's
+    lock (`wait`: wait for the process holding it, else refuse).
     """
     wd = _as_workdir(workdir)
+    with wd.stage("videolt import-videos", [VIDEOS_LOCK], wait=wait):
+        return _import_videos(wd, config, progress)
+
+
+def _import_videos(wd: Workdir, config: ImportVideosConfig, progress: bool) -> dict[str, Any]:
     src_dir = Path(config.dir)
     if not src_dir.is_dir():
         raise UsageError(f"{src_dir}: not a directory of <id>.<ext> video files")

@@ -7,12 +7,18 @@ outcome. Each thread or process opens its own `Manifest`.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sqlite3
 import time
+import uuid
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterable, Sequence
+from typing import Callable, Collection, Iterable, Sequence, TypeVar
+
+from videolt.errors import IntegrityError
 
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "done", "failed")
@@ -64,9 +70,68 @@ class StageState:
     info: dict
 
 
+_F = TypeVar("_F", bound=Callable)
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def backup_path(path: str | Path) -> Path:
+    """Where the manifest's backup lives: `manifest.sqlite.bak` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".bak")
+
+
+def damaged(path: Path, error: Exception) -> IntegrityError:
+    """The one-line error for a damaged manifest: what SQLite said, the backup and how to restore it."""
+    bak = backup_path(path)
+    if bak.is_file():
+        when = datetime.fromtimestamp(bak.stat().st_mtime).isoformat(sep=" ", timespec="seconds")
+        fix = (f"restore its backup from the end of the last stage ({bak.name}, {when}) with "
+               f"`videolt check {path.parent} --restore-manifest`")
+    else:
+        fix = f"there is no backup ({bak.name}) to restore"
+    return IntegrityError(f"{path}: the manifest is damaged ({error}); {fix}")
+
+
+def quick_check(path: str | Path) -> str:
+    """SQLite's `quick_check` of a database file opened read-only: "ok", or what is wrong."""
+    try:
+        db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        return str(e)
+    try:
+        return str(db.execute("PRAGMA quick_check").fetchone()[0])
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    finally:
+        db.close()
+
+
+def _is_damage(error: sqlite3.DatabaseError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return type(error) is sqlite3.DatabaseError
+
+
+def _guarded(fn: _F) -> _F:
+    """Turn SQLite's "malformed" and "not a database" into the one-line `damaged` error."""
+
+    @functools.wraps(fn)
+    def call(self: "Manifest", *args: object, **kwargs: object) -> object:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            if _is_damage(e):
+                raise damaged(self.path, e) from None
+            raise
+
+    return call  # type: ignore[return-value]
+
+
 class Manifest:
     """A connection to `WORKDIR/manifest.sqlite`."""
 
+    @_guarded
     def __init__(self, path: str | Path, *, timeout: float = 60.0):
         self.path = Path(path)
         if not self.path.is_file():
@@ -92,6 +157,33 @@ class Manifest:
     def close(self) -> None:
         self._db.close()
 
+    @_guarded
+    def quick_check(self) -> str:
+        """SQLite's `quick_check`: "ok", or the first thing it found wrong."""
+        return str(self._db.execute("PRAGMA quick_check").fetchone()[0])
+
+    @_guarded
+    def backup(self, dest: str | Path | None = None) -> Path:
+        """Copy the manifest with SQLite's backup API (a consistent snapshot while others write) to
+        `dest` (default `backup_path`), atomically, as one self-contained file. A copy that fails
+        SQLite's `quick_check` replaces nothing and raises the `damaged` error."""
+        dest = Path(dest) if dest is not None else backup_path(self.path)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            copy = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                self._db.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")  # one file, no -wal beside it
+                result = copy.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                copy.close()
+            if result != "ok":
+                raise damaged(self.path, sqlite3.DatabaseError(result))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
     def __enter__(self) -> "Manifest":
         return self
 
@@ -99,9 +191,11 @@ class Manifest:
         self.close()
 
     # -- videos ---------------------------------------------------------------------------------
+    @_guarded
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM videos").fetchone()[0]
 
+    @_guarded
     def videos(self, splits: Sequence[str] | None = None) -> list[VideoRow]:
         sql, args = "SELECT idx, video_id, split, labels, id_valid FROM videos", []
         if splits:
@@ -109,6 +203,7 @@ class Manifest:
             args = list(splits)
         return [_video(r) for r in self._db.execute(sql + " ORDER BY idx", args)]
 
+    @_guarded
     def video(self, index: int) -> VideoRow:
         row = self._db.execute(
             "SELECT idx, video_id, split, labels, id_valid FROM videos WHERE idx = ?", (index,)).fetchone()
@@ -116,12 +211,14 @@ class Manifest:
             raise KeyError(f"no video with index {index}")
         return _video(row)
 
+    @_guarded
     def by_id(self, video_id: str) -> VideoRow | None:
         row = self._db.execute(
             "SELECT idx, video_id, split, labels, id_valid FROM videos WHERE video_id = ?", (video_id,)).fetchone()
         return None if row is None else _video(row)
 
     # -- stage state ----------------------------------------------------------------------------
+    @_guarded
     def record(self, stage: str, index: int, status: str, *, failure: str | None = None,
                message: str | None = None, info: dict | None = None, attempt: bool = True) -> None:
         """Record one video's outcome for a stage in its own transaction; `info` is merged."""
@@ -144,6 +241,7 @@ class Manifest:
                  json.dumps(merged, sort_keys=True), int(attempt)),
             )
 
+    @_guarded
     def record_many(self, stage: str, outcomes: Iterable[tuple[int, str, str | None, str | None, dict]]) -> None:
         """Record many `(index, status, failure, message, info)` outcomes in one transaction, one
         attempt each, replacing any earlier state of those videos (bulk registration, simulations)."""
@@ -158,6 +256,7 @@ class Manifest:
                 ((stage, i, status, failure, message, now, now, json.dumps(info, sort_keys=True))
                  for i, status, failure, message, info in outcomes))
 
+    @_guarded
     def states(self, stage: str, indices: Collection[int] | None = None) -> dict[int, StageState]:
         rows = self._db.execute(
             "SELECT stage, idx, status, failure, message, attempts, started_at, finished_at, info "
@@ -184,6 +283,7 @@ class Manifest:
             out.append(v)
         return out
 
+    @_guarded
     def counts(self, stage: str) -> dict:
         """`{"done": n, "pending": n, "failed": {class: n}}` over all videos."""
         done, failed = 0, {}
@@ -195,9 +295,11 @@ class Manifest:
                 failed[failure or "unknown"] = failed.get(failure or "unknown", 0) + n
         return {"done": done, "pending": len(self) - done - sum(failed.values()), "failed": failed}
 
+    @_guarded
     def stages(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT stage FROM state ORDER BY stage")]
 
+    @_guarded
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta"))
 

@@ -7,8 +7,10 @@ Layout of the group `features/<name>.zarr` (row i is the video with manifest ind
   codecs; the store also records it in attrs).
 - `video_id` (N,) variable-length str, written once at creation.
 - `n_frames` (N,) int32: 1-fps frames decoded before temporal sampling.
-- `status` (N,) uint8: 0 missing, 1 done, 2 failed. A chunk's existence proves nothing
-  (empty chunks are not written), so this array is the completion record.
+- `status` (N,) uint8: 0 missing, 1 done, 2 failed: the completion record. Every row written has
+  its chunk file, an all-zero row too (`write_empty_chunks`), so a done row without its chunk file,
+  or with a short one, is damage: reading it raises `IntegrityError` naming the video, never zeros
+  (the raw path sees it in the file it opens anyway; the zarr path adds one `stat`).
 
 `status` and `n_frames` hold many rows per chunk so reading them stays fast at 256k videos
 (one file per row would take about a minute to read). Setting one element of such a chunk is a
@@ -47,7 +49,7 @@ from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
 from videolt import __version__ as _videolt_version
-from videolt.errors import FeatureSetNotFound, UsageError, VideoltError
+from videolt.errors import FeatureSetNotFound, IntegrityError, UsageError
 
 __all__ = ["STATUS_DONE", "STATUS_FAILED", "STATUS_MISSING", "FeatureStore"]
 
@@ -80,7 +82,7 @@ class FeatureStore:
         self._path = path
         self._mode = mode
         try:
-            self._feats = group["feats"]
+            self._feats = group["feats"].with_config({"write_empty_chunks": True})
             self._ids = group["video_id"]
             self._n_frames = group["n_frames"]
             self._status = group["status"]
@@ -243,6 +245,11 @@ class FeatureStore:
     # -- integrity facts --------------------------------------------------------------------
 
     @property
+    def row_chunks(self) -> bool:
+        """Whether each row has its own chunk file (the layout videolt writes), which `chunk_stats` describes."""
+        return tuple(self._feats.chunks) == (1, self.frames, self.dim)
+
+    @property
     def row_bytes(self) -> int | None:
         """Size of one row's chunk file when it is stored raw; None when compressed (size varies)."""
         return None if self._raw is None else self.frames * self.dim * self.dtype.itemsize
@@ -295,6 +302,11 @@ class FeatureStore:
         """Record that row i could not be produced (its data, if any, is not to be read)."""
         self._check_writable()
         self._set_flags(self._check_row(i), STATUS_FAILED, None)
+
+    def mark_missing(self, i: int) -> None:
+        """Make row i to do again (its data was found missing or damaged)."""
+        self._check_writable()
+        self._set_flags(self._check_row(i), STATUS_MISSING, 0)
 
     def _check_writable(self) -> None:
         if self._mode != "r+":
@@ -398,10 +410,34 @@ class FeatureStore:
         list(self._threads().map(some, parts))
 
     def _row_frames(self, row: int, lo: int, hi: int) -> np.ndarray:
-        """Frames [lo, hi) of `row` ([hi - lo, dim]): from the raw chunk file when the layout allows."""
+        """Frames [lo, hi) of `row` ([hi - lo, dim]): from the raw chunk file when the layout allows.
+
+        A row without its chunk file reads as the fill value unless it is done (`damage`)."""
         if self._raw is None:
-            return self._feats[row, lo:hi]
-        return self._raw.read(row, lo, hi)
+            if self.row_chunks and self.chunk_stats([row])[0, 0] < 0 and self._is_done(row):
+                raise self.damage(row, "missing")
+            try:
+                return self._feats[row, lo:hi]
+            except (RuntimeError, ValueError) as e:  # what the codecs raise on a damaged chunk
+                raise self.damage(row, f"unreadable ({e})") from None
+        try:
+            return self._raw.read(row, lo, hi)
+        except FileNotFoundError:
+            if self._is_done(row):
+                raise self.damage(row, "missing") from None
+            return np.full((hi - lo, self.dim), self._raw.fill, dtype=self.dtype)
+        except _ShortChunk as e:
+            raise self.damage(row, f"{e.size} of {self.row_bytes} bytes long") from None
+
+    def _is_done(self, row: int) -> bool:
+        return int(self._status[row]) == STATUS_DONE
+
+    def damage(self, row: int, what: str) -> IntegrityError:
+        """The error for a done row whose chunk file is `what` ("missing", "N of M bytes long")."""
+        redo = "import-features" if self._attrs.get("source") == "import" else "extract"
+        return IntegrityError(
+            f"{self._path}: video {self.video_ids[row]} (row {row}) is marked done but its feature chunk is {what}; "
+            f"rerun `videolt {redo}` for this feature set to redo it (`videolt check WORKDIR` lists every such row)")
 
     def _threads(self) -> ThreadPoolExecutor:
         """The read pool, recreated after a fork (a forked child inherits no pool threads)."""
@@ -416,12 +452,13 @@ class _RawRows:
 
     Only built for arrays whose metadata makes each chunk file exactly the C-order little-endian
     row (see `_raw_layout`); zarr writes chunk files atomically, so a read sees an old or a new
-    row, never a mix. A missing file is a row equal to the fill value, as zarr reads it.
+    row, never a mix. A missing file raises FileNotFoundError, a file of another size `_ShortChunk`:
+    the store decides what they mean from the row's status.
     """
 
     def __init__(self, array_dir: Path, separator: str, frames: int, dim: int, dtype: np.dtype, fill: float):
         self._dir, self._sep = array_dir, separator
-        self._dim, self._dtype, self._fill = dim, dtype.newbyteorder("<"), fill
+        self._dim, self._dtype, self.fill = dim, dtype.newbyteorder("<"), fill
         self._frame_bytes = dim * dtype.itemsize
         self._row_bytes = frames * self._frame_bytes
 
@@ -432,20 +469,23 @@ class _RawRows:
     def read(self, row: int, lo: int, hi: int) -> np.ndarray:
         """Frames [lo, hi) of `row` with one positioned read."""
         out = np.empty((hi - lo, self._dim), dtype=self._dtype)
-        path = self.chunk_path(row)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            out.fill(self._fill)
-            return out
+        fd = os.open(self.chunk_path(row), os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
             got = os.preadv(fd, [out], lo * self._frame_bytes)
         finally:
             os.close(fd)
         if size != self._row_bytes or got != out.nbytes:
-            raise VideoltError(f"{path}: chunk file has {size} bytes, expected {self._row_bytes}")
+            raise _ShortChunk(size)
         return out
+
+
+class _ShortChunk(Exception):
+    """A raw chunk file whose size is not one row's."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
 
 
 def _raw_layout(path: Path, feats: zarr.Array) -> _RawRows | None:

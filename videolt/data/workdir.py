@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import json
 import shutil
+import sqlite3
 import time
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from videolt import __version__
 from videolt.data.ids import LIST_ID
 from videolt.data.labels import COUNT_FILE, SPLIT_FILES, LabelSet, load_labels
-from videolt.data.manifest import Manifest
-from videolt.errors import UsageError, WorkdirError
+from videolt.data import locks
+from videolt.data.manifest import Manifest, backup_path
+from videolt.errors import UsageError, VideoltError, WorkdirError
+
+log = logging.getLogger(__name__)
 
 WORKDIR_FILE = "videolt.json"
+VIDEOS_LOCK = ("videos", "the workdir's videos (download, import-videos)")  # see Workdir.lock
 WORKDIR_SCHEMA = 1
 LABEL_FILES = (COUNT_FILE, *SPLIT_FILES.values())
 
@@ -60,6 +68,7 @@ class Workdir:
                 "labels_source": str(Path(labels_dir).resolve()), "labels_sha256": digest,
                 "videos": sum(len(s) for s in labels.splits.values()), "created": time.time()}
         _atomic_write(wd.root / WORKDIR_FILE, json.dumps(meta, indent=2) + "\n")
+        wd.backup_manifest()
         return wd
 
     @classmethod
@@ -105,9 +114,56 @@ class Workdir:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
+    @property
+    def manifest_backup_path(self) -> Path:
+        return backup_path(self.manifest_path)
+
     def manifest(self) -> Manifest:
         """A new connection (one per thread or process)."""
         return Manifest(self.manifest_path)
+
+    def backup_manifest(self) -> Path | None:
+        """Back up the manifest (SQLite backup API) to `manifest.sqlite.bak`, as every stage does when it
+        ends; a failure is logged and the previous backup kept, never raised over the stage's own outcome."""
+        try:
+            with self.manifest() as m:
+                return m.backup()
+        except (OSError, VideoltError, sqlite3.Error) as e:
+            log.warning("manifest not backed up (the previous backup is kept): %s", e)
+            return None
+
+    @contextlib.contextmanager
+    def stage(self, command: str, held: Sequence[tuple[str, str]], *, wait: bool = False) -> Iterator[None]:
+        """Run a stage that records into the manifest: hold its locks (`lock`), and back the manifest
+        up when it ends, however it ends (an interrupted stage's outcomes are kept too)."""
+        with self.lock(command, held, wait=wait):
+            try:
+                yield
+            finally:
+                self.backup_manifest()
+
+    @contextlib.contextmanager
+    def lock(self, command: str, held: Sequence[tuple[str, str]], *, wait: bool = False) -> Iterator[None]:
+        """Hold the locks `held` ((name, what) pairs from `features_lock`, `run_lock`, `VIDEOS_LOCK`) for
+        `command`, taken in name order so that two waiting drivers never hold one each."""
+        with contextlib.ExitStack() as stack:
+            for name, what in sorted(held):
+                stack.enter_context(locks.hold(self.lock_path(name), what, command, wait=wait))
+            yield
+
+    def features_lock(self, name: str) -> tuple[str, str]:
+        """The lock of feature set `name`: one process extracts or imports it at a time."""
+        self.features_path(name)  # the name is checked
+        return f"features-{name}", f"feature set {name!r}"
+
+    def run_lock(self, run: str) -> tuple[str, str]:
+        """The lock of run folder `run`: one process trains, decouples into or evaluates it at a time."""
+        self.run_dir(run)
+        return f"run-{run}", f"run {run!r}"
+
+    def lock_path(self, name: str) -> Path:
+        """The lock file of a stage or run (`videolt.data.locks`): `.locks/<name>.lock`."""
+        return locks.lock_path(self.root, name)
 
     def labels(self) -> LabelSet:
         return load_labels(self.labels_dir)

@@ -1,6 +1,7 @@
 """The extract stage: pick the videos to do, create the feature sets with their provenance, run the
 decode work and the feature sink on an executor, and record every video's outcome in the manifest as
-it arrives. Killed at any moment, a rerun redoes only rows whose status is not yet `done`.
+it arrives. Killed at any moment, a rerun redoes only rows whose status is not yet `done`, and done
+rows whose data was found missing or short (`videolt.data.integrity.redo_damaged`).
 
 The executor is the caller's (`videolt.pipeline.extract` builds the one the config names); the
 work and the sink are `videolt.extract.runner`'s.
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from videolt.data.integrity import redo_damaged
 from videolt.data.manifest import Manifest
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
@@ -46,6 +48,9 @@ def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress
     """Extract features for every downloaded video not yet done, on `executor`; returns counts of this run."""
     device = resolve_device(cfg.device)
     specs, views = _sink_specs(wd, cfg, device)
+    with wd.manifest() as m:
+        for spec in specs:
+            redo_damaged(FeatureStore.open(spec.store_path, mode="r+"), m, f"features:{spec.name}")
     _reconcile(wd, specs)
     jobs = _jobs(wd, cfg, specs, views)
     counts: dict = {"videos": len(jobs), "done": 0, "failed": {}}

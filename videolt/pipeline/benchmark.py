@@ -21,8 +21,8 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import re
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from videolt.data.availability import split_coverage
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, StageError, UsageError
 from videolt.evaluate import report, tables
+from videolt.pipeline.lifeline import exit_with
 from videolt.train import rundir
 from videolt.train.config import TrainConfig
 from videolt.train.aggregators import aggregator_defaults
@@ -256,12 +257,8 @@ def run_benchmark(workdir: str | Path, config: BenchmarkConfig, *, jobs: int = 1
 
 def _train_all(wd: Workdir, cells: list[Cell], status: dict[str, str], *, jobs: int, progress: bool) -> dict[str, str]:
     """Train `cells`; returns {run: error message} for those that failed (the others go on)."""
-    work = []
-    for c in cells:
-        resume = status[c.run] == "partial"
-        if not resume:
-            _clear_unstarted(wd.run_dir(c.run))
-        work.append((str(wd.root), c.run, to_dict(c.config), resume))
+    # A run that failed before its first checkpoint starts again in train_run (`rundir.start`).
+    work = [(str(wd.root), c.run, to_dict(c.config), status[c.run] == "partial") for c in cells]
     failures: dict[str, str] = {}
     if jobs <= 1:
         for item in work:
@@ -270,7 +267,9 @@ def _train_all(wd: Workdir, cells: list[Cell], status: dict[str, str], *, jobs: 
                 failures[item[1]] = error
         return failures
     # spawn, not fork: torch's threads and CUDA do not survive a fork.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # Each training process ends with this one (`exit_with`): none outlives a killed benchmark.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=exit_with, initargs=(os.getpid(),)) as pool:
         futures = {item[1]: pool.submit(_train_cell, *item, progress=False) for item in work}
         for run, fut in futures.items():
             error = fut.result()
@@ -287,13 +286,6 @@ def _train_cell(root: str, run: str, config: dict, resume: bool, *, progress: bo
         log.exception("run %s failed", run)
         return f"{type(e).__name__}: {e}"
     return None
-
-
-def _clear_unstarted(run_dir: Path) -> None:
-    """A run killed before its first checkpoint holds only its config and log: start it afresh."""
-    if run_dir.is_dir() and not any(run_dir.glob("*.pt")) and not (run_dir / "metrics.json").exists():
-        log.info("%s: no checkpoint yet; starting it again", run_dir)
-        shutil.rmtree(run_dir)
 
 
 def _check_same(run_dir: Path, cell: Cell) -> None:

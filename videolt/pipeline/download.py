@@ -9,17 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from videolt.data.download import DownloadConfig, download_pending
-from videolt.data.workdir import Workdir
+from videolt.data.workdir import VIDEOS_LOCK, Workdir
 from videolt.pipeline.executors import stage_executor
 
 __all__ = ["download_videos"]
 
 
-def download_videos(workdir: Workdir, config: DownloadConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Download the pending videos on `config.executor`, one fetch in flight per worker; returns the run's counts."""
-    executor = stage_executor(config.executor, workers=config.workers, in_flight=config.workers,
-                              ray_address=config.ray_address)
-    try:
-        return download_pending(workdir, config, executor, progress=progress)
-    finally:
-        executor.close()
+def download_videos(workdir: Workdir, config: DownloadConfig, *, progress: bool = True,
+                    wait: bool = False) -> dict[str, Any]:
+    """Download the pending videos on `config.executor`, one fetch in flight per worker; returns the run's counts.
+    One process downloads into a workdir at a time (`wait`: wait for the one running, else refuse)."""
+    with workdir.stage("videolt download", [VIDEOS_LOCK], wait=wait):
+        executor = stage_executor(config.executor, workers=config.workers, in_flight=config.workers,
+                                  ray_address=config.ray_address)
+        try:
+            return download_pending(workdir, config, executor, progress=progress)
+        finally:
+            executor.close()

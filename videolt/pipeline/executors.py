@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from videolt.errors import UsageError
 from videolt.executor import Executor, SinkFactory
+from videolt.pipeline.lifeline import exit_with
 from videolt.registry import Registry
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "ThreadExecutor", "create_executor", "stage_executor"]
@@ -157,15 +158,17 @@ class LocalExecutor(_PoolExecutor):
     def _make_pool(self) -> _Pool:
         # forkserver: workers never inherit the parent's torch threads or open files.
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("forkserver"),
-                                   initializer=_init_worker, initargs=(self.nice,))
+                                   initializer=_init_worker, initargs=(self.nice, os.getpid()))
 
 
-def _init_worker(nice: int = 0) -> None:
+def _init_worker(nice: int = 0, driver: int | None = None) -> None:
     """In a pool worker: the terminal's Ctrl-C goes to the whole process group; the driver decides.
-    `nice` lowers this worker's priority."""
+    `nice` lowers this worker's priority; the worker ends when process `driver` does (no orphans)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice:
         os.nice(nice)
+    if driver is not None:
+        exit_with(driver)
 
 
 @EXECUTORS.register("ray")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
-from videolt.extract.config import ExtractConfig
+from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.extract.cores import sized
 from videolt.extract.stage import run_extract
 from videolt.extract.verify import check_verified, require_ffmpeg, verify_features
@@ -18,16 +18,23 @@ from videolt.pipeline.executors import stage_executor
 __all__ = ["extract_features"]
 
 
-def extract_features(workdir: Workdir, config: ExtractConfig, *, progress: bool = True) -> dict:
+def extract_features(workdir: Workdir, config: ExtractConfig, *, progress: bool = True, wait: bool = False) -> dict:
     """Extract the features of every downloaded video not yet done, on `config.executor`; returns the run's counts.
 
     With `config.verify` N > 0, N done videos per feature set are then recomputed on the reference path
     (`counts["verify"]`); any above `config.verify_tolerance` raises StageError (exit 1). Decode processes,
     decoder threads and inference threads left unset are sized together from the cores and the device
-    (`videolt.extract.cores`).
+    (`videolt.extract.cores`). One process extracts a feature set at a time: another one holding it
+    refuses this run (`LockedError`) or, with `wait`, is waited for.
     """
     if config.verify:
         require_ffmpeg()  # before a long extraction, not after it
+    held = [workdir.features_lock(name) for name in feature_set_names(config)]
+    with workdir.stage("videolt extract", held, wait=wait):
+        return _extract(workdir, config, progress)
+
+
+def _extract(workdir: Workdir, config: ExtractConfig, progress: bool) -> dict:
     config = sized(config, resolve_device(config.device).type)
     executor = stage_executor(config.executor, workers=config.workers, ray_address=config.ray_address,
                               nice=config.decoder_nice or 0)

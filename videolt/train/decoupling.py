@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from videolt.config import field, to_dict
+from videolt.data.integrity import require_consistent
 from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError
@@ -52,50 +53,56 @@ def _source(wd: Workdir, source_run: str) -> TrainConfig:
 
 
 def decouple_run(workdir: str | Path, source_run: str, run_name: str, config: DecoupleConfig, *,
-                 progress: bool = True) -> dict | None:
-    """The decoupling stage `config.stage` on `source_run` into the new run `run_name`."""
+                 progress: bool = True, wait: bool = False) -> dict | None:
+    """The decoupling stage `config.stage` on `source_run` into the new run `run_name` (whose lock it
+    holds; `wait`: wait for the process holding it). A finished stage returns its metrics again."""
     if config.stage == "tau_norm":
-        return tau_norm_run(workdir, source_run, run_name, tau=config.tau)
+        return tau_norm_run(workdir, source_run, run_name, tau=config.tau, wait=wait)
     fn = crt_run if config.stage == "crt" else lws_run
-    return fn(workdir, source_run, run_name, progress=progress, epochs=config.epochs)
+    return fn(workdir, source_run, run_name, progress=progress, wait=wait, epochs=config.epochs)
 
 
 def _retrain(workdir: str | Path, source_run: str, run_name: str, mode: str, changes: dict[str, Any],
-             progress: bool) -> dict | None:
+             progress: bool, wait: bool) -> dict | None:
     config = _source(Workdir.open(workdir), source_run)
     staged = dataclasses.replace(config, method="cbs", method_opts={}, loss="", loss_opts={},
                                  init_from=source_run, decouple=mode, **{"epochs": 10, "milestones": (), **changes})
-    return train_run(workdir, run_name, staged, progress=progress)
+    return train_run(workdir, run_name, staged, progress=progress, wait=wait)
 
 
-def crt_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True,
+def crt_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, wait: bool = False,
             **changes: Any) -> dict | None:
     """Classifier re-training; `changes` override config fields (default 10 epochs, no lr decay)."""
-    return _retrain(workdir, source_run, run_name, "crt", changes, progress)
+    return _retrain(workdir, source_run, run_name, "crt", changes, progress, wait)
 
 
-def lws_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True,
+def lws_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, wait: bool = False,
             **changes: Any) -> dict | None:
     """Learnable per-class logit scales; `changes` override config fields (default 10 epochs, no lr decay)."""
-    return _retrain(workdir, source_run, run_name, "lws", changes, progress)
+    return _retrain(workdir, source_run, run_name, "lws", changes, progress, wait)
 
 
-def tau_norm_run(workdir: str | Path, source_run: str, run_name: str, *, tau: float = 1.0) -> dict:
+def tau_norm_run(workdir: str | Path, source_run: str, run_name: str, *, tau: float = 1.0,
+                 wait: bool = False) -> dict:
     """τ-normalise the source run's best classifier into a new run and evaluate it on the test split."""
     wd = Workdir.open(workdir)
     config = dataclasses.replace(_source(wd, source_run), init_from=source_run, decouple="tau_norm", tau=tau)
     run_dir = wd.run_dir(run_name)
-    if (run_dir / "config.json").is_file():
-        raise UsageError(f"{run_dir}: run exists; choose another name")
-    state = rundir.load_checkpoint(rundir.checkpoint_path(wd.run_dir(source_run), "best"))
-    store = FeatureStore.open(wd.features_path(config.features))
-    labels = wd.labels()
-    model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, class_counts=labels.counts)
-    model.load_state_dict(state["model"])
-    tau_normalize(model.classifier, tau)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    provenance = {"source_run": source_run, "source_epoch": state["epoch"]}
-    rundir.write_json(run_dir / "config.json", {"config": to_dict(config), "provenance": provenance})
-    rundir.save_checkpoint(rundir.checkpoint_path(run_dir, "best"),
-                           {"epoch": state["epoch"], "model": model.state_dict()})
-    return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best")
+    with wd.lock("videolt decouple", [wd.run_lock(run_name)], wait=wait):
+        how = rundir.start(run_dir, to_dict(config), resume=False)
+        if isinstance(how, dict):  # done before with these settings
+            return how
+        state = rundir.load_checkpoint(rundir.checkpoint_path(wd.run_dir(source_run), "best"))
+        store = FeatureStore.open(wd.features_path(config.features))
+        require_consistent(wd, store)
+        labels = wd.labels()
+        model = build_model(config.model, store.dim, labels.num_classes, config.model_opts,
+                            class_counts=labels.counts)
+        model.load_state_dict(state["model"])
+        tau_normalize(model.classifier, tau)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        provenance = {"source_run": source_run, "source_epoch": state["epoch"]}
+        rundir.write_json(run_dir / "config.json", {"config": to_dict(config), "provenance": provenance})
+        rundir.save_checkpoint(rundir.checkpoint_path(run_dir, "best"),
+                               {"epoch": state["epoch"], "model": model.state_dict()})
+        return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from videolt.config import field
+from videolt.data.integrity import require_consistent
 from videolt.data.labels import SPLIT_FILES, multi_hot
 from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
@@ -109,8 +110,13 @@ class EvaluateConfig:
     batch_size: int | None = field(None, "videos per forward pass (default: the run's own)")
 
 
-def evaluate_run(workdir: str | Path, run_name: str, config: EvaluateConfig = EvaluateConfig()) -> dict:
+def evaluate_run(workdir: str | Path, run_name: str, config: EvaluateConfig = EvaluateConfig(), *,
+                 wait: bool = False) -> dict:
     """`videolt evaluate`: score the run's checkpoint on a split and return the metrics
-    (keys overall_map ... acc5, epoch, split)."""
-    return evaluate_checkpoint(Workdir.open(workdir), run_name, split=config.split, checkpoint=config.checkpoint,
-                               device=config.device, batch_size=config.batch_size)
+    (keys overall_map ... acc5, epoch, split). It writes into the run folder, so it holds the run's
+    lock (`wait`: wait for the process holding it, e.g. its training, else refuse)."""
+    wd = Workdir.open(workdir)
+    with wd.lock("videolt evaluate", [wd.run_lock(run_name)], wait=wait):
+        require_consistent(wd, FeatureStore.open(wd.features_path(config_from_run(wd.run_dir(run_name)).features)))
+        return evaluate_checkpoint(wd, run_name, split=config.split, checkpoint=config.checkpoint,
+                                   device=config.device, batch_size=config.batch_size)

@@ -1,8 +1,9 @@
 """What a run directory holds, written atomically: checkpoints, config.json, train_log.csv and the
-evaluation outputs (metrics.json, per_class_ap.csv, scores_<split>.npy).
+evaluation outputs (metrics.json, per_class_ap.csv, scores_<split>.npy); and how a run starts in it.
 
 Every file is written to a temporary name and moved into place with `os.replace`, so a run killed
-at any moment leaves either the old file or the new one, never half of one.
+at any moment leaves either the old file or the new one, never half of one. The run's driver holds
+the run's lock (`Workdir.run_lock`) while it writes, so no two processes write one folder.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import pickle
 import random
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Literal, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +26,9 @@ from videolt.errors import UsageError
 from videolt.evaluate import metrics
 
 __all__ = ["CHECKPOINTS", "CHECKPOINT_FORMAT", "capture_rng", "checkpoint_path", "load_checkpoint", "read_config", "restore_rng",
-           "save_checkpoint", "save_npy", "write_csv", "write_json", "write_metrics"]
+           "save_checkpoint", "save_npy", "start", "write_csv", "write_json", "write_metrics"]
+
+log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 
@@ -79,16 +83,24 @@ def load_checkpoint(path: Path) -> dict:
         if unsafe and all(g.startswith("numpy.") for g in unsafe):
             raise UsageError(f"{path}: written by an older videolt (checkpoint format 1, with pickled numpy "
                              "state), which this version does not load; train the run again") from None
-        what = ", ".join(unsafe) if unsafe else str(e).strip().splitlines()[0]
+        what = ", ".join(unsafe) if unsafe else _first_line(e)
         raise UsageError(f"{path}: refused: the checkpoint holds pickled Python objects ({what}); "
                          "videolt loads only tensors and plain data") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise UsageError(f"{path}: not a readable checkpoint ({str(e).strip().splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        size = path.stat().st_size
+        raise UsageError(f"{path}: not a readable checkpoint ({size} bytes: {_first_line(e)}); it may be "
+                         "truncated: remove it to train the run again, or use another") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         got = state.get("format", "none") if isinstance(state, dict) else type(state).__name__
         raise UsageError(f"{path}: checkpoint format {got}, expected {CHECKPOINT_FORMAT}; "
                          "it was written by another videolt version")
     return state
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's first line of text, or its type where it has none (torch's EOFError on an empty file)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -104,7 +116,58 @@ def read_config(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not path.is_file():
         raise UsageError(f"{run_dir}: not a run (no config.json)")
-    return json.loads(path.read_text())["config"]
+    return _read_json(path)["config"]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path}: unreadable ({_first_line(e)})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: not a JSON object")
+    return data
+
+
+def start(run_dir: Path, config: dict, *, resume: bool, runtime: Collection[str] = (),
+          writer: bool = True) -> Literal["fresh", "resume"] | dict:
+    """How a run starts in `run_dir` with `config` (a TrainConfig as a dict), from what the folder holds.
+
+    - finished (metrics.json) with this config: its metrics (dict); nothing is trained again. With
+      other settings, refused; with other `epochs`, refused unless `resume` (then trained on).
+    - interrupted (last.pt, no metrics.json): "resume" with `resume`, else refused naming --resume.
+    - failed or killed before its first checkpoint (config.json only): "fresh", its stale best
+      checkpoints removed (by the `writer`), whatever `resume` says.
+    - no run: "fresh"; with `resume`, refused (nothing to resume).
+    Only the writer changes anything, so every DDP rank reaches the same answer.
+    """
+    last = checkpoint_path(run_dir, "last").is_file()
+    if (run_dir / "metrics.json").is_file():
+        saved = read_config(run_dir)
+        changed = sorted(k for k in config if k not in runtime and saved.get(k) != config[k])
+        if changed:
+            raise UsageError(f"{run_dir}: finished with other settings ({', '.join(changed)}); "
+                             "choose another --run name")
+        if saved.get("epochs") == config.get("epochs"):
+            return _read_json(run_dir / "metrics.json")
+        if not (resume and last):
+            raise UsageError(f"{run_dir}: finished after {saved.get('epochs')} epochs; pass --resume to train it on "
+                             f"to {config.get('epochs')}, or choose another --run name")
+        return "resume"
+    if last:
+        if resume:
+            return "resume"
+        raise UsageError(f"{run_dir}: interrupted before it finished (last.pt holds its last checkpoint); "
+                         "pass --resume to continue it, or choose another --run name")
+    if (run_dir / "config.json").is_file():
+        log.info("%s: no checkpoint yet (it failed or was stopped early); starting it again", run_dir)
+        if writer:
+            for which in CHECKPOINTS:
+                checkpoint_path(run_dir, which).unlink(missing_ok=True)
+        return "fresh"
+    if resume:
+        raise UsageError(f"{run_dir}: nothing to resume (no such run); drop --resume to start it")
+    return "fresh"
 
 
 def capture_rng() -> dict:

@@ -19,6 +19,7 @@ batch, a batch mix's end of epoch sees the whole epoch gathered from all ranks, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -34,11 +35,12 @@ from tqdm import tqdm
 
 from videolt import __version__
 from videolt.config import to_dict
+from videolt.data.integrity import require_consistent
 from videolt.data.labels import LabelSet, multi_hot
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
-from videolt.errors import ConfigError, UsageError
+from videolt.errors import ConfigError
 from videolt.evaluate import metrics
 from videolt.train import rundir
 from videolt.train.config import RUNTIME_FIELDS, TrainConfig
@@ -264,11 +266,13 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
 
 
 def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume: bool = False,
-              progress: bool = True) -> dict | None:
+              progress: bool = True, wait: bool = False) -> dict | None:
     """Train `run_name` on `workdir`'s feature set and return the selected checkpoint's test metrics.
 
     Under torchrun every rank trains its share; rank 0 writes the run and returns the metrics, the
-    other ranks return None.
+    other ranks return None. How the run folder is taken up (a finished run returns its metrics and
+    trains nothing; one that failed before its first checkpoint starts again) is `rundir.start`'s;
+    one process holds the run at a time (`wait`: wait for the one holding it, else refuse).
     """
     env = DistEnv.from_env()
     owns_group = env.world > 1 and not dist.is_initialized()
@@ -278,13 +282,33 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
             torch.cuda.set_device(env.local_rank)
     wd = Workdir.open(workdir)
     run_dir = wd.run_dir(run_name)
+    writer = env.rank == 0
+    # Only rank 0 holds the run's lock: the other ranks are its workers.
+    with wd.lock("videolt train", [wd.run_lock(run_name)], wait=wait) if writer else contextlib.nullcontext():
+        how = rundir.start(run_dir, to_dict(config), resume=resume, runtime=RUNTIME_FIELDS, writer=writer)
+        if isinstance(how, dict):  # finished with this config: nothing to do twice
+            log.info("%s: finished already; its metrics are in %s", run_name, run_dir / "metrics.json")
+            result = how if writer else None
+        else:
+            if how == "resume":
+                _check_resumable(run_dir, config)
+            require_consistent(wd, FeatureStore.open(wd.features_path(config.features)))
+            result = _train(wd, run_name, config, env, resume=how == "resume", progress=progress)
+    if env.world > 1:
+        # The last collective holds no tensor Python has seen: gloo's workers release a finished
+        # collective's tensors after waking its caller, and a release that needs the GIL while the
+        # interpreter is shutting down aborts the process (broadcast_object_list here did, in 3 of ~126 runs).
+        dist.barrier()
+    if owns_group:
+        dist.destroy_process_group()
+    return result
+
+
+def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, resume: bool,
+           progress: bool) -> dict | None:
+    """Train (or resume) the run in its folder; the selected checkpoint's test metrics on rank 0."""
+    run_dir = wd.run_dir(run_name)
     last = rundir.checkpoint_path(run_dir, "last")
-    if resume and not last.is_file():
-        raise UsageError(f"{run_dir}: nothing to resume (no last.pt)")
-    if not resume and (run_dir / "config.json").is_file():
-        raise UsageError(f"{run_dir}: run exists; resume it or choose another name")
-    if resume:
-        _check_resumable(run_dir, config)
     run = _setup(wd, config, env)
     writer = env.rank == 0
     start, log_rows = 0, []
@@ -322,15 +346,7 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
             rundir.write_csv(run_dir / "train_log.csv", header, log_rows)
             if (epoch + 1) % config.checkpoint_every == 0 or final:
                 rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
-    result = evaluate_checkpoint(wd, run_name, split="test", checkpoint="best") if writer else None
-    if env.world > 1:
-        # The last collective holds no tensor Python has seen: gloo's workers release a finished
-        # collective's tensors after waking its caller, and a release that needs the GIL while the
-        # interpreter is shutting down aborts the process (broadcast_object_list here did, in 3 of ~126 runs).
-        dist.barrier()
-    if owns_group:
-        dist.destroy_process_group()
-    return result
+    return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best") if writer else None
 
 
 def _evaluate(run: _Run, split: str) -> dict:
