@@ -37,12 +37,13 @@ from typing import Iterator
 
 from videolt.errors import LockedError
 
-__all__ = ["LOCK_DIR", "Holder", "hold", "holders", "lock_path"]
+__all__ = ["LOCK_DIR", "Holder", "hold", "holders", "lock_path", "pid_alive"]
 
 log = logging.getLogger(__name__)
 
 LOCK_DIR = ".locks"
 _POLL_S = 0.5  # seconds between tries while waiting
+_GRACE_S = 0.2  # a driver refused is refused only after this long (a `holders` peek or a release in flight)
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 _held: dict[tuple[int, str], list[int]] = {}  # (pid, lock path) -> [fd, depth]: the locks this process holds
 
@@ -57,6 +58,8 @@ class Holder:
     started: float
 
     def describe(self) -> str:
+        if self.pid < 0:
+            return "another process (its lock file does not say which)"
         since = datetime.fromtimestamp(self.started).isoformat(sep=" ", timespec="seconds") if self.started else "?"
         return f"pid {self.pid} on {self.host} ({self.command}, since {since})"
 
@@ -121,6 +124,7 @@ def holders(root: Path) -> dict[str, Holder]:
 def _acquire(path: Path, what: str, command: str, wait: bool) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     told = False
+    grace = time.monotonic() + _GRACE_S
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         busy = _try(fd, path, what, command)
@@ -130,6 +134,9 @@ def _acquire(path: Path, what: str, command: str, wait: bool) -> int:
         if busy is _GONE:
             continue
         other_host = busy.host not in ("?", socket.gethostname())
+        if not wait and not other_host and time.monotonic() < grace:
+            time.sleep(_GRACE_S / 4)
+            continue
         if not wait:
             fix = (f"if nothing of videolt runs on {busy.host}, remove {path}" if other_host
                    else "wait for it to end, or pass --wait")
@@ -146,7 +153,7 @@ def _try(fd: int, path: Path, what: str, command: str) -> Holder | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         flocked = True
     except BlockingIOError:
-        return _holder_of(path) or _UNKNOWN
+        return (_holder_of(path) or _UNKNOWN) if _same_file(fd, path) else _GONE
     except OSError as e:
         if e.errno not in _UNSUPPORTED:
             raise
@@ -158,7 +165,7 @@ def _try(fd: int, path: Path, what: str, command: str) -> Holder | None:
     if previous is not None and previous.pid != os.getpid():
         if previous.host != socket.gethostname():
             return previous  # flock may not reach across hosts: it may still run there
-        if not flocked and _alive(previous.pid):
+        if not flocked and pid_alive(previous.pid):
             return previous
         log.warning("%s: taking over the lock of %s, which ended without releasing it", what, previous.describe())
     _write_info(fd, _me(command))
@@ -180,7 +187,8 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (a zombie counts until it is reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

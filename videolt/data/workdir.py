@@ -122,14 +122,15 @@ class Workdir:
         """A new connection (one per thread or process)."""
         return Manifest(self.manifest_path)
 
-    def backup_manifest(self) -> Path | None:
+    def backup_manifest(self, *, quiet: bool = False) -> Path | None:
         """Back up the manifest (SQLite backup API) to `manifest.sqlite.bak`, as every stage does when it
-        ends; a failure is logged and the previous backup kept, never raised over the stage's own outcome."""
+        ends; a failure is logged (`quiet`: at debug level) and the previous backup kept, never raised."""
         try:
             with self.manifest() as m:
                 return m.backup()
         except (OSError, VideoltError, sqlite3.Error) as e:
-            log.warning("manifest not backed up (the previous backup is kept): %s", e)
+            log.log(logging.DEBUG if quiet else logging.WARNING, "manifest not backed up (the previous backup "
+                    "is kept): %s", e)
             return None
 
     @contextlib.contextmanager
@@ -139,8 +140,10 @@ class Workdir:
         with self.lock(command, held, wait=wait):
             try:
                 yield
-            finally:
-                self.backup_manifest()
+            except BaseException:  # the stage's own error is the one line; a failed backup only logs
+                self.backup_manifest(quiet=True)
+                raise
+            self.backup_manifest()
 
     @contextlib.contextmanager
     def lock(self, command: str, held: Sequence[tuple[str, str]], *, wait: bool = False) -> Iterator[None]:

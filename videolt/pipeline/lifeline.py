@@ -17,6 +17,8 @@ import select
 import threading
 import time
 
+from videolt.data.locks import pid_alive
+
 __all__ = ["exit_with"]
 
 _POLL_S = 1.0
@@ -37,16 +39,6 @@ def _watch(pid: int, fd: int | None) -> None:
     if fd is not None:
         select.select([fd], [], [])  # readable once the process has ended
     else:
-        while _alive(pid):
+        while pid_alive(pid):
             time.sleep(_POLL_S)
     os._exit(1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
