@@ -10,7 +10,7 @@ Layout of the group `features/<name>.zarr` (row i is the video with manifest ind
 - `status` (N,) uint8: 0 missing, 1 done, 2 failed: the completion record. Every row written has
   its chunk file, an all-zero row too (`write_empty_chunks`), so a done row without its chunk file,
   or with a short one, is damage: reading it raises `IntegrityError` naming the video, never zeros
-  (the raw path sees it in the file it opens anyway; the zarr path adds one `stat`).
+  (the raw path sees it in the file it opens anyway; the zarr path looks only at a row it read as all zeros).
 
 `status` and `n_frames` hold many rows per chunk so reading them stays fast at 256k videos
 (one file per row would take about a minute to read). Setting one element of such a chunk is a
@@ -414,12 +414,17 @@ class FeatureStore:
 
         A row without its chunk file reads as the fill value unless it is done (`damage`)."""
         if self._raw is None:
-            if self.row_chunks and self.chunk_stats([row])[0, 0] < 0 and self._is_done(row):
-                raise self.damage(row, "missing")
             try:
-                return self._feats[row, lo:hi]
+                out = self._feats[row, lo:hi]
             except (RuntimeError, ValueError) as e:  # what the codecs raise on a damaged chunk
-                raise self.damage(row, f"unreadable ({e})") from None
+                if self._is_done(row):
+                    raise self.damage(row, f"unreadable ({e})") from None
+                raise
+            # zarr reads a missing chunk as the fill value (0): only a row read as all zeros is looked at
+            if out.size and not out.flat[0] and not out.any() and self.row_chunks \
+                    and self.chunk_stats([row])[0, 0] < 0 and self._is_done(row):
+                raise self.damage(row, "missing")
+            return out
         try:
             return self._raw.read(row, lo, hi)
         except FileNotFoundError:
