@@ -36,6 +36,7 @@ from videolt.data.download.config import PARTIAL_DIR, STAGE, DownloadConfig
 from videolt.data.download.fetch import YTDLP_VERSION, FetchResult, YdlFactory, fetch_guarded
 from videolt.data.failures import NOT_THE_VIDEOS_FAULT, RETRYABLE, DownloadFailure
 from videolt.data.ids import is_valid_id
+from videolt.data.locks import pid_alive
 from videolt.data.manifest import Manifest, VideoRow
 from videolt.data.pacing import CircuitBreaker, Streak, TokenBucket
 from videolt.data.workdir import Workdir
@@ -107,15 +108,8 @@ def remove_stale_partials(videos_dir: Path) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a leftover of an earlier process that had our pid: it is not running now
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # our own pid: a leftover of an earlier process that had it, which is not running now
+    return pid != os.getpid() and pid_alive(pid)
 
 
 def select_pending(workdir: Workdir, config: DownloadConfig) -> list[tuple[VideoRow, int]]:
