@@ -113,14 +113,17 @@ def test_edited_manifest_is_refused_in_one_line(wd, capsys, edit):
     assert not (wd / "runs" / "b").exists()  # refused before anything is written
 
 
-@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+@pytest.mark.parametrize("damage", ["truncated", "overwritten", "deleted"])
 def test_damaged_manifest_is_one_line_and_restored_from_its_backup(wd, capsys, damage):
     """The backup made at the end of the last stage (extract) restores every outcome it recorded."""
     states = _states(wd)
     manifest = wd / "manifest.sqlite"
     data = manifest.read_bytes()
-    damaged = data[:4096] if damage == "truncated" else b"\x00" * 100 + data[100:]
-    manifest.write_bytes(damaged)
+    damaged = {"truncated": data[:4096], "overwritten": b"\x00" * 100 + data[100:], "deleted": None}[damage]
+    if damaged is None:
+        manifest.unlink()
+    else:
+        manifest.write_bytes(damaged)
     for args in (["status", str(wd)], extract_args(wd)):
         code, out, err = run_cli(capsys, *args)
         line = error_line(err, args[0])
@@ -133,9 +136,10 @@ def test_damaged_manifest_is_one_line_and_restored_from_its_backup(wd, capsys, d
 
     code, out, _ = run_cli(capsys, "check", str(wd), "--restore-manifest")
     assert code == 0, out
-    assert out.startswith("manifest restored from its backup of ") and "manifest.sqlite.damaged-" in out
+    assert out.startswith("manifest restored from its backup of ")
+    assert ("manifest.sqlite.damaged-" in out) == (damaged is not None)
     assert _states(wd) == states  # nothing the stages recorded is lost
     kept = [p for p in wd.glob("manifest.sqlite.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
-    assert [p.read_bytes() for p in kept] == [damaged]  # kept, not deleted
+    assert [p.read_bytes() for p in kept] == ([damaged] if damaged else [])  # kept, not deleted
     code, out, _ = run_cli(capsys, *extract_args(wd))
     assert code == 0 and json.loads(out)["videos"] == 0  # nothing to do twice

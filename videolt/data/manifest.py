@@ -135,6 +135,8 @@ class Manifest:
     def __init__(self, path: str | Path, *, timeout: float = 60.0):
         self.path = Path(path)
         if not self.path.is_file():
+            if backup_path(self.path).is_file():  # a workdir whose manifest was lost
+                raise damaged(self.path, FileNotFoundError("no such file"))
             raise FileNotFoundError(f"{self.path}: no manifest")
         self._db = _connect(self.path, timeout)
 
