@@ -73,6 +73,39 @@ class LabelSet:
         return out
 
 
+def suggest_thresholds(counts: np.ndarray) -> tuple[int, int] | None:
+    """(head, tail) train-count thresholds giving every group a class, in about VideoLT's proportions
+    (47 / 617 / 340 of 1,004 classes: the top 5 % head, the bottom third tail); None when the counts
+    take fewer than three distinct values, so no thresholds can make three groups."""
+    v = np.sort(np.asarray(counts, dtype=np.int64))
+    distinct = np.unique(v)
+    if len(distinct) < 3:
+        return None
+    n = len(v)
+    tail = min(int(v[max(0, round(n * 0.34) - 1)]), int(distinct[-3]))
+    head = int(v[n - max(1, round(n * 0.047)) - 1])
+    head = min(max(head, int(distinct[distinct > tail][0])), int(distinct[-2]))
+    return head, tail
+
+
+def group_warning(labels: LabelSet, head: int, tail: int, fix: str) -> str | None:
+    """None when the thresholds give every group a class; else one line naming the empty groups, the
+    thresholds and, through `fix` (a template with {head} and {tail}, e.g. the `--set` of the
+    command at hand), thresholds that would fill them. Their mAP would otherwise be NaN (null in JSON)."""
+    empty = [g for g, ids in labels.groups(head, tail).items() if not len(ids)]
+    if not empty:
+        return None
+    which = " and ".join(empty)
+    line = (f"the {which} group{'s are' if len(empty) > 1 else ' is'} empty under the thresholds in force (head > "
+            f"{head}, tail <= {tail} train videos; the most frequent of the {labels.num_classes} classes has "
+            f"{int(labels.counts.max())}), so {'their' if len(empty) > 1 else 'its'} mAP is n/a")
+    better = suggest_thresholds(labels.counts)
+    if better is None:
+        return f"{line}; the class counts take fewer than three values, so no thresholds fill all three groups"
+    return f"{line}; {fix.format(head=better[0], tail=better[1])} gives " + ", ".join(
+        f"{g} {len(ids)}" for g, ids in labels.groups(*better).items())
+
+
 def read_counts(path: Path) -> tuple[ClassInfo, ...]:
     """Parse `count-labels-train.lst`: `<ClassName> <class_id> <count>` with ids 0..C-1 in file order."""
     if not path.is_file():
@@ -179,10 +212,17 @@ def summary(labelset: LabelSet, head: int = 500, tail: int = 100) -> dict:
 
 
 def _lines(path: Path):
-    """Lines without their newline; the last may lack one. A blank line is an error of its own."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                raise InputFileError(path, lineno, "empty line")
-            yield line
+    """Lines without their newline; the last may lack one. A blank line is an error of its own.
+
+    A UTF-8 byte-order mark (lists saved on Windows) is dropped and CRLF line ends are read as LF,
+    so neither changes an ID or a class name."""
+    with open(path, encoding="utf-8-sig") as f:
+        lineno = 0
+        try:
+            for lineno, raw in enumerate(f, start=1):
+                line = raw.rstrip("\r\n")
+                if not line.strip():
+                    raise InputFileError(path, lineno, "empty line")
+                yield line
+        except UnicodeDecodeError:
+            raise InputFileError(path, lineno + 1, "not UTF-8 text") from None

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import logging
+import os
 import shutil
 import time
 from pathlib import Path
 
 from videolt import __version__
-from videolt.data.ids import LIST_ID
+from videolt.data.ids import INVALID_ID, LIST_ID, invalid_id_message
 from videolt.data.labels import COUNT_FILE, SPLIT_FILES, LabelSet, load_labels
 from videolt.data.manifest import Manifest
-from videolt.errors import UsageError, WorkdirError
+from videolt.errors import LOG_NAME, UsageError, WorkdirError
+
+log = logging.getLogger(__name__)
 
 WORKDIR_FILE = "videolt.json"
+DOWNLOAD_STAGE = "download"  # the download stage's name in the manifest (data.download.STAGE)
 WORKDIR_SCHEMA = 1
 LABEL_FILES = (COUNT_FILE, *SPLIT_FILES.values())
 
@@ -40,6 +44,8 @@ class Workdir:
                     f"{wd.root}: already a workdir made from other label lists "
                     f"({meta.get('labels_source')}); use a new workdir for {Path(labels_dir).resolve()}")
             return wd
+        if wd.root.exists() and not wd.root.is_dir():
+            raise WorkdirError(f"{wd.root}: a file, not a folder; name a new or empty folder")
         wd.root.mkdir(parents=True, exist_ok=True)
         # A half-made workdir from a killed init is ours to finish; a folder holding anything else is not.
         foreign = {p.name for p in wd.root.iterdir() if not p.name.startswith("manifest.sqlite")} - _LAYOUT
@@ -52,7 +58,8 @@ class Workdir:
         tmp = wd.root / "manifest.sqlite.tmp"
         for stale in wd.root.glob("manifest.sqlite.tmp*"):
             stale.unlink()
-        Manifest.create(tmp, _rows(labels)).close()
+        with Manifest.create(tmp, _rows(labels)) as m:
+            _record_invalid_ids(m)
         for suffix in ("-wal", "-shm"):
             Path(str(tmp) + suffix).unlink(missing_ok=True)
         tmp.replace(wd.manifest_path)
@@ -60,6 +67,10 @@ class Workdir:
                 "labels_source": str(Path(labels_dir).resolve()), "labels_sha256": digest,
                 "videos": sum(len(s) for s in labels.splits.values()), "created": time.time()}
         _atomic_write(wd.root / WORKDIR_FILE, json.dumps(meta, indent=2) + "\n")
+        for name, split in labels.splits.items():
+            if not len(split):
+                log.warning("%s lists no videos: split %s is empty, so training or scoring on it will fail",
+                            wd.labels_dir / SPLIT_FILES[name], name)
         return wd
 
     @classmethod
@@ -105,6 +116,11 @@ class Workdir:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
+    @property
+    def log_path(self) -> Path:
+        """`logs/videolt.log`: the tracebacks behind the one-line errors a command printed."""
+        return self.root / "logs" / LOG_NAME
+
     def manifest(self) -> Manifest:
         """A new connection (one per thread or process)."""
         return Manifest(self.manifest_path)
@@ -142,7 +158,7 @@ class Workdir:
         return p
 
 
-_LAYOUT = {"labels", "videos", "features", "runs", "reports"}
+_LAYOUT = {"labels", "videos", "features", "runs", "reports", "logs"}
 
 
 def labels_digest(labels_dir: Path) -> str:
@@ -159,6 +175,15 @@ def _rows(labels: LabelSet):
     for name, split in labels.splits.items():
         for vid, lab in zip(split.ids, split.labels):
             yield vid, name, lab, is_valid_id(vid)
+
+
+def _record_invalid_ids(manifest: Manifest) -> None:
+    """Record the IDs no URL can be made from as failed `invalid_id` downloads, costing no attempt:
+    they are never fetched, so they are never pending."""
+    for v in manifest.videos():
+        if not v.id_valid:
+            manifest.record(DOWNLOAD_STAGE, v.index, "failed", failure=INVALID_ID,
+                            message=invalid_id_message(v.video_id), attempt=False)
 
 
 def _safe_name(name: str, what: str) -> str:

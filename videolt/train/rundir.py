@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from videolt import jsonio
 from videolt.data.labels import LabelSet
 from videolt.errors import UsageError
 from videolt.evaluate import metrics
@@ -36,7 +37,8 @@ def _replace(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    _replace(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
+    """Strict JSON (`jsonio`): an empty class group's NaN mAP is written as null."""
+    _replace(path, lambda tmp: tmp.write_text(jsonio.dumps(obj) + "\n"))
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -104,7 +106,10 @@ def read_config(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not path.is_file():
         raise UsageError(f"{run_dir}: not a run (no config.json)")
-    return json.loads(path.read_text())["config"]
+    try:
+        return json.loads(path.read_text())["config"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: not a run config videolt wrote ({type(e).__name__}: {e})") from None
 
 
 def capture_rng() -> dict:

@@ -40,7 +40,7 @@ from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
 from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import metrics
-from videolt.train import rundir
+from videolt.train import preflight, rundir
 from videolt.train.config import RUNTIME_FIELDS, TrainConfig
 from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, preload, rank_share, split_rows
 from videolt.train.evaluation import evaluate_checkpoint, predict
@@ -285,6 +285,7 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
         raise UsageError(f"{run_dir}: run exists; resume it or choose another name")
     if resume:
         _check_resumable(run_dir, config)
+    _preflight(wd, config, env)
     run = _setup(wd, config, env)
     writer = env.rank == 0
     start, log_rows = 0, []
@@ -331,6 +332,17 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
     if owns_group:
         dist.destroy_process_group()
     return result
+
+
+def _preflight(wd: Workdir, config: TrainConfig, env: DistEnv) -> None:
+    """Refuse a run that would fail (one line per reason, exit 2) before anything is built or written;
+    warn (rank 0) about what would make its numbers misleading, e.g. an empty class group."""
+    found = preflight.check_run(wd, config)
+    if found.errors:
+        raise UsageError("\n".join(found.errors))
+    if env.rank == 0:
+        for warning in found.warnings:
+            log.warning("%s", warning)
 
 
 def _evaluate(run: _Run, split: str) -> dict:

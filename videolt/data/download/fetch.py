@@ -25,8 +25,8 @@ from yt_dlp.utils import DownloadError
 from videolt.data import session as _session
 from videolt.data import tooling
 from videolt.data.download.config import PARTIAL_DIR, DownloadConfig
-from videolt.data.failures import NOT_THE_VIDEOS_FAULT, DownloadFailure, classify, retry_after
-from videolt.data.ids import is_valid_id
+from videolt.data.failures import NOT_THE_VIDEOS_FAULT, DownloadFailure, classify, retry_after, unreachable
+from videolt.data.ids import invalid_id_message, is_valid_id
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class FetchResult:
     ytdlp_version: str = YTDLP_VERSION
     session: str = "guest"  # guest, cookies-file or browser: never the session's content
     retry_after_s: float | None = None  # a 429's Retry-After, where yt-dlp kept it
+    unreachable: bool = False  # failed before any answer from the host (`failures.unreachable`)
 
     def info(self, root: Path) -> dict[str, Any]:
         """What the manifest keeps for this attempt (`path` relative to the workdir `root`)."""
@@ -140,12 +141,14 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
     """
     redact = config.redactor()
 
-    def failed(failure: DownloadFailure, message: str, wait_s: float | None = None) -> FetchResult:
+    def failed(failure: DownloadFailure, message: str, wait_s: float | None = None, *,
+               offline: bool = False) -> FetchResult:
         return FetchResult(video_id, "failed", failure, redact(f"[download] {video_id}: {message}"),
-                           session=config.session, retry_after_s=wait_s)
+                           session=config.session, retry_after_s=wait_s, unreachable=offline)
 
     if not is_valid_id(video_id):
-        return failed(DownloadFailure.INVALID_ID, "not a YouTube ID (11 characters of A-Z a-z 0-9 _ -); not fetched")
+        return FetchResult(video_id, "failed", DownloadFailure.INVALID_ID, invalid_id_message(video_id),
+                           session=config.session)
     tmp_root = tmp_root or videos_dir / PARTIAL_DIR
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{video_id}.", dir=tmp_root))
@@ -158,7 +161,8 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
         except DownloadError as e:
             failure = _with_warnings(classify(e), ydl_log.warnings)
             wait_s = retry_after(e) if failure is DownloadFailure.RATE_LIMITED else None
-            return failed(failure, _clean(str(e)), wait_s)
+            return failed(failure, _clean(str(e)), wait_s,
+                          offline=failure is DownloadFailure.TRANSIENT and unreachable(e))
         return _finish(video_id, info, tmp_dir, videos_dir, failed, config.session)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
