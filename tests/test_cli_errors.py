@@ -264,6 +264,12 @@ def test_empty_groups_are_null_in_json_na_in_text_and_warned(base, capsys, caplo
     assert out[1].split()[1:3] == ["n/a", "n/a"]
     warning = next(r.getMessage() for r in caplog.records if "groups are empty" in r.getMessage())
     assert "head > 500, tail <= 100" in warning and "--set group_head=" in warning and "--set group_tail=" in warning
+    assert cli.main(["labels", str(root / "labels")]) == 0  # the same, with the flags of `labels`
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warning: ")]
+    head, tail = (int(line.split(flag)[1].split()[0]) for flag in ("--head ", "--tail "))
+    assert "head and medium groups are empty" in line and cli.main(["labels", str(root / "labels"), "--head",
+                                                                    str(head), "--tail", str(tail), "--json"]) == 0
+    assert _strict(capsys.readouterr().out)["warnings"] == []
 
 
 def test_report_refuses_other_groups_naming_thresholds_and_fix_and_writes_nothing(wd, capsys):

@@ -126,6 +126,8 @@ def _labels(args: argparse.Namespace) -> int:
           + f"  (head > {args.head}, tail <= {args.tail} train videos)")
     print("train count  " + "  ".join(f"{k} {v}" for k, v in s["train_counts"].items()))
     print("labels per video  " + "  ".join(f"{k}: {v}" for k, v in s["labels_per_video"].items()))
+    for warning in s["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -261,7 +263,7 @@ def _availability(args: argparse.Namespace) -> int:
     wd = Workdir.open(args.workdir)
     for given in (args.csv, args.plot):
         _output_file(given)
-    outcomes = video_outcomes(wd, **({} if args.max_attempts is None else {"max_attempts": args.max_attempts}))
+    outcomes = video_outcomes(wd, max_attempts=args.max_attempts)
     report = availability(wd, head=args.head, tail=args.tail, outcomes=outcomes)
     plot = plot_survival(report, args.plot or wd.reports_dir / "availability" / f"survival_{report['date']}.png")
     report["plot"] = str(plot)
@@ -561,7 +563,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from videolt.pipeline.run import format_summary, load_run_config, run_pipeline
 
-    summary = run_pipeline(load_run_config(args.config, args.overrides), progress=not args.no_progress)
+    config = load_run_config(args.config, args.overrides)
+    args.log_workdir = config.workdir  # where a failure's traceback goes
+    summary = run_pipeline(config, progress=not args.no_progress)
     if args.json:
         _print_json(summary)
     else:

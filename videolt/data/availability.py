@@ -65,9 +65,10 @@ class VideoOutcome:
     simulated: bool = False
 
 
-def video_outcomes(workdir: Workdir, *, max_attempts: int = DownloadConfig().max_attempts) -> list[VideoOutcome]:
+def video_outcomes(workdir: Workdir, *, max_attempts: int | None = None) -> list[VideoOutcome]:
     """Every manifest video with its download outcome, in manifest order; a retryable failure with
-    `max_attempts` attempts (the download stage's cap) is `exhausted`, as `download` sees it."""
+    `max_attempts` attempts (default: the download stage's cap) is `exhausted`, as `download` sees it."""
+    max_attempts = DownloadConfig().max_attempts if max_attempts is None else max_attempts
     with workdir.manifest() as m:
         videos = m.videos()
         states = m.states(STAGE)

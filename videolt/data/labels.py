@@ -208,6 +208,7 @@ def summary(labelset: LabelSet, head: int = 500, tail: int = 100) -> dict:
         "labels_per_video": {str(k): hist[k] for k in sorted(hist)},
         "labels_per_train_video": {str(k): train_hist[k] for k in sorted(train_hist)},
         "invalid_ids": invalid,
+        "warnings": [w for w in [group_warning(labelset, head, tail, "--head {head} --tail {tail}")] if w],
     }
 
 
