@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from videolt.data.ids import LIST_ID, is_valid_id
-from videolt.errors import InputFileError
+from videolt.errors import InputFileError, UsageError
 
 SPLIT_FILES = {"train": "train.lst", "val": "validate.lst", "test": "test.lst"}
 COUNT_FILE = "count-labels-train.lst"
@@ -57,6 +57,8 @@ class LabelSet:
 
     def groups(self, head: int = 500, tail: int = 100) -> dict[str, np.ndarray]:
         """Class ids per group by train count: head > `head`, tail ≤ `tail`, medium in between."""
+        if not 0 <= tail <= head:
+            raise UsageError(f"group thresholds: expected 0 <= tail <= head (train videos), got head {head}, tail {tail}")
         counts = self.counts
         return {
             "head": np.flatnonzero(counts > head),

@@ -131,10 +131,10 @@ def run_difference(wd: Workdir, a: RunResult, b: RunResult, *, n_resamples: int 
     map_a, map_b = a.group_map(), b.group_map()
     out = {g: {"treatment": map_a[g], "control": map_b[g], "difference": map_a[g] - map_b[g]} for g in GROUPS}
     if n_resamples and a.scores_path is not None and b.scores_path is not None:
-        rows_a, rows_b = np.load(a.rows_path), np.load(b.rows_path)
+        rows_a, rows_b = _npy(a.rows_path), _npy(b.rows_path)
         if np.array_equal(rows_a, rows_b):
             sa, targets = _scores_and_targets(wd, a)
-            sb = np.load(b.scores_path).astype(np.float64)
+            sb, _ = _scores_and_targets(wd, b)
             boot = bootstrap_difference(sa, sb, targets, a.groups(), n_resamples=n_resamples, seed=seed)
             for g in GROUPS:
                 out[g] |= {"low": boot[g]["low"], "high": boot[g]["high"], "includes_zero": boot[g]["includes_zero"]}
@@ -197,11 +197,26 @@ def format_comparison(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _npy(path: Path) -> np.ndarray:
+    """A numeric array a run saved; anything else (damaged, pickled objects) is an `InputFileError`."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputFileError(path, None, f"not a readable array ({e})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "iuf":
+        raise InputFileError(path, None, "not a numeric array")
+    return array
+
+
 def _scores_and_targets(wd: Workdir, result: RunResult) -> tuple[np.ndarray, np.ndarray]:
     """The run's test scores and the multi-hot targets of the videos they belong to."""
-    scores = np.load(result.scores_path).astype(np.float64)
-    rows = np.load(result.rows_path)
-    labels = {v.index: v.labels for v in wd.manifest().videos(["test"])}
+    scores, rows = _npy(result.scores_path).astype(np.float64), _npy(result.rows_path)
+    if scores.shape != (len(rows), len(result.ap)) or rows.ndim != 1:
+        raise InputFileError(result.scores_path, None, f"scores of shape {scores.shape} do not match the "
+                                                       f"{len(rows)} rows of {result.rows_path.name} and the "
+                                                       f"{len(result.ap)} classes of per_class_ap.csv")
+    with wd.manifest() as m:
+        labels = {v.index: v.labels for v in m.videos(["test"])}
     missing = [int(r) for r in rows if int(r) not in labels]
     if missing:
         raise UsageError(f"{result.rows_path}: row {missing[0]} is not a test video of {wd.root}")
