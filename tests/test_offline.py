@@ -91,6 +91,11 @@ def test_a_failure_with_an_answer_does_not_count_as_offline(tmp_path, capsys):
         assert _download(wd, f"{server.base}/404/{{id}}.mp4", "--json") == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["failed"] == {"removed": 3} and "HTTP Error 404" in counts["messages"]["removed"]
+    with BehaviourServer() as server:  # in text, the summary says what happened, one line per class
+        assert _download(wd, f"{server.base}/404/{{id}}.mp4", "--set", "recheck=[removed]") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "downloaded 0 of 3; failed: removed 3"
+    assert out[1].startswith("  removed, e.g. [download] offline") and "HTTP Error 404" in out[1]
 
 
 def test_reachability_counts_unanswered_attempts_in_a_row():

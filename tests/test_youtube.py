@@ -243,12 +243,14 @@ def test_a_bug_on_our_side_is_internal_and_its_traceback_redacted(cookies, tmp_p
 
     config = _config("http://127.0.0.1:9/{id}.mp4", cookies=str(cookies),
                      extractor_args=(f"youtube:po_token={SECRET_TOKEN}",))
-    res = fetch_guarded("abcdefghijk", tmp_path, config, tmp_path / "partial", broken_factory)
+    res = fetch_guarded("abcdefghijk", tmp_path / "videos", config, tmp_path / "partial", broken_factory)
     assert res.failure == "internal" and res.status == "failed" and "RuntimeError" in res.message
-    logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "Traceback" in logged and "broken_factory" in logged
+    logged = "\n".join(r.getMessage() for r in caplog.records)  # one line, saying where the traceback is
+    log_file = (tmp_path / "logs" / "videolt.log").read_text()  # the workdir's log (videos/ is in the workdir)
+    assert "\n" not in logged and f"(traceback in {tmp_path / 'logs' / 'videolt.log'})" in logged
+    assert "Traceback" in log_file and "broken_factory" in log_file
     for secret in SECRETS:
-        assert secret not in res.message and secret not in logged
+        assert secret not in res.message and secret not in logged and secret not in log_file
 
 
 def test_parse_retry_after():

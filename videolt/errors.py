@@ -8,6 +8,7 @@ derive from the matching builtin so callers can catch by Python category.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 
 class VideoltError(Exception):
@@ -93,8 +94,9 @@ def describe(exc: BaseException, *, manifest: str | Path | None = None) -> tuple
     return 1, [f"internal error: {type(exc).__name__}: {first}" if first else f"internal error: {type(exc).__name__}"]
 
 
-def write_traceback(path: str | Path, exc: BaseException, context: str) -> Path:
-    """Append `exc`'s traceback to the log file `path` under a dated `context` line; returns the path."""
+def write_traceback(path: str | Path, exc: BaseException, context: str, *, redact: Callable[[str], str] = str) -> Path:
+    """Append `exc`'s traceback to the log file `path` under a dated `context` line, through `redact`
+    (a download's masks the user's cookies and tokens); returns the path."""
     import datetime as dt
     import traceback
 
@@ -102,5 +104,5 @@ def write_traceback(path: str | Path, exc: BaseException, context: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     with path.open("a", encoding="utf-8") as f:
-        f.write(f"--- {stamp} {context}\n{''.join(traceback.format_exception(exc))}\n")
+        f.write(redact(f"--- {stamp} {context}\n{''.join(traceback.format_exception(exc))}\n"))
     return path

@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from videolt.data import tooling
 from videolt.data.download.config import PARTIAL_DIR, DownloadConfig
 from videolt.data.failures import NOT_THE_VIDEOS_FAULT, DownloadFailure, classify, retry_after, unreachable
 from videolt.data.ids import invalid_id_message, is_valid_id
+from videolt.data.workdir import Workdir
+from videolt.errors import write_traceback
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,11 @@ def fetch_guarded(video_id: str, videos_dir: Path, config: DownloadConfig, tmp_r
         return fetch_one(video_id, videos_dir, config, tmp_root=tmp_root, ydl_factory=ydl_factory)
     except Exception as e:
         redact = config.redactor()
-        log.error("%s: unexpected error: %s", video_id, redact("".join(traceback.format_exception(e))))
+        log_path = Workdir(videos_dir.parent).log_path  # the workdir's log: its traceback, masked
+        try:
+            write_traceback(log_path, e, f"download {video_id}", redact=redact)
+        except OSError:
+            log_path = None
+        log.error("%s", redact(f"{video_id}: unexpected error {e!r}" + (f" (traceback in {log_path})" if log_path else "")))
         return FetchResult(video_id, "failed", DownloadFailure.INTERNAL, redact(f"[download] {video_id}: {e!r}"),
                            session=config.session)
