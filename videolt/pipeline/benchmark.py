@@ -278,10 +278,10 @@ GRID_GROUP_FIX = "--set train.group_head={head} --set train.group_tail={tail}"
 def check_inputs(wd: Workdir, cells: Sequence[Cell]) -> dict[str, list[str]]:
     """`preflight.check_run` for every cell: `{"errors": [...], "warnings": [...]}`, each distinct line
     once, followed by the runs it concerns; trains nothing, writes nothing."""
-    labels = wd.labels()
+    labels, splits = wd.labels(), preflight.split_indices(wd)
     found: dict[str, dict[str, list[str]]] = {"errors": {}, "warnings": {}}
     for cell in cells:
-        checked = preflight.check_run(wd, cell.config, group_fix=GRID_GROUP_FIX, labels=labels)
+        checked = preflight.check_run(wd, cell.config, group_fix=GRID_GROUP_FIX, labels=labels, splits=splits)
         for kind, lines in (("errors", checked.errors), ("warnings", checked.warnings)):
             for line in lines:
                 found[kind].setdefault(line, []).append(cell.run)
