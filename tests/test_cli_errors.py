@@ -305,3 +305,19 @@ def test_report_prints_treatment_minus_control_with_both_names(base, tmp_path, c
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("focal − small (treatment − control;")
     assert out[1].split()[:5] == ["overall", "focal", f"{ap['focal'].mean():.4f}", "−", "small"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    ([], "videolt: error: the following arguments are required: COMMAND (see videolt --help)"),
+    (["trian"], "videolt: error: argument COMMAND: invalid choice: 'trian'"),
+    (["train", "wd", "--features", "syn"], "videolt train: error: the following arguments are required: --run "
+                                           "(see videolt train --help)"),
+    (["status", "wd", "--bogus"], "videolt: error: unrecognized arguments: --bogus (see videolt --help)"),
+    (["train", "wd", "--run", "r", "--epochs", "ten"], "videolt train: error: argument --epochs: invalid int value"),
+])
+def test_usage_errors_are_one_line_too(capsys, argv, says):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(says)

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from videolt import __version__
 from videolt.errors import VideoltError
@@ -609,8 +609,15 @@ EPILOG = """Start with `videolt demo` (the whole pipeline offline, minutes on a 
 command's options; stage options are config keys, also settable with --config FILE and --set KEY=VALUE.
 Exit codes: 0 success, 2 bad usage or input, 1 runtime failure, 130 interrupted."""
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too (exit 2), pointing at --help rather than printing the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="videolt", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"videolt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
