@@ -224,6 +224,12 @@ def test_benchmark_reports_failed_runs_as_a_table_and_logs_their_tracebacks(wd, 
                                 f"{wd}/logs/videolt.log); the report holds the 2 finished runs")
     assert "RuntimeError: the GPU caught fire" in (wd / "logs" / "videolt.log").read_text()
     assert json.loads((wd / "reports" / "smoke" / "report.json").read_text())["finished"] == 2
+    # Rerun: only the failed run trains; the finished ones are not written again
+    finished = {r: (wd / "runs" / r / "metrics.json").stat().st_mtime_ns for r in table if not r.startswith("focal")}
+    monkeypatch.undo()
+    assert cli.main(["benchmark", str(wd), "--config", str(_grid(tmp_path)), "--no-progress"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[:3]] == ["done"] * 3
+    assert {r: (wd / "runs" / r / "metrics.json").stat().st_mtime_ns for r in finished} == finished
 
 
 def test_empty_split_is_warned_at_init_and_named_in_errors(tmp_path, capsys, caplog):
