@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 
@@ -23,6 +24,22 @@ def _loopback_only(self: socket.socket, address):  # type: ignore[no-untyped-def
 
 
 socket.socket.connect = _loopback_only  # type: ignore[method-assign]
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _no_name_lookups(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Refuse to look up a name (a DNS query leaves the machine); addresses, localhost and this host pass."""
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is not None and name not in ("localhost", socket.gethostname()):
+        try:
+            ipaddress.ip_address(name.split("%")[0])
+        except ValueError:
+            raise socket.gaierror(socket.EAI_NONAME, f"test tried to look up {name!r}: tests run offline") from None
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _no_name_lookups  # type: ignore[assignment]
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import tables
 from videolt.pipeline import benchmark
 from videolt.pipeline.benchmark import (
+    BenchmarkError,
     MethodEntry,
     load_benchmark,
     plan,
@@ -69,7 +70,11 @@ def test_every_config_parses_and_lists_its_runs(name, tiny_workdir):
     n_features, n_aggregators, n_methods = PAPER_CONFIGS[name]
     assert (len(config.features), len(config.aggregators), len(config.methods)) == (n_features, n_aggregators,
                                                                                    n_methods)
-    dry = run_benchmark(tiny_workdir, config, dry_run=True)
+    with pytest.raises(BenchmarkError) as refused:  # this workdir has no feature set: the dry run lists the
+        run_benchmark(tiny_workdir, config, dry_run=True)  # runs and says what would fail them (exit 2)
+    assert refused.value.exit_code == 2
+    assert all(f"feature set {f.name!r} not found" in str(refused.value) for f in config.features)
+    dry = refused.value.result
     runs = [r["run"] for r in dry["runs"]]
     assert len(runs) == n_features * n_aggregators * n_methods * len(config.seeds)
     assert len(set(runs)) == len(runs)

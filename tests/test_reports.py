@@ -143,7 +143,7 @@ def test_compare_runs_differences_intervals_and_plot(tmp_path):
     assert overall["low"] <= overall["difference"] <= overall["high"]
     assert overall["includes_zero"] is False
     tail_ids = [c for c, g in enumerate(group_of) if g == "tail"]
-    assert vs_bad["groups"]["tail"]["a"] == pytest.approx(ap["good"][tail_ids].mean(), abs=1e-5)
+    assert vs_bad["groups"]["tail"]["treatment"] == pytest.approx(ap["good"][tail_ids].mean(), abs=1e-5)
     same = vs_same["groups"]["overall"]
     assert same["difference"] == 0 and same["includes_zero"] is True
     text = format_comparison(result)

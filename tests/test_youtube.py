@@ -17,6 +17,7 @@ import pytest
 from tests.fake_youtube import COOKIE_NAME, FakeYouTubeIE, fake_factory, template
 from tests.http_fixture import BehaviourServer, small_mp4
 from tests.lists import write_lists
+from tests.test_download import tally
 from videolt.data import tooling
 from videolt.data.download import (
     STAGE,
@@ -198,7 +199,7 @@ def test_bot_checks_stop_the_run_and_leave_the_videos_retryable(server, tmp_path
     # A success in between resets the count; the bot-checked videos are tried again by the next run.
     FakeYouTubeIE.calls.clear()
     counts = _download(wd, dataclasses.replace(config, max_bot_checks=5), ydl_factory=fake_factory)
-    assert counts == {"todo": 5, "done": 1, "failed": {"bot_check": 4}}
+    assert tally(counts) == {"todo": 5, "done": 1, "failed": {"bot_check": 4}}
     assert set(FakeYouTubeIE.calls) == set(ids[1:])
 
 
@@ -223,7 +224,7 @@ def test_retry_after_sets_the_pause(server, tmp_path):
     started = time.monotonic()
     counts = _download(wd, _config(f"{server.base}/by-id/{{id}}.mp4", workers=1, pause_s=60.0))
     elapsed = time.monotonic() - started
-    assert counts == {"todo": 3, "done": 3, "failed": {}}
+    assert tally(counts) == {"todo": 3, "done": 3, "failed": {}}
     assert 1.0 <= elapsed < 30, elapsed
     assert server.hits[server.path("by-id", "raVideo0001")] == 3  # the 429'd probe, then probe + GET
     assert _states(wd)["raVideo0001"] == ("done", None, 1)  # the 429 cost no attempt
@@ -242,12 +243,14 @@ def test_a_bug_on_our_side_is_internal_and_its_traceback_redacted(cookies, tmp_p
 
     config = _config("http://127.0.0.1:9/{id}.mp4", cookies=str(cookies),
                      extractor_args=(f"youtube:po_token={SECRET_TOKEN}",))
-    res = fetch_guarded("abcdefghijk", tmp_path, config, tmp_path / "partial", broken_factory)
+    res = fetch_guarded("abcdefghijk", tmp_path / "videos", config, tmp_path / "partial", broken_factory)
     assert res.failure == "internal" and res.status == "failed" and "RuntimeError" in res.message
-    logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "Traceback" in logged and "broken_factory" in logged
+    logged = "\n".join(r.getMessage() for r in caplog.records)  # one line, saying where the traceback is
+    log_file = (tmp_path / "logs" / "videolt.log").read_text()  # the workdir's log (videos/ is in the workdir)
+    assert "\n" not in logged and f"(traceback in {tmp_path / 'logs' / 'videolt.log'})" in logged
+    assert "Traceback" in log_file and "broken_factory" in log_file
     for secret in SECRETS:
-        assert secret not in res.message and secret not in logged
+        assert secret not in res.message and secret not in logged and secret not in log_file
 
 
 def test_parse_retry_after():

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from videolt import __version__
-from videolt.errors import UsageError, VideoltError
+from videolt.errors import VideoltError
 
 log = logging.getLogger("videolt")
 
@@ -36,7 +35,9 @@ def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None
 
 
 def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False))
+    from videolt import jsonio
+
+    print(jsonio.dumps(data))  # strict: NaN (an empty group's mAP) is null
 
 
 def _print_counts(counts: dict, as_json: bool, summary: str) -> None:
@@ -46,6 +47,8 @@ def _print_counts(counts: dict, as_json: bool, summary: str) -> None:
         return
     failed = ", ".join(f"{k} {v}" for k, v in sorted(counts["failed"].items())) or "none"
     print(f"{summary.format(**counts)}; failed: {failed}")
+    for failure, message in sorted(counts.get("messages", {}).items()):  # what happened, one line per class
+        print(f"  {failure}, e.g. {message}")
 
 
 def _wait_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -129,6 +132,8 @@ def _labels(args: argparse.Namespace) -> int:
           + f"  (head > {args.head}, tail <= {args.tail} train videos)")
     print("train count  " + "  ".join(f"{k} {v}" for k, v in s["train_counts"].items()))
     print("labels per video  " + "  ".join(f"{k}: {v}" for k, v in s["labels_per_video"].items()))
+    for warning in s["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -284,6 +289,8 @@ def _availability_args(p: argparse.ArgumentParser) -> None:
                    help="survival against class frequency (default WORKDIR/reports/availability/survival_DATE.png)")
     p.add_argument("--head", type=int, default=500, help="head classes have more train videos than this")
     p.add_argument("--tail", type=int, default=100, help="tail classes have at most this many train videos")
+    _key(p, "--max-attempts", "videolt.data.download:DownloadConfig", "max_attempts", type=int, metavar="N",
+         help="a retryable failure with this many attempts counts as exhausted, as `download` with it sees it")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -294,7 +301,9 @@ def _availability(args: argparse.Namespace) -> int:
     from videolt.data.workdir import Workdir
 
     wd = Workdir.open(args.workdir)
-    outcomes = video_outcomes(wd)
+    for given in (args.csv, args.plot):
+        _output_file(given)
+    outcomes = video_outcomes(wd, max_attempts=args.max_attempts)
     report = availability(wd, head=args.head, tail=args.tail, outcomes=outcomes)
     plot = plot_survival(report, args.plot or wd.reports_dir / "availability" / f"survival_{report['date']}.png")
     report["plot"] = str(plot)
@@ -306,6 +315,16 @@ def _availability(args: argparse.Namespace) -> int:
         print(format_availability(report))
         print(f"plot: {plot}" + (f"\ncsv: {report['csv']}" if args.csv else ""))
     return 0
+
+
+def _output_file(path: str | None) -> None:
+    """A file the user named for an output must not be a folder (exit 2 before anything is computed)."""
+    from pathlib import Path
+
+    from videolt.errors import UsageError
+
+    if path and Path(path).is_dir():
+        raise UsageError(f"{path}: a folder; name a file to write")
 
 
 # -- extract --------------------------------------------------------------------------------------
@@ -503,9 +522,14 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
     print("  ".join(f"{k:>11}" for k in keys))
     for values in rows:
         picked = f"  (epoch {values['epoch']}, picked on {values['select_on']})" if "select_on" in values else ""
-        print("  ".join(f"{values[k]:>11.4f}" for k in keys) + (picked if len(rows) > 1 else ""))
+        print("  ".join(_metric(values[k]) for k in keys) + (picked if len(rows) > 1 else ""))
     if metrics.get("note"):
         print(f"note: {metrics['note']}")
+
+
+def _metric(value: float | None) -> str:
+    """A metric in an 11-wide column; an empty class group's (NaN, or null once read back) as n/a."""
+    return f"{'n/a':>11}" if value is None or value != value else f"{value:>11.4f}"
 
 
 # -- benchmark and report -------------------------------------------------------------------------
@@ -515,32 +539,46 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a grid key, e.g. train.epochs=10 or seeds=[1,2]")
     p.add_argument("--jobs", type=int, default=1, help="runs trained side by side, one process each")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and which are done; train nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs and which are done, check every input they need (exit 2 on what would fail); "
+                        "train nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 @command("benchmark", "train and evaluate a grid of runs; write paper-style tables and plots", _benchmark_args)
 def _benchmark(args: argparse.Namespace) -> int:
-    from videolt.pipeline.benchmark import load_benchmark, run_benchmark
+    from videolt.pipeline.benchmark import BenchmarkError, load_benchmark, run_benchmark
 
     config = load_benchmark(args.config, args.overrides)
-    result = run_benchmark(args.workdir, config, jobs=args.jobs, dry_run=args.dry_run, progress=not args.no_progress)
-    if args.json:
+    try:
+        result = run_benchmark(args.workdir, config, jobs=args.jobs, dry_run=args.dry_run,
+                               progress=not args.no_progress)
+    except BenchmarkError as e:  # the table of runs first (the failed ones with their error), then the error line
+        _print_benchmark(e.result, args.json)
+        raise
+    _print_benchmark(result, args.json)
+    return 0
+
+
+def _print_benchmark(result: dict, as_json: bool) -> None:
+    """Every run with its status (todo, partial, done, failed: with its error), then the report."""
+    if as_json:
         _print_json(result)
-        return 0
+        return
+    width = max((len(r["run"]) for r in result["runs"]), default=0)
     for r in result["runs"]:
-        print(f"{r['status']:<8} {r['run']}")
+        print(f"{r['status']:<8} {r['run']:<{width}}  {r.get('error', '')}".rstrip())
     report = result.get("report") or {}
     if report.get("dir"):
         print(f"report: {report['dir']}/report.md ({report.get('finished')}/{report.get('total')} runs finished)")
-    return 0
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", metavar="WORKDIR")
     p.add_argument("--runs", nargs="+", required=True, metavar="RUN",
-                   help="the first run is compared with each other run")
+                   help="TREATMENT CONTROL [CONTROL ...]: the first run is compared with each other run; every "
+                        "difference is treatment − control")
     p.add_argument("--out", default=None, metavar="DIR", help="plot folder (default WORKDIR/reports/compare)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test videos (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
@@ -572,7 +610,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from videolt.pipeline.run import format_summary, load_run_config, run_pipeline
 
-    summary = run_pipeline(load_run_config(args.config, args.overrides), progress=not args.no_progress)
+    config = load_run_config(args.config, args.overrides)
+    args.log_workdir = config.workdir  # where a failure's traceback goes
+    summary = run_pipeline(config, progress=not args.no_progress)
     if args.json:
         _print_json(summary)
     else:
@@ -617,8 +657,15 @@ command's options; stage options are config keys, also settable with --config FI
 Exit codes: 0 success, 2 bad usage or input, 1 runtime failure (also: a stage or run in use by another
 process; pass --wait to wait for it), 3 `check` found problems, 130 interrupted."""
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line too (exit 2), pointing at --help rather than printing the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="videolt", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"videolt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -634,13 +681,48 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return _COMMANDS[args.command][2](args)
-    except VideoltError as e:  # one line per reason (a refused preflight may have several)
-        for line in str(e).splitlines() or [""]:
-            print(f"videolt {args.command}: error: {line}", file=sys.stderr)
-        return 2 if isinstance(e, UsageError) else e.exit_code
     except KeyboardInterrupt:
         print(f"videolt {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`videolt status | head`): nothing to say to it
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:  # noqa: BLE001 - the one place every failure becomes an exit code and one line
+        return _fail(args, e, sys.argv[1:] if argv is None else list(argv))
+
+
+def _fail(args: argparse.Namespace, exc: Exception, argv: list[str]) -> int:
+    """Print `exc` as one line (one per reason of a refused preflight) and return its exit code.
+
+    The traceback of a runtime failure (exit 1) goes to WORKDIR/logs/videolt.log when the command
+    has a workdir, and any traceback to stderr with `-v`; the line of an unexpected exception (not a
+    `VideoltError`, whose line says it all) says where its traceback is.
+    """
+    import shlex
+    import traceback
+    from pathlib import Path
+
+    from videolt.data.workdir import WORKDIR_FILE, Workdir
+    from videolt.errors import describe, write_traceback
+
+    root = getattr(args, "log_workdir", None) or getattr(args, "workdir", None)
+    wd = Workdir(root) if root and (Path(root) / WORKDIR_FILE).is_file() else None
+    code, lines = describe(exc, manifest=wd.manifest_path if wd else None)
+    if args.verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    where = None
+    if code == 1 and wd is not None:
+        try:
+            where = f"traceback in {write_traceback(wd.log_path, exc, shlex.join(['videolt', *argv]))}"
+        except OSError:  # a read-only workdir: the line still goes out
+            pass
+    if not isinstance(exc, VideoltError):
+        lines[-1] += f" ({where or ('traceback above' if args.verbose else 'videolt -v ... prints the traceback')})"
+    for line in lines:
+        print(f"videolt {args.command}: error: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 `UsageError` (exit 2) is bad input from the user: one line naming the file and line, the key or
 the video ID. Everything else that is a `VideoltError` is a runtime failure (exit 1). Errors also
-derive from the matching builtin so callers can catch by Python category.
+derive from the matching builtin so callers can catch by Python category. `describe` turns any
+exception, ours or not, into its exit code and its one line; `write_traceback` keeps the traceback
+behind that line in a log file (WORKDIR/logs/videolt.log).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 
 class VideoltError(Exception):
@@ -76,3 +79,39 @@ class IntegrityError(VideoltError):
 
 class LockedError(VideoltError):
     """Another process holds the stage's or the run's lock: exit 1, one line naming it (pid, host, command)."""
+# -- how any exception reaches the user ------------------------------------------------------------
+LOG_NAME = "videolt.log"  # under WORKDIR/logs/: the tracebacks of the failures a command printed in one line
+
+
+def describe(exc: BaseException, *, manifest: str | Path | None = None) -> tuple[int, list[str]]:
+    """The exit code and the line(s) for `exc`: one per reason of a `VideoltError` (a refused
+    preflight may have several), exactly one for anything else.
+
+    A damaged manifest (`sqlite3.DatabaseError` not already turned into a `VideoltError` where it
+    was opened) is a runtime failure named after `manifest`; any other exception is an internal
+    error, reported by its type and first line.
+    """
+    import sqlite3
+
+    if isinstance(exc, VideoltError):
+        return (2 if isinstance(exc, UsageError) else exc.exit_code), str(exc).splitlines() or [""]
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, sqlite3.DatabaseError):
+        return 1, [f"{manifest or 'the manifest'}: unreadable database ({first})"]
+    if isinstance(exc, OSError):
+        return 1, [f"{type(exc).__name__}: {first}" if first else type(exc).__name__]
+    return 1, [f"internal error: {type(exc).__name__}: {first}" if first else f"internal error: {type(exc).__name__}"]
+
+
+def write_traceback(path: str | Path, exc: BaseException, context: str, *, redact: Callable[[str], str] = str) -> Path:
+    """Append `exc`'s traceback to the log file `path` under a dated `context` line, through `redact`
+    (a download's masks the user's cookies and tokens); returns the path."""
+    import datetime as dt
+    import traceback
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    with path.open("a", encoding="utf-8") as f:
+        f.write(redact(f"--- {stamp} {context}\n{''.join(traceback.format_exception(exc))}\n"))
+    return path

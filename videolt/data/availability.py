@@ -5,8 +5,11 @@ Every video of the manifest has one outcome of the download stage:
 - `fetched`: downloaded by yt-dlp; `imported`: registered from a local copy (`import-videos`),
   which says nothing about YouTube;
 - `lost`: failed with a permanent class (`failures.PERMANENT`: removed, private, copyright, policy,
-  geo_blocked, age_restricted, members_only, login_required, invalid_id), kept by class;
-- `retryable`: failed with a class a later run retries (transient, rate_limited, bot_check, ...);
+  geo_blocked, age_restricted, members_only, login_required, invalid_id), kept by class; an ID no
+  URL can be made from is `invalid_id` even in a workdir made before `init` recorded them;
+- `retryable`: failed with a class the next `download` retries (transient, rate_limited, bot_check, ...);
+- `exhausted`: failed with such a class, but its attempts are used up (`max_attempts`), so no
+  download retries it (unless given a higher `--max-attempts`, or `--recheck` the class);
 - `not_tried`: no attempt yet.
 
 Survival is fetched / (fetched + lost): the share of the videos whose fate is known that YouTube
@@ -29,15 +32,17 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from videolt.data.download.config import DownloadConfig
 from videolt.data.failures import PERMANENT, RECOVERABLE
-from videolt.data.labels import COUNT_FILE, GROUPS, LabelSet, read_counts
+from videolt.data.ids import INVALID_ID
+from videolt.data.labels import COUNT_FILE, GROUPS, LabelSet, group_warning, read_counts
 from videolt.data.workdir import Workdir
 
 __all__ = ["OUTCOMES", "VideoOutcome", "availability", "format_availability", "plot_survival", "split_coverage",
            "video_outcomes", "write_csv"]
 
 STAGE = "download"
-OUTCOMES = ("fetched", "imported", "lost", "retryable", "not_tried")
+OUTCOMES = ("fetched", "imported", "lost", "retryable", "exhausted", "not_tried")
 CSV_COLUMNS = ("video_id", "split", "outcome", "failure", "ytdlp_version", "date")
 _LOST = frozenset(f.value for f in PERMANENT)
 # The house colours of `videolt.evaluate.plots` (data may not import a stage).
@@ -60,8 +65,10 @@ class VideoOutcome:
     simulated: bool = False
 
 
-def video_outcomes(workdir: Workdir) -> list[VideoOutcome]:
-    """Every manifest video with its download outcome, in manifest order."""
+def video_outcomes(workdir: Workdir, *, max_attempts: int | None = None) -> list[VideoOutcome]:
+    """Every manifest video with its download outcome, in manifest order; a retryable failure with
+    `max_attempts` attempts (default: the download stage's cap) is `exhausted`, as `download` sees it."""
+    max_attempts = DownloadConfig().max_attempts if max_attempts is None else max_attempts
     with workdir.manifest() as m:
         videos = m.videos()
         states = m.states(STAGE)
@@ -70,15 +77,19 @@ def video_outcomes(workdir: Workdir) -> list[VideoOutcome]:
     for v in videos:
         s = states.get(v.index)
         info = s.info if s else {}
-        if s is None or s.status == "pending":
+        failure = s.failure if s and s.status == "failed" else None
+        if (s is None or s.status == "pending") and not v.id_valid:  # never fetched, never pending
+            outcome, failure = "lost", INVALID_ID
+        elif s is None or s.status == "pending":
             outcome = "not_tried"
         elif s.status == "done":
             outcome = "imported" if info.get("source") == "import" else "fetched"
+        elif s.failure in _LOST:
+            outcome = "lost"
         else:
-            outcome = "lost" if s.failure in _LOST else "retryable"
+            outcome = "exhausted" if s.attempts >= max_attempts else "retryable"
         date = day(int(s.finished_at // 86400)) if s and s.finished_at else None
-        out.append(VideoOutcome(v.index, v.video_id, v.split, v.labels, outcome,
-                                s.failure if s and s.status == "failed" else None,
+        out.append(VideoOutcome(v.index, v.video_id, v.split, v.labels, outcome, failure,
                                 info.get("ytdlp_version"), date, bool(info.get("simulated"))))
     return out
 
@@ -133,7 +144,7 @@ def availability(workdir: Workdir, *, head: int = 500, tail: int = 100, worst: i
                 **_tally(by_class[c])} for c in range(labels.num_classes)]
     groups = {g: {"classes": sum(x == g for x in group_of), **_tally(by_group[g]),
                   **_smallest([c["train_fetched"] for c in classes if c["group"] == g])} for g in GROUPS}
-    lost_most = sorted((c for c in classes if c["listed"]), key=lambda c: (-c["lost"] / c["listed"], -c["lost"]))
+    lost_most = sorted((c for c in classes if c["lost"]), key=lambda c: (-c["lost"] / c["listed"], -c["lost"]))
     versions = Counter(o.ytdlp_version for o in outcomes if o.ytdlp_version)
     overall = _tally(outcomes)
     recoverable = sum(overall["lost_by_class"].get(f.value, 0) for f in RECOVERABLE)
@@ -143,6 +154,7 @@ def availability(workdir: Workdir, *, head: int = 500, tail: int = 100, worst: i
         "ytdlp_versions": dict(versions.most_common()),
         "installed_ytdlp": yt_dlp.version.__version__,
         "thresholds": {"head": head, "tail": tail},
+        "warnings": [w for w in [group_warning(labels, head, tail, "--head {head} --tail {tail}")] if w],
         "overall": {**overall, "recoverable": recoverable},
         "splits": {s: _tally(o for o in outcomes if o.split == s) for s in dict.fromkeys(o.split for o in outcomes)},
         "groups": groups,
@@ -221,7 +233,8 @@ def format_availability(report: dict) -> str:
     versions = ", ".join(report["ytdlp_versions"]) or "none"
     lines = [f"{tag}availability on {report['date']} (yt-dlp {versions})",
              f"videos {o['listed']:,}: fetched {o['fetched']:,}, imported {o['imported']:,}, lost {o['lost']:,}, "
-             f"retryable {o['retryable']:,}, not tried {o['not_tried']:,}; survival {pct(o['survival'])}, "
+             f"retryable {o['retryable']:,}, failed with attempts exhausted {o['exhausted']:,}, "
+             f"not tried {o['not_tried']:,}; survival {pct(o['survival'])}, "
              f"coverage {pct(o['coverage'])}",
              "lost by class: " + (", ".join(f"{k} {v:,}" for k, v in o["lost_by_class"].items()) or "none")
              + (f" ({o['recoverable']:,} perhaps recoverable with your own account's cookies or from another "
@@ -237,9 +250,10 @@ def format_availability(report: dict) -> str:
     tc = report["test_coverage"]
     lines.append(f"test set: {tc['measured']:,} of {tc['listed']:,} videos available ({pct(tc['fraction'])}); "
                  + ", ".join(f"{g} {pct(s['fraction'])}" for g, s in tc["groups"].items()))
-    lines.append("lost most: " + "; ".join(
+    lines.append("lost most: " + ("; ".join(
         f"{c['name']} ({c['group']}, {c['train_count']} train) {c['lost']}/{c['listed']}"
-        for c in report["lost_most"][:5]))
+        for c in report["lost_most"][:5]) or "no class has lost a video"))
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
 
 
@@ -300,10 +314,10 @@ def plot_survival(report: dict, path: str | Path) -> Path:
 
 
 def _outcome_bars(ax, report: dict) -> None:
-    """Per group, the share of its videos not fetched: lost by failure class, then retryable and not tried."""
+    """Per group, the share of its videos not fetched: lost by failure class, then retryable, exhausted and not tried."""
     lost_classes = list(dict.fromkeys(k for g in GROUPS for k in report["groups"][g]["lost_by_class"]))
-    segments = [*(f"lost: {k}" for k in lost_classes), "retryable", "not_tried"]
-    palette = [*(_LOST_COLOURS * 2)[:len(lost_classes)], "#E5D8A0", "#DDDDDD"]
+    segments = [*(f"lost: {k}" for k in lost_classes), "retryable", "exhausted", "not_tried"]
+    palette = [*(_LOST_COLOURS * 2)[:len(lost_classes)], "#E5D8A0", "#B0A070", "#DDDDDD"]
     names = list(reversed(GROUPS))
     left = np.zeros(len(names))
     for seg, colour in zip(segments, palette):
@@ -314,7 +328,8 @@ def _outcome_bars(ax, report: dict) -> None:
             vals.append(k / (s["listed"] or 1))
         vals = np.array(vals)
         if vals.any():
-            ax.barh(names, vals, left=left, color=colour, label=seg.replace("not_tried", "not tried"), height=0.6)
+            label = {"not_tried": "not tried", "exhausted": "attempts exhausted"}.get(seg, seg)
+            ax.barh(names, vals, left=left, color=colour, label=label, height=0.6)
         left += vals
     for i, g in enumerate(names):
         imported = report["groups"][g]["imported"]

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import errno
 import re
+import socket
 import time
 from collections.abc import Iterator
 
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import GeoRestrictedError
+
+from videolt.data import ids
 
 try:  # raised by yt-dlp when a cookies file or browser profile cannot be read
     from yt_dlp.cookies import CookieLoadError
@@ -34,7 +38,7 @@ except ImportError:  # pragma: no cover - older yt-dlp
 class DownloadFailure(str, enum.Enum):
     """Why a video could not be fetched; the value is what the manifest stores."""
 
-    INVALID_ID = "invalid_id"
+    INVALID_ID = ids.INVALID_ID
     TOOLING = "tooling"
     SESSION = "session"  # the user's cookies could not be loaded or are no longer accepted
     BOT_CHECK = "bot_check"  # "Sign in to confirm you're not a bot": the session, not the video
@@ -134,6 +138,25 @@ def _classify_type(exc: BaseException) -> DownloadFailure | None:
         if isinstance(e, (TransportError, TimeoutError, ConnectionError)):
             return DownloadFailure.TRANSIENT
     return None
+
+
+#: What an attempt that never reached the host says, where only the text is left.
+_UNREACHABLE = re.compile(r"Failed to resolve|Name or service not known|Temporary failure in name resolution"
+                          r"|nodename nor servname|getaddrinfo failed|Connection refused|Network is unreachable"
+                          r"|No route to host", re.IGNORECASE)
+_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether an attempt failed before any answer from the host: its name did not resolve, or the
+    connection was refused or had no route. That says nothing about the video; when every attempt
+    ends so, the machine is offline or the URL template names a host that is not there."""
+    for e in _chain(exc):
+        if isinstance(e, socket.gaierror) or (isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS):
+            return True
+        if isinstance(e, HTTPError):
+            return False  # an answer came
+    return bool(_UNREACHABLE.search(" | ".join(str(e) for e in _chain(exc))))
 
 
 def classify_message(message: str) -> DownloadFailure:

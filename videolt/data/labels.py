@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from videolt.data.ids import LIST_ID, is_valid_id
-from videolt.errors import InputFileError
+from videolt.errors import InputFileError, UsageError
 
 SPLIT_FILES = {"train": "train.lst", "val": "validate.lst", "test": "test.lst"}
 COUNT_FILE = "count-labels-train.lst"
@@ -57,6 +57,8 @@ class LabelSet:
 
     def groups(self, head: int = 500, tail: int = 100) -> dict[str, np.ndarray]:
         """Class ids per group by train count: head > `head`, tail ≤ `tail`, medium in between."""
+        if not 0 <= tail <= head:
+            raise UsageError(f"group thresholds: expected 0 <= tail <= head (train videos), got head {head}, tail {tail}")
         counts = self.counts
         return {
             "head": np.flatnonzero(counts > head),
@@ -71,6 +73,39 @@ class LabelSet:
             for c in ids:
                 out[int(c)] = name
         return out
+
+
+def suggest_thresholds(counts: np.ndarray) -> tuple[int, int] | None:
+    """(head, tail) train-count thresholds giving every group a class, in about VideoLT's proportions
+    (47 / 617 / 340 of 1,004 classes: the top 5 % head, the bottom third tail); None when the counts
+    take fewer than three distinct values, so no thresholds can make three groups."""
+    v = np.sort(np.asarray(counts, dtype=np.int64))
+    distinct = np.unique(v)
+    if len(distinct) < 3:
+        return None
+    n = len(v)
+    tail = min(int(v[max(0, round(n * 0.34) - 1)]), int(distinct[-3]))
+    head = int(v[n - max(1, round(n * 0.047)) - 1])
+    head = min(max(head, int(distinct[distinct > tail][0])), int(distinct[-2]))
+    return head, tail
+
+
+def group_warning(labels: LabelSet, head: int, tail: int, fix: str) -> str | None:
+    """None when the thresholds give every group a class; else one line naming the empty groups, the
+    thresholds and, through `fix` (a template with {head} and {tail}, e.g. the `--set` of the
+    command at hand), thresholds that would fill them. Their mAP would otherwise be NaN (null in JSON)."""
+    empty = [g for g, ids in labels.groups(head, tail).items() if not len(ids)]
+    if not empty:
+        return None
+    which = " and ".join(empty)
+    line = (f"the {which} group{'s are' if len(empty) > 1 else ' is'} empty under the thresholds in force (head > "
+            f"{head}, tail <= {tail} train videos; the most frequent of the {labels.num_classes} classes has "
+            f"{int(labels.counts.max())}), so {'their' if len(empty) > 1 else 'its'} mAP is n/a")
+    better = suggest_thresholds(labels.counts)
+    if better is None:
+        return f"{line}; the class counts take fewer than three values, so no thresholds fill all three groups"
+    return f"{line}; {fix.format(head=better[0], tail=better[1])} gives " + ", ".join(
+        f"{g} {len(ids)}" for g, ids in labels.groups(*better).items())
 
 
 def read_counts(path: Path) -> tuple[ClassInfo, ...]:
@@ -175,14 +210,22 @@ def summary(labelset: LabelSet, head: int = 500, tail: int = 100) -> dict:
         "labels_per_video": {str(k): hist[k] for k in sorted(hist)},
         "labels_per_train_video": {str(k): train_hist[k] for k in sorted(train_hist)},
         "invalid_ids": invalid,
+        "warnings": [w for w in [group_warning(labelset, head, tail, "--head {head} --tail {tail}")] if w],
     }
 
 
 def _lines(path: Path):
-    """Lines without their newline; the last may lack one. A blank line is an error of its own."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                raise InputFileError(path, lineno, "empty line")
-            yield line
+    """Lines without their newline; the last may lack one. A blank line is an error of its own.
+
+    A UTF-8 byte-order mark (lists saved on Windows) is dropped and CRLF line ends are read as LF,
+    so neither changes an ID or a class name."""
+    with open(path, encoding="utf-8-sig") as f:
+        lineno = 0
+        try:
+            for lineno, raw in enumerate(f, start=1):
+                line = raw.rstrip("\r\n")
+                if not line.strip():
+                    raise InputFileError(path, lineno, "empty line")
+                yield line
+        except UnicodeDecodeError:
+            raise InputFileError(path, lineno + 1, "not UTF-8 text") from None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Sequence, TypeVar
 
-from videolt.errors import IntegrityError
+from videolt.errors import IntegrityError, WorkdirError
 
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "done", "failed")
@@ -137,7 +137,7 @@ class Manifest:
         if not self.path.is_file():
             if backup_path(self.path).is_file():  # a workdir whose manifest was lost
                 raise damaged(self.path, FileNotFoundError("no such file"))
-            raise FileNotFoundError(f"{self.path}: no manifest")
+            raise WorkdirError(f"{self.path}: no manifest (is this folder a whole workdir?)")
         self._db = _connect(self.path, timeout)
 
     @classmethod
@@ -328,5 +328,9 @@ class _immediate:
 
 
 def _video(r: tuple) -> VideoRow:
-    labels = tuple(int(c) for c in r[3].split(",")) if r[3] else ()
+    try:
+        labels = tuple(int(c) for c in r[3].split(",")) if r[3] else ()
+    except (ValueError, AttributeError):
+        raise WorkdirError(f"manifest.sqlite: video {r[1]} (index {r[0]}) has labels {r[3]!r}, not comma-separated "
+                           "class ids; the manifest was edited or damaged") from None
     return VideoRow(r[0], r[1], r[2], labels, bool(r[4]))

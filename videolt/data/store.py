@@ -152,7 +152,10 @@ class FeatureStore:
             raise UsageError(f"feature set mode must be 'r' or 'r+', got {mode!r}")
         if not (path / "zarr.json").is_file():
             raise FeatureSetNotFound(f"feature set not found: {path}")
-        return cls(path, zarr.open_group(str(path), mode=mode), mode)
+        try:
+            return cls(path, zarr.open_group(str(path), mode=mode), mode)
+        except ValueError as e:  # a damaged zarr.json (JSON or metadata errors are ValueErrors)
+            raise UsageError(f"{path}: not a readable feature set ({type(e).__name__}: {e})") from None
 
     def _check_layout(self, ids: np.ndarray, frames: int, dim: int, dtype: str, compression: str,
                       attrs: dict[str, Any]) -> None:

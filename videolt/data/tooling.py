@@ -23,8 +23,13 @@ import re
 import shutil
 import sys
 import sysconfig
+import socket
 import tempfile
+import threading
+import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -286,6 +291,57 @@ def _lines(numbers: Sequence[int]) -> str:
 
 
 # -- disk ---------------------------------------------------------------------------------------------
+
+# -- the network ----------------------------------------------------------------------------------------
+
+HOST_FIX = ("connect this machine to the internet (a proxy goes in HTTPS_PROXY), or fix --url-template; offline, "
+            "`videolt import-videos` and `import-features` need no network")
+
+
+def check_host(url_template: str, *, timeout: float = 5.0) -> Check:
+    """Whether the download host resolves and answers: a HEAD request to its root with `timeout`
+    (resolving the name is bounded by it too). Any HTTP answer, even an error status, counts."""
+    parts = urllib.parse.urlsplit(url_template.replace("{id}", "x"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return Check("network", "info", f"{url_template}: not an http(s) URL; not checked")
+    host, root = parts.hostname, f"{parts.scheme}://{parts.netloc}/"
+    try:
+        _resolve(host, parts.port or (443 if parts.scheme == "https" else 80), timeout)
+    except (OSError, TimeoutError) as e:
+        why = "no answer from the name server" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        return Check("network", "fail", f"{host} does not resolve ({why}): this machine looks offline, so every "
+                     "download would fail", HOST_FIX)
+    tic = time.monotonic()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(root, method="HEAD"), timeout=timeout) as answer:
+            status = answer.status
+    except urllib.error.HTTPError as e:  # an answer, if not a welcome one: the host is there
+        status = e.code
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        return Check("network", "fail", f"{root} does not answer ({reason}), so every download would fail", HOST_FIX)
+    return Check("network", "ok", f"{root} answers (HTTP {status} in {time.monotonic() - tic:.1f} s)")
+
+
+def _resolve(host: str, port: int, timeout: float) -> None:
+    """`socket.getaddrinfo`, given up on after `timeout` seconds (it has no timeout of its own)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise TimeoutError(f"resolving {host} took over {timeout:g} s")
+    if outcome[0] is not None:
+        raise outcome[0]
+
 
 def check_writable(folder: Path) -> Check:
     """Whether videos can be written under `folder` (a file is created and removed)."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
-import json
 import shutil
 import sqlite3
 import time
@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from videolt import __version__
-from videolt.data.ids import LIST_ID
+from videolt.data.ids import INVALID_ID, LIST_ID, invalid_id_message
 from videolt.data.labels import COUNT_FILE, SPLIT_FILES, LabelSet, load_labels
 from videolt.data import locks
 from videolt.data.manifest import Manifest, backup_path
-from videolt.errors import UsageError, VideoltError, WorkdirError
+from videolt.errors import LOG_NAME, UsageError, VideoltError, WorkdirError
 
 log = logging.getLogger(__name__)
 
 WORKDIR_FILE = "videolt.json"
 VIDEOS_LOCK = ("videos", "the workdir's videos (download, import-videos)")  # see Workdir.lock
+DOWNLOAD_STAGE = "download"  # the download stage's name in the manifest (data.download.STAGE)
 WORKDIR_SCHEMA = 1
 LABEL_FILES = (COUNT_FILE, *SPLIT_FILES.values())
 
@@ -48,6 +49,8 @@ class Workdir:
                     f"{wd.root}: already a workdir made from other label lists "
                     f"({meta.get('labels_source')}); use a new workdir for {Path(labels_dir).resolve()}")
             return wd
+        if wd.root.exists() and not wd.root.is_dir():
+            raise WorkdirError(f"{wd.root}: a file, not a folder; name a new or empty folder")
         wd.root.mkdir(parents=True, exist_ok=True)
         # A half-made workdir from a killed init is ours to finish; a folder holding anything else is not.
         foreign = {p.name for p in wd.root.iterdir() if not p.name.startswith("manifest.sqlite")} - _LAYOUT
@@ -60,7 +63,8 @@ class Workdir:
         tmp = wd.root / "manifest.sqlite.tmp"
         for stale in wd.root.glob("manifest.sqlite.tmp*"):
             stale.unlink()
-        Manifest.create(tmp, _rows(labels)).close()
+        with Manifest.create(tmp, _rows(labels)) as m:
+            _record_invalid_ids(m)
         for suffix in ("-wal", "-shm"):
             Path(str(tmp) + suffix).unlink(missing_ok=True)
         tmp.replace(wd.manifest_path)
@@ -68,6 +72,10 @@ class Workdir:
                 "labels_source": str(Path(labels_dir).resolve()), "labels_sha256": digest,
                 "videos": sum(len(s) for s in labels.splits.values()), "created": time.time()}
         _atomic_write(wd.root / WORKDIR_FILE, json.dumps(meta, indent=2) + "\n")
+        for name, split in labels.splits.items():
+            if not len(split):
+                log.warning("%s lists no videos: split %s is empty, so training or scoring on it will fail",
+                            wd.labels_dir / SPLIT_FILES[name], name)
         wd.backup_manifest()
         return wd
 
@@ -117,6 +125,11 @@ class Workdir:
     @property
     def manifest_backup_path(self) -> Path:
         return backup_path(self.manifest_path)
+
+    @property
+    def log_path(self) -> Path:
+        """`logs/videolt.log`: the tracebacks behind the one-line errors a command printed."""
+        return self.root / "logs" / LOG_NAME
 
     def manifest(self) -> Manifest:
         """A new connection (one per thread or process)."""
@@ -201,7 +214,7 @@ class Workdir:
         return p
 
 
-_LAYOUT = {"labels", "videos", "features", "runs", "reports"}
+_LAYOUT = {"labels", "videos", "features", "runs", "reports", "logs"}
 
 
 def labels_digest(labels_dir: Path) -> str:
@@ -218,6 +231,15 @@ def _rows(labels: LabelSet):
     for name, split in labels.splits.items():
         for vid, lab in zip(split.ids, split.labels):
             yield vid, name, lab, is_valid_id(vid)
+
+
+def _record_invalid_ids(manifest: Manifest) -> None:
+    """Record the IDs no URL can be made from as failed `invalid_id` downloads, costing no attempt:
+    they are never fetched, so they are never pending."""
+    for v in manifest.videos():
+        if not v.id_valid:
+            manifest.record(DOWNLOAD_STAGE, v.index, "failed", failure=INVALID_ID,
+                            message=invalid_id_message(v.video_id), attempt=False)
 
 
 def _safe_name(name: str, what: str) -> str:

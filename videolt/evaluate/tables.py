@@ -19,6 +19,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from videolt import jsonio
 from videolt.evaluate.stats import paired_seed_comparison
 
 __all__ = ["METRICS", "METRIC_TITLES", "SELECTION_METRICS", "TABLE_TITLES", "block_key", "markdown", "mean_std",
@@ -216,17 +217,7 @@ def write_csv(path: Path, rows: Sequence[Mapping]) -> None:
 
 def write_json(path: Path, data: object) -> None:
     """Strict JSON: NaN (e.g. the mAP of an empty class group) is written as null."""
-    _atomic(path, json.dumps(_finite(data), indent=2, allow_nan=False, default=_json_default) + "\n")
-
-
-def _finite(data: object) -> object:
-    if isinstance(data, float):
-        return None if math.isnan(data) else data
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
-    return data
+    _atomic(path, jsonio.dumps(data, default=_json_default) + "\n")
 
 
 def _match(paper: Sequence[Mapping], backbone: str, aggregator: str, setting: str) -> Mapping | None:

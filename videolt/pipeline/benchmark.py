@@ -31,17 +31,17 @@ from typing import Literal, Sequence
 from videolt.config import field, from_dict, load_config, to_dict
 from videolt.data.availability import split_coverage
 from videolt.data.workdir import Workdir
-from videolt.errors import ConfigError, StageError, UsageError
+from videolt.errors import ConfigError, UsageError, VideoltError, describe, write_traceback
 from videolt.evaluate import report, tables
 from videolt.pipeline.lifeline import exit_with
-from videolt.train import rundir
+from videolt.train import preflight, rundir
 from videolt.train.config import TrainConfig
 from videolt.train.aggregators import aggregator_defaults
 from videolt.train.methods import create_method, method_model, resolve_method, setting_key
 from videolt.train.trainer import train_run
 
-__all__ = ["BenchmarkConfig", "Cell", "ComparisonEntry", "FeatureEntry", "MethodEntry", "load_benchmark",
-           "paper_reference", "plan", "run_benchmark", "run_name", "run_status", "write_report"]
+__all__ = ["BenchmarkConfig", "BenchmarkError", "Cell", "ComparisonEntry", "FeatureEntry", "MethodEntry", "load_benchmark",
+           "check_inputs", "paper_reference", "plan", "run_benchmark", "run_name", "run_status", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -240,19 +240,60 @@ def run_benchmark(workdir: str | Path, config: BenchmarkConfig, *, jobs: int = 1
     result = {"name": config.name, "table": config.table,
               "runs": [{"run": c.run, "label": c.label, "features": c.features, "aggregator": c.aggregator,
                         "seed": c.seed, "status": status[c.run]} for c in cells]}
+    pending = [c for c in cells if status[c.run] != "done"]
+    result["checks"] = check_inputs(wd, pending)
+    for warning in result["checks"]["warnings"]:
+        log.warning("%s", warning)
+    if result["checks"]["errors"]:
+        raise BenchmarkError(result["checks"]["errors"], result, exit_code=2)
     if dry_run:
         return result
-    pending = [c for c in cells if status[c.run] != "done"]
     log.info("%s: %d runs, %d to train", config.name, len(cells), len(pending))
     failures = _train_all(wd, pending, status, jobs=jobs, progress=progress)
     for entry, cell in zip(result["runs"], cells):
         entry["status"] = "failed" if cell.run in failures else run_status(wd, cell)
+        if cell.run in failures:
+            entry["error"] = failures[cell.run]
     result["report"] = write_report(wd, config, cells)
     if failures:
-        first = next(iter(failures.items()))
-        raise StageError(f"{config.name}: {len(failures)} run(s) failed, e.g. {first[0]}: {first[1]} "
-                         f"(the report holds the {sum(s['status'] == 'done' for s in result['runs'])} finished runs)")
+        finished = sum(s["status"] == "done" for s in result["runs"])
+        raise BenchmarkError([f"{config.name}: {len(failures)} of {len(cells)} runs failed (each one's traceback in "
+                              f"{wd.log_path}); the report holds the {finished} finished runs"], result)
     return result
+
+
+class BenchmarkError(VideoltError):
+    """A grid refused before training (inputs a run needs are missing: exit 2) or with failed runs
+    (exit 1); `result` is `run_benchmark`'s result so far, every run with its status (and error)."""
+
+    def __init__(self, lines: Sequence[str], result: dict, *, exit_code: int = 1):
+        super().__init__("\n".join(lines))
+        self.result = result
+        self.exit_code = exit_code
+
+
+#: How a benchmark grid changes the class-group thresholds of its runs.
+GRID_GROUP_FIX = "--set train.group_head={head} --set train.group_tail={tail}"
+
+
+def check_inputs(wd: Workdir, cells: Sequence[Cell]) -> dict[str, list[str]]:
+    """`preflight.check_run` for every cell: `{"errors": [...], "warnings": [...]}`, each distinct line
+    once, followed by the runs it concerns; trains nothing, writes nothing."""
+    labels, splits = wd.labels(), preflight.split_indices(wd)
+    found: dict[str, dict[str, list[str]]] = {"errors": {}, "warnings": {}}
+    for cell in cells:
+        checked = preflight.check_run(wd, cell.config, group_fix=GRID_GROUP_FIX, labels=labels, splits=splits)
+        for kind, lines in (("errors", checked.errors), ("warnings", checked.warnings)):
+            for line in lines:
+                found[kind].setdefault(line, []).append(cell.run)
+    return {kind: [f"{line} ({_which(runs, len(cells))})" for line, runs in lines.items()]
+            for kind, lines in found.items()}
+
+
+def _which(runs: list[str], total: int) -> str:
+    if len(runs) == 1:
+        return f"run {runs[0]}"
+    return f"all {total} runs" if len(runs) == total else f"{len(runs)} runs, e.g. {runs[0]}"
 
 
 def _train_all(wd: Workdir, cells: list[Cell], status: dict[str, str], *, jobs: int, progress: bool) -> dict[str, str]:
@@ -279,12 +320,15 @@ def _train_all(wd: Workdir, cells: list[Cell], status: dict[str, str], *, jobs: 
 
 
 def _train_cell(root: str, run: str, config: dict, resume: bool, *, progress: bool) -> str | None:
-    """One run in this process; a run's failure is returned as a message so the others go on."""
+    """One run in this process; a run's failure is returned as one line so the others go on, and its
+    traceback goes to the workdir's log."""
     try:
         train_run(root, run, from_dict(TrainConfig, config), resume=resume, progress=progress)
-    except Exception as e:  # noqa: BLE001 - recorded per run and raised as one StageError at the end
-        log.exception("run %s failed", run)
-        return f"{type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001 - reported per run in the result's table, raised as one error at the end
+        line = describe(e)[1][0]
+        log.error("run %s failed: %s", run, line)
+        write_traceback(Workdir(root).log_path, e, f"benchmark run {run}")
+        return line
     return None
 
 

@@ -2,7 +2,8 @@
 
 The download stage's own checks (`videolt.data.download.preflight`: yt-dlp and its age, the
 JavaScript runtime, yt-dlp-ejs, plugins, the session, write access, free disk against the pending
-videos' need) come first, exactly as `videolt download` runs them before it starts; then what the
+videos' need) come first, exactly as `videolt download` runs them before it starts; then whether the
+download host resolves and answers (`tooling.check_host`: offline, every download would fail); then what the
 other stages need: Python and the packages, PyAV and its FFmpeg, every registered decoder, torch and
 the GPU. Nothing here fetches, decodes or changes anything (write access is tested with a temp file).
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from videolt import __version__
 from videolt.data.download import DownloadConfig, preflight
+from videolt.data import tooling
 from videolt.data.tooling import Check, python_check
 from videolt.data.workdir import Workdir
 
@@ -28,8 +30,8 @@ _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": "--"}
 def doctor(workdir: str | Path | None, config: DownloadConfig, *, search_path: str | None = None) -> dict:
     """Every check, as plain data: `{"ok": no check failed, "workdir": path or None, "checks": [...]}`."""
     wd = Workdir.open(workdir) if workdir is not None else None
-    checks = [python_check(), _packages(), *preflight(wd, config, search_path=search_path), _ffmpeg_cli(),
-              *_decoders(), _torch()]
+    checks = [python_check(), _packages(), *preflight(wd, config, search_path=search_path),
+              tooling.check_host(config.url_template), _ffmpeg_cli(), *_decoders(), _torch()]
     return {"ok": not any(c.status == "fail" for c in checks), "videolt": __version__,
             "workdir": str(wd.root) if wd else None, "checks": [c.to_dict() for c in checks]}
 

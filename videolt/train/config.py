@@ -61,6 +61,9 @@ class TrainConfig:
                 raise ConfigError(f"{key}: expected a positive integer, got {getattr(self, key)}")
         if self.workers < 0:
             raise ConfigError(f"workers: expected >= 0, got {self.workers}")
+        if not 0 <= self.group_tail <= self.group_head:
+            raise ConfigError(f"group_head, group_tail: expected 0 <= group_tail <= group_head (train videos), got "
+                              f"{self.group_head}, {self.group_tail}")
         # '' becomes the method's aggregator (MOVE's for --method move) or nonlinear; recorded resolved.
         object.__setattr__(self, "model", method_model(self.method, self.model))
 

@@ -214,12 +214,16 @@ def rank_share(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
     return np.array_split(np.asarray(batch), world)[rank]
 
 
-def split_rows(manifest_rows: Sequence[VideoRow], store: FeatureStore) -> tuple[np.ndarray, list[tuple[int, ...]]]:
-    """Store rows and labels of a split's videos whose features are done (the rest are skipped, logged)."""
+def split_rows(manifest_rows: Sequence[VideoRow], store: FeatureStore, *, split: str | None = None
+               ) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Store rows and labels of a split's videos whose features are done (the rest are skipped, logged);
+    `split` names the split in the error when there are none."""
     done = store.status() == STATUS_DONE
     kept = [r for r in manifest_rows if done[r.index]]
     if len(kept) < len(manifest_rows):
         log.info("%d of %d videos have no features; skipped", len(manifest_rows) - len(kept), len(manifest_rows))
     if not kept:
-        raise UsageError(f"{store.path}: no video of this split has features")
+        name = f"split {split or manifest_rows[0].split}" if split or manifest_rows else "this split"
+        what = "lists no videos" if not manifest_rows else f"has no video with features in {store.path}"
+        raise UsageError(f"{name} {what}")
     return np.array([r.index for r in kept], dtype=np.int64), [r.labels for r in kept]

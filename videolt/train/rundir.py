@@ -21,6 +21,7 @@ from typing import Any, Callable, Collection, Literal, Sequence
 import numpy as np
 import torch
 
+from videolt import jsonio
 from videolt.data.labels import LabelSet
 from videolt.errors import UsageError
 from videolt.evaluate import metrics
@@ -40,7 +41,8 @@ def _replace(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    _replace(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
+    """Strict JSON (`jsonio`): an empty class group's NaN mAP is written as null."""
+    _replace(path, lambda tmp: tmp.write_text(jsonio.dumps(obj) + "\n"))
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -116,7 +118,10 @@ def read_config(run_dir: Path) -> dict:
     path = run_dir / "config.json"
     if not path.is_file():
         raise UsageError(f"{run_dir}: not a run (no config.json)")
-    return _read_json(path)["config"]
+    config = _read_json(path).get("config")
+    if not isinstance(config, dict):
+        raise UsageError(f"{path}: not a run config videolt wrote (no 'config' object)")
+    return config
 
 
 def _read_json(path: Path) -> dict:

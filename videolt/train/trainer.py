@@ -40,9 +40,9 @@ from videolt.data.labels import LabelSet, multi_hot
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
-from videolt.errors import ConfigError
+from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import metrics
-from videolt.train import rundir
+from videolt.train import preflight, rundir
 from videolt.train.config import RUNTIME_FIELDS, TrainConfig
 from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, preload, rank_share, split_rows
 from videolt.train.evaluation import evaluate_checkpoint, predict
@@ -290,6 +290,7 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
             log.info("%s: finished already; its metrics are in %s", run_name, run_dir / "metrics.json")
             result = how if writer else None
         else:
+            _preflight(wd, config, env)
             if how == "resume":
                 _check_resumable(run_dir, config)
             require_consistent(wd, FeatureStore.open(wd.features_path(config.features)))
@@ -347,6 +348,17 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
             if (epoch + 1) % config.checkpoint_every == 0 or final:
                 rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
     return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best") if writer else None
+
+
+def _preflight(wd: Workdir, config: TrainConfig, env: DistEnv) -> None:
+    """Refuse a run that would fail (one line per reason, exit 2) before anything is built or written;
+    warn (rank 0) about what would make its numbers misleading, e.g. an empty class group."""
+    found = preflight.check_run(wd, config)
+    if found.errors:
+        raise UsageError("\n".join(found.errors))
+    if env.rank == 0:
+        for warning in found.warnings:
+            log.warning("%s", warning)
 
 
 def _evaluate(run: _Run, split: str) -> dict:

@@ -9,9 +9,10 @@ from videolt.config import field
 from videolt.data import session as _session
 from videolt.data import tooling
 from videolt.data.failures import DownloadFailure
+from videolt.data.workdir import DOWNLOAD_STAGE
 from videolt.errors import ConfigError
 
-STAGE = "download"
+STAGE = DOWNLOAD_STAGE
 PARTIAL_DIR = ".partial"  # under videos/: one folder per running process, never a final path
 
 
@@ -56,6 +57,8 @@ class DownloadConfig:
     plugin_dirs: tuple[str, ...] = field(
         (), "extra folders of yt-dlp plugins (yt-dlp --plugin-dirs); pip-installed plugins are found anyway")
     max_bot_checks: int = field(3, "bot checks ('confirm you're not a bot') in a row before the run stops")
+    max_unreachable: int = field(5, "attempts in a row that get no answer from the host (offline, or a host that "
+                                    "is not there) before the run stops; it stops sooner when none got one")
     max_pause_s: float = field(21600.0, "longest wait a 429's Retry-After may impose; a longer one stops the run")
     preflight: bool = field(True, "check runtime, cookies and disk first; refuse a run in which every fetch would fail")
 
@@ -63,7 +66,7 @@ class DownloadConfig:
         if "{id}" not in self.url_template:
             raise ConfigError(f"download.url_template {self.url_template!r} must contain {{id}}")
         positive = ("max_short_side", "socket_timeout", "max_attempts", "rate_per_hour", "burst", "workers",
-                    "pause_s", "max_trips", "max_bot_checks", "max_pause_s")
+                    "pause_s", "max_trips", "max_bot_checks", "max_pause_s", "max_unreachable")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"download.{name} must be > 0, got {getattr(self, name)}")

@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,10 @@ from yt_dlp.utils import DownloadError
 from videolt.data import session as _session
 from videolt.data import tooling
 from videolt.data.download.config import PARTIAL_DIR, DownloadConfig
-from videolt.data.failures import NOT_THE_VIDEOS_FAULT, DownloadFailure, classify, retry_after
-from videolt.data.ids import is_valid_id
+from videolt.data.failures import NOT_THE_VIDEOS_FAULT, DownloadFailure, classify, retry_after, unreachable
+from videolt.data.ids import invalid_id_message, is_valid_id
+from videolt.data.workdir import Workdir
+from videolt.errors import write_traceback
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class FetchResult:
     ytdlp_version: str = YTDLP_VERSION
     session: str = "guest"  # guest, cookies-file or browser: never the session's content
     retry_after_s: float | None = None  # a 429's Retry-After, where yt-dlp kept it
+    unreachable: bool = False  # failed before any answer from the host (`failures.unreachable`)
 
     def info(self, root: Path) -> dict[str, Any]:
         """What the manifest keeps for this attempt (`path` relative to the workdir `root`)."""
@@ -140,12 +142,14 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
     """
     redact = config.redactor()
 
-    def failed(failure: DownloadFailure, message: str, wait_s: float | None = None) -> FetchResult:
+    def failed(failure: DownloadFailure, message: str, wait_s: float | None = None, *,
+               offline: bool = False) -> FetchResult:
         return FetchResult(video_id, "failed", failure, redact(f"[download] {video_id}: {message}"),
-                           session=config.session, retry_after_s=wait_s)
+                           session=config.session, retry_after_s=wait_s, unreachable=offline)
 
     if not is_valid_id(video_id):
-        return failed(DownloadFailure.INVALID_ID, "not a YouTube ID (11 characters of A-Z a-z 0-9 _ -); not fetched")
+        return FetchResult(video_id, "failed", DownloadFailure.INVALID_ID, invalid_id_message(video_id),
+                           session=config.session)
     tmp_root = tmp_root or videos_dir / PARTIAL_DIR
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{video_id}.", dir=tmp_root))
@@ -158,7 +162,8 @@ def fetch_one(video_id: str, videos_dir: Path, config: DownloadConfig, *, tmp_ro
         except DownloadError as e:
             failure = _with_warnings(classify(e), ydl_log.warnings)
             wait_s = retry_after(e) if failure is DownloadFailure.RATE_LIMITED else None
-            return failed(failure, _clean(str(e)), wait_s)
+            return failed(failure, _clean(str(e)), wait_s,
+                          offline=failure is DownloadFailure.TRANSIENT and unreachable(e))
         return _finish(video_id, info, tmp_dir, videos_dir, failed, config.session)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -232,6 +237,11 @@ def fetch_guarded(video_id: str, videos_dir: Path, config: DownloadConfig, tmp_r
         return fetch_one(video_id, videos_dir, config, tmp_root=tmp_root, ydl_factory=ydl_factory)
     except Exception as e:
         redact = config.redactor()
-        log.error("%s: unexpected error: %s", video_id, redact("".join(traceback.format_exception(e))))
+        log_path = Workdir(videos_dir.parent).log_path  # the workdir's log: its traceback, masked
+        try:
+            write_traceback(log_path, e, f"download {video_id}", redact=redact)
+        except OSError:
+            log_path = None
+        log.error("%s", redact(f"{video_id}: unexpected error {e!r}" + (f" (traceback in {log_path})" if log_path else "")))
         return FetchResult(video_id, "failed", DownloadFailure.INTERNAL, redact(f"[download] {video_id}: {e!r}"),
                            session=config.session)

@@ -22,6 +22,7 @@ import shutil
 import socket
 import sys
 import time
+import urllib.parse
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import closing
@@ -219,10 +220,45 @@ def outcome(result: FetchResult) -> str:
     return result.failure.value if result.failure else "done"
 
 
-def summary(todo: int, tally: Counter[str]) -> dict[str, Any]:
-    """A run's return value: `{"todo", "done", "failed": {class: n}}`."""
+def summary(todo: int, tally: Counter[str], examples: dict[str, str] | None = None) -> dict[str, Any]:
+    """A run's return value: `{"todo", "done", "failed": {class: n}, "messages": {class: the last message}}`."""
     failed = dict(tally)
-    return {"todo": todo, "done": failed.pop("done", 0), "failed": failed}
+    return {"todo": todo, "done": failed.pop("done", 0), "failed": failed, "messages": dict(examples or {})}
+
+
+class Reachability:
+    """Stops a run that reaches no host: `max_unreachable` attempts in a row without an answer
+    (`FetchResult.unreachable`), or, once only retries are left to wait for, every attempt so far
+    without one. Backing off for minutes cannot help then, and each attempt costs its video one."""
+
+    def __init__(self, config: DownloadConfig):
+        self.limit = config.max_unreachable
+        self.host = urllib.parse.urlsplit(config.url("x")).netloc or config.url_template
+        self.attempts = self.unanswered = self.streak = 0
+        self.last = ""
+
+    def observe(self, result: FetchResult) -> None:
+        """Count one settled attempt; raise `StageError` at `max_unreachable` unanswered in a row."""
+        if result.failure is DownloadFailure.INVALID_ID:
+            return  # never sent anywhere
+        self.attempts += 1
+        self.streak = self.streak + 1 if result.unreachable else 0
+        if result.unreachable:
+            self.unanswered += 1
+            self.last = result.message or ""
+        if self.streak >= self.limit:
+            raise StageError(self._advice(self.streak, "in a row"))
+
+    def before_waiting(self) -> None:
+        """Raise `StageError` if no attempt of this run got an answer (rather than wait for a retry)."""
+        if self.attempts and self.unanswered == self.attempts:
+            raise StageError(self._advice(self.attempts, "of this run"))
+
+    def _advice(self, n: int, which: str) -> str:
+        reason = self.last.split(": ", 1)[-1] if self.last else "no answer"
+        return (f"cannot reach {self.host}: {'all ' if n > 1 else ''}{n} attempt{'s' if n > 1 else ''} {which} got no "
+                f"answer (last: {reason}); stopping instead of backing off. Check the network, or the URL template "
+                f"(`videolt doctor` tests the host), and rerun: those videos stay retryable")
 
 
 @dataclass(frozen=True)
@@ -266,10 +302,14 @@ def download_pending(workdir: Workdir, config: DownloadConfig, executor: Executo
         log.info("removed %s, left by a killed run", d)
     tmp_root = workdir.videos_dir / PARTIAL_DIR / process_dir_name()
     tally: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    reach = Reachability(config)
     bar = tqdm(total=len(selected), desc="download", unit="video", file=sys.stderr, disable=not progress)
 
-    def count(key: str) -> None:
+    def count(key: str, message: str | None = None) -> None:
         tally[key] += 1
+        if message:
+            examples[key] = message
         bar.set_postfix(tally, refresh=False)
         bar.update(1)
 
@@ -287,20 +327,23 @@ def download_pending(workdir: Workdir, config: DownloadConfig, executor: Executo
                     queue.new.append(FetchJob(row.index, row.video_id, attempts, str(workdir.videos_dir),
                                               str(tmp_root), config, ydl_factory))
             while queue:
+                if not queue.new:
+                    reach.before_waiting()
                 queue.sleep_until_due()
                 paced = _paced(queue, workdir, config, bucket, breaker)
                 with closing(executor.run(fetch_job, paced)) as results:
                     for job, result in results:
                         retry_in = settle(m, workdir, job.index, result, job.attempts, config, breaker, bot_checks)
+                        reach.observe(result)
                         if retry_in is None:
-                            count(outcome(result))
+                            count(outcome(result), result.message)
                         else:
                             queue.retry(dataclasses.replace(job, attempts=attempts_after(result, job.attempts)),
                                         retry_in)
     finally:
         bar.close()
         shutil.rmtree(tmp_root, ignore_errors=True)  # after the executor finished every fetch it started
-    return summary(len(selected), tally)
+    return summary(len(selected), tally, examples)
 
 
 class _Queue:
