@@ -96,11 +96,12 @@ def ids_mismatch(store: FeatureStore, videos: Sequence[VideoRow]) -> str | None:
     return None
 
 
-def require_consistent(wd: Workdir, store: FeatureStore) -> None:
-    """Refuse (WorkdirError, one line) a manifest that is not the label lists' or a feature set made for another."""
+def require_consistent(wd: Workdir, store: FeatureStore | None) -> None:
+    """Refuse (WorkdirError, one line) a manifest that is not the label lists' or a feature set made
+    for another (`store`: None when the set does not exist yet, which the caller reports)."""
     with wd.manifest() as m:
         videos = m.videos()
-    problem = lists_mismatch(videos, wd.labels()) or ids_mismatch(store, videos)
+    problem = lists_mismatch(videos, wd.labels()) or (ids_mismatch(store, videos) if store is not None else None)
     if problem:
         raise WorkdirError(f"{wd.root}: {problem}; the manifest or the feature set was changed after the fact "
                            f"(`videolt check {wd.root}` says what to do)")

@@ -122,7 +122,7 @@ def _guarded(fn: _F) -> _F:
             return fn(self, *args, **kwargs)
         except sqlite3.DatabaseError as e:
             if _is_damage(e):
-                raise damaged(self.path, e) from None
+                raise damaged(self.path, e) from e  # the log keeps SQLite's traceback
             raise
 
     return call  # type: ignore[return-value]
@@ -138,6 +138,8 @@ class Manifest:
             if backup_path(self.path).is_file():  # a workdir whose manifest was lost
                 raise damaged(self.path, FileNotFoundError("no such file"))
             raise WorkdirError(f"{self.path}: no manifest (is this folder a whole workdir?)")
+        if self.path.stat().st_size == 0:  # SQLite would open it as a new, empty database
+            raise damaged(self.path, sqlite3.DatabaseError("the file is empty"))
         self._db = _connect(self.path, timeout)
 
     @classmethod

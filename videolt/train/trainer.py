@@ -290,10 +290,11 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
             log.info("%s: finished already; its metrics are in %s", run_name, run_dir / "metrics.json")
             result = how if writer else None
         else:
+            features = wd.features_path(config.features)
+            require_consistent(wd, FeatureStore.open(features) if features.exists() else None)
             _preflight(wd, config, env)
             if how == "resume":
                 _check_resumable(run_dir, config)
-            require_consistent(wd, FeatureStore.open(wd.features_path(config.features)))
             result = _train(wd, run_name, config, env, resume=how == "resume", progress=progress)
     if env.world > 1:
         # The last collective holds no tensor Python has seen: gloo's workers release a finished
