@@ -1,0 +1,309 @@
+"""Local sinks and the loop that feeds them: decoded partials go to whichever sink has room.
+
+`drive` runs `work` on a pool and hands each partial to the least-loaded live sink of the plan;
+results are yielded as the sinks finish them. One sink runs in this process (its own threads
+overlap copy, compute and writes; nothing crosses a process boundary twice); several run one
+process each (`ProcessSink`, forkserver), each on its device, fed through a queue, answering
+through a pipe that a reader thread turns back into futures.
+
+A sink that dies (its process exits, its device fails: `SinkLost`) loses only what it held: those
+partials go back to the front of the queue for the other sinks, without decoding them again. When
+no sink is left, `SinksLost` names the jobs that no sink could finish (the caller records them as
+failed); jobs no sink ever held stay unrecorded, for a rerun.
+
+Sink processes never outlive the driver: each polls for its parent and exits when it is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import socket
+import threading
+import traceback
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Executor as _Pool, Future, wait
+from multiprocessing.connection import Connection, wait as wait_connections
+from typing import Any, Callable, Iterable, Iterator
+
+from videolt.errors import StageError, VideoltError
+from videolt.executor import Sink, SinkLost, SinkPlace, SinkPlan, SinksLost
+
+__all__ = ["InlinePool", "ProcessSink", "drive", "start_sinks"]
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.2  # seconds between checks for Ctrl-C (see executors.py) and for a vanished parent
+_END = object()
+
+
+class InlinePool:
+    """A pool that runs `work` in the calling thread at submit time (`workers=0`)."""
+
+    def submit(self, fn: Callable[[Any], Any], job: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(job))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+
+def one_line(e: BaseException) -> str:
+    """An error as the one line a user reads: videolt's own message, or its type and first line."""
+    if isinstance(e, VideoltError):
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def start_sinks(plan: SinkPlan) -> list[Any]:
+    """The plan's sinks: one in this process, or one process per device (waiting until all are built)."""
+    node = socket.gethostname()
+    places = [SinkPlace(k, device, node) for k, device in enumerate(plan.devices)]
+    if len(places) == 1:
+        return [plan.factory(places[0])]
+    ctx = mp.get_context("forkserver")
+    sinks = [ProcessSink(plan, place, ctx) for place in places]
+    try:
+        for sink in sinks:
+            sink.wait_ready()
+    except BaseException:
+        for sink in sinks:
+            sink.kill()
+        raise
+    log.info("%d sinks: %s", len(sinks), ", ".join(s.place.name for s in sinks))
+    return sinks
+
+
+def drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int,
+          plan: SinkPlan | None) -> Iterator[Any]:
+    """Run `work` over `jobs` on `pool`, at most `in_flight` jobs outstanding, and their partials
+    through the plan's sinks; yield each result as it comes (the partial itself without a plan).
+
+    The sinks are built once the first jobs are handed over, so that they run meanwhile (a backbone
+    takes seconds to construct, a worker pool seconds to start). Ctrl-C: no further job is taken,
+    the jobs in flight finish and are yielded, then the interrupt propagates."""
+    decoding: dict[Future, Any] = {}
+    ready: deque[tuple[Any, Any]] = deque()  # decoded, waiting for a sink with room
+    held: dict[Future, tuple[Any, Any, Any]] = {}  # sink future → (job, partial, sink)
+    orphans: set[int] = set()  # ids of jobs a dead sink held, until another finishes them
+    sinks: list[Any] | None = None
+    it: Iterator[Any] | None = iter(jobs)
+    interrupted = False
+    try:
+        while True:
+            try:
+                while it is not None and len(decoding) + len(ready) + len(held) < in_flight:
+                    job = next(it, _END)
+                    if job is _END:
+                        it = None
+                    else:
+                        decoding[pool.submit(work, job)] = job
+                if sinks is None:
+                    sinks = start_sinks(plan) if plan is not None else []
+                _dispatch(ready, held, sinks, plan.room if plan else 0)
+                if not (decoding or ready or held):
+                    break
+                if plan is not None and not any(_alive(s) for s in sinks):
+                    jobs_lost = [job for job, _ in ready if id(job) in orphans]
+                    raise SinksLost(f"every sink died ({len(sinks)} of {len(sinks)}); "
+                                    f"{len(jobs_lost)} videos they held could not go elsewhere", jobs_lost)
+                done, _ = wait([*decoding, *held], timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if fut in decoding:
+                        job = decoding.pop(fut)
+                        if plan is None:
+                            yield fut.result()
+                        else:
+                            ready.append((job, fut.result()))
+                        continue
+                    job, partial, sink = held.pop(fut)
+                    try:
+                        result = fut.result()
+                    except SinkLost as e:
+                        _lost(sink, e)
+                        orphans.add(id(job))
+                        ready.appendleft((job, partial))
+                        continue
+                    orphans.discard(id(job))
+                    yield result
+            except KeyboardInterrupt:
+                if sinks is None or interrupted:  # nothing can take the results, or a second Ctrl-C
+                    raise
+                interrupted, it = True, None
+                log.warning("interrupted: finishing the %d jobs in flight, then stopping",
+                            len(decoding) + len(ready) + len(held))
+        if interrupted:
+            raise KeyboardInterrupt
+    finally:  # closed early or failed: cancel what has not started, wait for what has
+        for fut in decoding:
+            fut.cancel()
+        wait(decoding)
+        for sink in sinks or []:
+            _close(sink)
+
+
+def _alive(sink: Any) -> bool:
+    return getattr(sink, "broken", None) is None
+
+
+def _dispatch(ready: deque, held: dict, sinks: list[Any], room: int) -> None:
+    """Hand ready partials to the live sinks with room, the least loaded first."""
+    while ready:
+        load = {id(s): 0 for s in sinks if _alive(s)}
+        for _, _, sink in held.values():
+            if id(sink) in load:
+                load[id(sink)] += 1
+        free = [s for s in sinks if id(s) in load and load[id(s)] < room]
+        if not free:
+            return
+        sink = min(free, key=lambda s: load[id(s)])
+        job, partial = ready.popleft()
+        try:
+            held[sink.submit(partial)] = (job, partial, sink)
+        except SinkLost as e:
+            _lost(sink, e)
+            ready.appendleft((job, partial))
+
+
+def _lost(sink: Any, error: SinkLost) -> None:
+    if isinstance(sink, ProcessSink):
+        sink.broken = sink.broken or error
+    log.warning("%s; its videos go to the other sinks", error)
+
+
+def _close(sink: Sink) -> None:
+    try:
+        sink.close()
+    except Exception as e:  # noqa: BLE001 - a broken sink must not hide the run's own error
+        log.warning("closing a sink: %s", one_line(e))
+
+
+class ProcessSink:
+    """A sink in its own process: `submit` queues the partial, the result comes back through a pipe."""
+
+    def __init__(self, plan: SinkPlan, place: SinkPlace, ctx: Any):
+        self.place = place
+        self.broken: BaseException | None = None
+        self._inbox = ctx.Queue()
+        self._results, send = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(target=_serve, args=(plan.factory, place, self._inbox, send),
+                                    name=f"videolt-sink-{place.index}", daemon=True)
+        self._process.start()
+        send.close()
+        self._futures: dict[int, Future] = {}
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+
+    def wait_ready(self) -> None:
+        """Block until the sink is built; its build error (e.g. the workdir unseen) is raised here, one line."""
+        while not self._results.poll(_POLL_S):
+            if not self._process.is_alive():
+                raise StageError(f"sink {self.place.name}: its process exited with code {self._process.exitcode} "
+                                 f"before it was built")
+        kind, value = self._results.recv()
+        if kind != "ready":
+            raise StageError(value)
+        self._reader = threading.Thread(target=self._read, name=f"sink-reader-{self.place.index}", daemon=True)
+        self._reader.start()
+
+    def submit(self, partial: Any) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self.broken is not None:
+                raise SinkLost(f"sink {self.place.name} is gone: {self.broken}")
+            self._seq += 1
+            self._futures[self._seq] = future
+            self._inbox.put((self._seq, partial))
+        return future
+
+    def close(self) -> None:
+        """Let the process finish what it holds and exit; what it could not finish fails with SinkLost."""
+        if self._process.is_alive():
+            self._inbox.put(None)
+        self._process.join()
+        if self._reader is not None:
+            self._reader.join()
+        self._fail_all(f"sink {self.place.name} closed")
+
+    def kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+
+    def _read(self) -> None:
+        """Turn the process's messages into finished futures; its exit into SinkLost for the rest."""
+        while True:
+            ready = wait_connections([self._results, self._process.sentinel])
+            if self._results in ready:
+                try:
+                    kind, seq, value = self._results.recv()
+                except (EOFError, OSError):
+                    break
+                with self._lock:
+                    future = self._futures.pop(seq, None)
+                if future is None:
+                    continue
+                if kind == "result":
+                    future.set_result(value)
+                else:
+                    future.set_exception(SinkLost(value))
+            elif not self._results.poll():  # exited, and every message it sent is read
+                break
+        code = self._process.exitcode if not self._process.is_alive() else None
+        self._fail_all(f"sink {self.place.name} died (exit code {code})")
+
+    def _fail_all(self, why: str) -> None:
+        with self._lock:
+            if self.broken is None and self._futures:
+                self.broken = SinkLost(why)
+            elif self.broken is None:
+                self.broken = StageError(why)
+            futures, self._futures = list(self._futures.values()), {}
+        for future in futures:
+            if not future.done():
+                future.set_exception(SinkLost(why))
+
+
+def _serve(factory: Callable[[SinkPlace], Sink], place: SinkPlace, inbox: Any, results: Connection) -> None:
+    """A sink process: build the sink, answer every partial through `results`, exit with the driver."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the driver decides
+    lock = threading.Lock()
+
+    def send(message: tuple) -> None:
+        with lock:
+            results.send(message)
+
+    try:
+        sink = factory(place)
+    except BaseException as e:  # noqa: BLE001 - reported to the driver as one line
+        log.debug("sink %s failed to build:\n%s", place.name, traceback.format_exc())
+        send(("error", one_line(e)))
+        return
+    send(("ready", None))
+    parent = os.getppid()
+
+    def answer(seq: int, future: Future) -> None:
+        error = future.exception()
+        send(("result", seq, future.result()) if error is None else ("lost", seq, one_line(error)))
+
+    while True:
+        try:
+            item = inbox.get(timeout=_POLL_S)
+        except queue.Empty:
+            if os.getppid() != parent or getattr(sink, "broken", None) is not None:
+                os._exit(1)  # the driver is gone, or the device: nothing left to do here
+            continue
+        if item is None:
+            break
+        seq, partial = item
+        try:
+            sink.submit(partial).add_done_callback(lambda f, seq=seq: answer(seq, f))
+        except SinkLost as e:
+            send(("lost", seq, one_line(e)))
+            os._exit(1)
+    sink.close()
