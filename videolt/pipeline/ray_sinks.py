@@ -123,7 +123,7 @@ def drive_on_ray(ray, work: Callable[[Any], Any], jobs: Iterable[Any], plan: Sin
                     load[k] += 1
                 if not pending and not retry and it is None:
                     break
-                if not any(alive):
+                if not any(alive) and not pending:  # the calls out come back (failed) first
                     lost = [job for job, _ in retry if id(job) in orphans]
                     raise SinksLost(f"every sink died ({len(actors)} of {len(actors)}); {len(lost)} videos they "
                                     f"held could not go elsewhere", lost)

@@ -107,7 +107,7 @@ def drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_fligh
                 _dispatch(ready, held, sinks, plan.room if plan else 0)
                 if not (decoding or ready or held):
                     break
-                if plan is not None and not any(_alive(s) for s in sinks):
+                if plan is not None and not held and not any(_alive(s) for s in sinks):  # held: coming back
                     jobs_lost = [job for job, _ in ready if id(job) in orphans]
                     raise SinksLost(f"every sink died ({len(sinks)} of {len(sinks)}); "
                                     f"{len(jobs_lost)} videos they held could not go elsewhere", jobs_lost)

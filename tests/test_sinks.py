@@ -1,0 +1,143 @@
+"""Several sinks behind one executor (`videolt.pipeline.sinks`): the work goes to whichever sink has
+room, every sink process gets some, a sink process that dies loses nothing (what it held goes to the
+others, once), and when every sink dies the jobs they held are named in `SinksLost`.
+
+The sinks here are small picklable classes (no model), so each test costs a process start or two."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from videolt.errors import StageError
+from videolt.executor import SinkLost, SinkPlace, SinkPlan, SinksLost
+from videolt.pipeline.executors import create_executor
+
+
+def ident(x: int) -> int:
+    return x
+
+
+class Slow:
+    """Answers (job, sink index, pid) after `delay` seconds, on a thread (a sink overlaps its work)."""
+
+    def __init__(self, place: SinkPlace, delay: float = 0.05, die_after: int | None = None,
+                 mark: str | None = None):
+        self.place, self.delay, self.die_after, self.mark = place, delay, die_after, mark
+        self.seen = 0
+
+    def submit(self, x: int) -> Future:
+        self.seen += 1
+        if self.die_after is not None and self.seen > self.die_after:
+            if self.mark:
+                Path(self.mark).write_text(str(x))
+            os._exit(9)  # as if killed, holding this and anything queued
+        future: Future = Future()
+
+        def answer() -> None:
+            time.sleep(self.delay)
+            future.set_result((x, self.place.index, os.getpid()))
+
+        threading.Thread(target=answer, daemon=True).start()
+        return future
+
+    def close(self) -> None:
+        time.sleep(self.delay)
+
+
+class SlowRecipe:
+    """A picklable factory: sinks whose index is in `dying` die after `die_after` partials."""
+
+    def __init__(self, dying: tuple[int, ...] = (), die_after: int = 1, mark: str | None = None):
+        self.dying, self.die_after, self.mark = dying, die_after, mark
+
+    def __call__(self, place: SinkPlace) -> Slow:
+        dies = place.index in self.dying
+        return Slow(place, die_after=self.die_after if dies else None, mark=self.mark if dies else None)
+
+
+@pytest.fixture
+def local():
+    ex = create_executor("local", workers=1)
+    yield ex
+    ex.close()
+
+
+def test_two_sink_processes_share_the_work(local):
+    results = list(local.run(ident, range(12), SinkPlan(SlowRecipe(), ("cpu", "cpu"), room=2)))
+    assert sorted(r[0] for r in results) == list(range(12))  # each job once
+    by_sink = {k: [r for r in results if r[1] == k] for k in (0, 1)}
+    assert by_sink[0] and by_sink[1], "a sink got no work"
+    pids = {r[2] for r in results}
+    assert len(pids) == 2 and os.getpid() not in pids  # one process per sink, not this one
+
+
+def test_a_dying_sink_process_loses_nothing(local, tmp_path):
+    mark = tmp_path / "died"
+    plan = SinkPlan(SlowRecipe(dying=(0,), die_after=2, mark=str(mark)), ("cpu", "cpu"), room=2)
+    results = list(local.run(ident, range(10), plan))
+    assert mark.exists(), "the sink never died: the test proves nothing"
+    assert sorted(r[0] for r in results) == list(range(10))  # nothing lost, nothing twice
+    assert int(mark.read_text()) in [r[0] for r in results if r[1] == 1]  # what it held went to the other
+
+
+def test_when_every_sink_dies_the_jobs_they_held_are_named(local):
+    plan = SinkPlan(SlowRecipe(dying=(0, 1), die_after=0), ("cpu", "cpu"), room=2)
+    with pytest.raises(SinksLost) as info:
+        list(local.run(ident, range(10), plan))
+    assert info.value.jobs and len(set(info.value.jobs)) == len(info.value.jobs) <= 4  # at most their room each
+    assert "every sink died" in str(info.value)
+
+
+class Broken:
+    """An in-process sink whose device fails on the first partial (as FeatureSink on a CUDA error)."""
+
+    def __init__(self, place: SinkPlace):
+        self.broken = None
+
+    def submit(self, x: int) -> Future:
+        if self.broken is not None:
+            raise SinkLost("broken")
+        self.broken = RuntimeError("device gone")
+        future: Future = Future()
+        future.set_exception(SinkLost("sink cpu lost: device gone"))
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_in_process_sink_that_breaks_stops_the_run_naming_its_job():
+    ex = create_executor("local", workers=0)
+    try:
+        with pytest.raises(SinksLost) as info:
+            list(ex.run(ident, range(5), SinkPlan(Broken, ("cpu",), room=1)))
+    finally:
+        ex.close()
+    assert info.value.jobs == [0]  # the one it held; the others were never handed to a sink
+
+
+class Refuse:
+    """A factory whose sinks cannot be built (as a sink that cannot see the workdir)."""
+
+    def __call__(self, place: SinkPlace) -> Slow:
+        raise StageError(f"sink {place.name} cannot see the workdir /x (.sink-check is missing): mount it\ntrace")
+
+
+def test_sink_processes_that_cannot_be_built_fail_before_any_work_in_one_line(local):
+    given: list[int] = []
+
+    def jobs():
+        for i in range(3):
+            given.append(i)
+            yield i
+
+    with pytest.raises(StageError) as info:
+        list(local.run(ident, jobs(), SinkPlan(Refuse(), ("cpu", "cpu"))))
+    assert str(info.value).startswith("sink ") and "cannot see the workdir /x" in str(info.value)
+    assert "\n" not in str(info.value)
