@@ -37,10 +37,11 @@ def _sink(tmp_path, backbone: str = "resnet50", **kw) -> FeatureSink:
     return FeatureSink([spec], threads=1, **{"room": 7, **kw})
 
 
-def _run(sink: FeatureSink, clips: list[np.ndarray]) -> np.ndarray:
+def _run(sink: FeatureSink, clips: list[np.ndarray], close: bool = True) -> np.ndarray:
     futures = [sink.submit(Decoded(i, f"v{i:010d}", 40 + i, (c,))) for i, c in enumerate(clips)]
     results = [f.result(timeout=120) for f in futures]
-    sink.close()
+    if close:
+        sink.close()
     assert all(r.sets == {"f": None} for r in results), [r.message for r in results]
     assert [r.sink.index for r in results] == [0] * len(clips) and all(r.infer_seconds > 0 for r in results)
     return FeatureStore.open(sink.specs[0].store_path).read_rows(range(len(clips)))
@@ -86,15 +87,20 @@ def test_one_video_per_forward_is_the_plain_forward_bit_for_bit_and_leaves_statu
 @pytest.mark.parametrize("backbone", ["resnet50", "tsm_r50"])
 def test_several_videos_per_forward_agree_with_one_per_forward(tmp_path, backbone):
     clips = _clips(7, seed=1)
-    alone = _run(_sink(tmp_path, backbone, batch_size=FRAMES, pack=True), clips)
     sink = _sink(tmp_path, backbone, batch_size=3 * FRAMES, pack=True)
+
+    def rows(batch_size: int, amp: bool) -> np.ndarray:  # the same sink, rerun with another batch and precision
+        sink.batch_size, sink.amp = batch_size, amp
+        return _run(sink, clips, close=False)
+
     batches = _batches(sink, total=len(clips))
-    packed = _run(sink, clips)
+    packed = rows(3 * FRAMES, False)
     assert max(batches) == 3 * FRAMES, batches  # three whole videos in one forward
+    alone = rows(FRAMES, False)
     # fp32 on the CPU: oneDNN may pick another kernel for another batch size; only float rounding differs
     np.testing.assert_allclose(packed, alone, rtol=1e-4, atol=1e-5 * np.abs(alone).max())
-    bf_alone = _run(_sink(tmp_path, backbone, batch_size=FRAMES, pack=True, amp=True), clips)
-    bf_packed = _run(_sink(tmp_path, backbone, batch_size=3 * FRAMES, pack=True, amp=True), clips)
+    bf_alone, bf_packed = rows(FRAMES, True), rows(3 * FRAMES, True)
+    sink.close()
     for a, b in zip(bf_packed, bf_alone):
         assert np.linalg.norm(a - b) / np.linalg.norm(b) <= TOLERANCE
     for a, b in zip(bf_alone, alone):  # and bf16 itself is within it of fp32, so the bound means something
