@@ -383,7 +383,6 @@ class FeatureSink:
     def _write(self, video: _Video, batch: _Batch, offsets: dict[str, int], busy: float) -> None:
         """Write one video's rows (one per feature set), then complete its future."""
         d = video.decoded
-        start = time.perf_counter()
         sets: dict[str, ExtractFailure | None] = {}
         message = None
         for spec, store in zip(self.specs, self.stores):
@@ -399,8 +398,8 @@ class FeatureSink:
             if error is not None:
                 message = f"[extract] {d.video_id}: {spec.name}: {error}"
                 log.warning(message)
-        result = RowResult(d.index, d.video_id, d.n_frames, None, message, sets, d.seconds,
-                           busy + time.perf_counter() - start, d.info, sink=self.place)
+        result = RowResult(d.index, d.video_id, d.n_frames, None, message, sets, d.seconds, busy, d.info,
+                           sink=self.place)
         with self._lock:
             self._live.discard(video.future)
         self._room.release()  # before the result: a caller that sees it may submit at once
