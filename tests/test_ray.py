@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -168,13 +169,17 @@ def _gpu_sinks():
     return create_executor("ray", sink_device="cpu")
 
 
-def test_one_sink_per_gpu_every_sink_works_and_writes_the_local_bits(tmp_path, ray_instance, local_result):
+def test_one_sink_per_gpu_every_sink_works_and_writes_the_local_bits(tmp_path, ray_instance, local_result, caplog):
     wd = _workdir(tmp_path)
     executor = _gpu_sinks()
     try:
-        counts = run_extract(wd, GPU_CFG, executor, progress=False)
+        with caplog.at_level(logging.INFO, logger="videolt.pipeline.ray_sinks"):
+            counts = run_extract(wd, GPU_CFG, executor, progress=False)
     finally:
         executor.close()
+    placed = [r.getMessage() for r in caplog.records if "videos decoded on its node" in r.getMessage()]
+    here = [int(re.search(r": (\d+) videos decoded on its node", line).group(1)) for line in placed]
+    assert len(here) == 2 and sum(here) >= 1, placed  # decode tasks go to their sink's node when it has a free CPU
     sinks = counts["split"]["sinks"]
     assert len(sinks) == 2 and all(s["videos"] >= 1 for s in sinks), sinks  # every sink got work
     assert sum(s["videos"] for s in sinks) == N and len({s["node"] for s in sinks}) == 2  # one per GPU node

@@ -124,7 +124,7 @@ class _Batch:
     """Videos run in one forward per backbone, and what came out."""
 
     videos: list[_Video]
-    outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # spec → float32 [sum T, dim] on the host
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)  # spec → float32 [sum T, dim], then on the host
     busy: Any = 0.0  # seconds computing, or (start, end) CUDA events
     copied: Any = None  # CUDA event: the copy back to the host is done
 
@@ -300,6 +300,9 @@ class FeatureSink:
             if stream is not None:
                 end.record(stream)
                 batch.busy = (start, end)
+                for name, out in batch.outputs.items():  # back to the host, asynchronously
+                    host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+                    batch.outputs[name] = host.copy_(out, non_blocking=True)
                 batch.copied = torch.cuda.Event()
                 batch.copied.record(stream)
             else:
@@ -336,7 +339,7 @@ class FeatureSink:
             batch.outputs[spec.name] = torch.cat(parts)
 
     def _features(self, k: int, spec: SinkSpec, videos: list[_Video]) -> torch.Tensor:
-        """float32 [sum T, dim] of `videos` (their frames in order), on the host or on its way there."""
+        """float32 [sum T, dim] of `videos` (their frames in order), on the sink's device."""
         bb, forward = self.models[k]
         lengths = [v.frames for v in videos]
         x = torch.cat([v.inputs[spec.view] for v in videos]) if len(videos) > 1 else videos[0].inputs[spec.view]
@@ -348,12 +351,7 @@ class FeatureSink:
                 out = bb.forward_clips(x, lengths) if len(videos) > 1 else forward(x)
             else:
                 out = self._chunked(forward, x)
-        out = out.float()
-        if self.device.type != "cuda":
-            return out
-        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-        host.copy_(out, non_blocking=True)
-        return host
+        return out.float()
 
     def _chunked(self, forward, x: torch.Tensor) -> torch.Tensor:
         """Non-temporal frames in forwards of at most `batch_size` (padded to it when compiling)."""

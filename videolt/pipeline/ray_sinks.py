@@ -35,12 +35,14 @@ class SinkActor:
     def __init__(self, factory: Callable[[SinkPlace], Any], index: int, device: str):
         self.factory, self.index, self.device = factory, index, device
         self.sink = None
+        self.node_id = ""
+        self.decoded = {"here": 0, "elsewhere": 0}  # where the partials it took were decoded
 
     def start(self) -> tuple[SinkPlace, str] | str:
         """Build the sink: (its place, its node's id), or the one-line reason it could not be built."""
         import ray
 
-        node_id = ray.get_runtime_context().get_node_id()
+        node_id = self.node_id = ray.get_runtime_context().get_node_id()
         gpus = ray.get_gpu_ids()
         place = SinkPlace(self.index, self.device, f"{ray.util.get_node_ip_address()}:{node_id[:6]}",
                           f"GPU {gpus[0]}" if gpus else "")
@@ -50,8 +52,24 @@ class SinkActor:
             return one_line(e)
         return place, node_id
 
-    def consume(self, partial: Any) -> Any:
+    def consume(self, located: tuple[str, Any]) -> Any:
+        node_id, partial = located
+        self.decoded["here" if node_id == self.node_id else "elsewhere"] += 1
         return self.sink.submit(partial).result()
+
+    def placement(self) -> dict[str, int]:
+        return dict(self.decoded)
+
+
+def _located(work: Callable[[Any], Any]) -> Callable[[Any], tuple[str, Any]]:
+    """`work`, answering also the node it ran on (so a sink can count the partials decoded on its own node)."""
+
+    def run(job: Any) -> tuple[str, Any]:
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), work(job)
+
+    return run
 
 
 def _actors(ray, plan: SinkPlan, per_sink: int, sink_device: str | None) -> tuple[list, list[SinkPlace], list[str]]:
@@ -94,7 +112,7 @@ def drive_on_ray(ray, work: Callable[[Any], Any], jobs: Iterable[Any], plan: Sin
 
     per_sink = max(plan.room, math.ceil(in_flight / len(plan.devices)))
     actors, places, nodes = _actors(ray, plan, per_sink, sink_device)
-    remote_work = ray.remote(num_cpus=1)(work)
+    remote_work = ray.remote(num_cpus=1)(_located(work))
     near = [NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True) for node in nodes]
     pending: dict[Any, tuple[Any, Any, int]] = {}  # call → (job, decode result, actor)
     load = [0] * len(actors)
@@ -152,8 +170,17 @@ def drive_on_ray(ray, work: Callable[[Any], Any], jobs: Iterable[Any], plan: Sin
                 log.warning("interrupted: finishing the %d jobs in flight, then stopping", len(pending))
         if interrupted:
             raise KeyboardInterrupt
+        _log_placement(ray, actors, places, alive)
     finally:  # closed early or failed: wait for the calls out, then no actor outlives its run
         if pending:
             ray.wait(list(pending), num_returns=len(pending))
         for actor in actors:
             ray.kill(actor)
+
+
+def _log_placement(ray, actors: list, places: list[SinkPlace], alive: list[bool]) -> None:
+    """One line per live sink: how many of its videos were decoded on its own node."""
+    live = [k for k in range(len(actors)) if alive[k]]
+    for k, counts in zip(live, ray.get([actors[k].placement.remote() for k in live])):
+        log.info("sink %s: %d videos decoded on its node, %d on others", places[k].name, counts["here"],
+                 counts["elsewhere"])
