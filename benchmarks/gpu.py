@@ -26,6 +26,7 @@ this; the GPU-only comparisons say they were skipped).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -280,8 +281,6 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
         return {"multi_sink": True, "skipped": f"{gpus} GPU(s) here: N sinks against N x one sink unmeasured"}
     if not budget.allows(90):
         return {"multi_sink": True, "skipped": f"out of time ({budget.left():.0f} s left)"}
-    import numpy as np  # noqa: PLC0415
-
     from videolt.data.store import FeatureStore  # noqa: PLC0415
     from videolt.executor import SinkPlan  # noqa: PLC0415
     from videolt.extract.sink import SinkRecipe, SinkSpec  # noqa: PLC0415
@@ -292,15 +291,14 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
     FeatureStore.create(path, [f"gpu{i:08d}" for i in range(videos)], frames=frames, dim=2048, attrs={})
     spec = SinkSpec("bench", "resnet50", "random", str(path), 0, crop=sizes.crop,
                     resize=max(sizes.crop, Preprocessing().resize))
-    clip = np.random.default_rng(0).integers(0, 256, (frames, 3, sizes.crop, sizes.crop), dtype=np.uint8)
     rates = {}
     for n in (1, gpus):
         plan = SinkPlan(SinkRecipe((spec,), batch_size=frames, room=3), tuple(f"cuda:{k}" for k in range(n)), 3)
-        executor = create_executor("local", workers=0)  # the "decoded" clips come from this process
+        executor = create_executor("local", workers=0)  # clips made where they are consumed: no decoding
         try:
             count = videos * n // gpus
             start = None
-            for _ in executor.run(_as_decoded, [(i, frames, clip) for i in range(count)], plan):
+            for _ in executor.run(_as_decoded, [(i, frames, sizes.crop) for i in range(count)], plan):
                 start = start or time.perf_counter()  # from the first result: sink start-up excluded
             rates[n] = (count - 1) * frames / (time.perf_counter() - start)
         finally:
@@ -309,11 +307,19 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
             "n_vs_n_times_one": rates[gpus] / (gpus * rates[1])}
 
 
-def _as_decoded(job: tuple) -> Any:
+def _as_decoded(job: tuple[int, int, int]) -> Any:
+    """A pre-decoded video (the same random clip, made once per process: no decoding is measured)."""
     from videolt.extract.runner import Decoded  # noqa: PLC0415
 
-    i, frames, clip = job
-    return Decoded(i, f"gpu{i:08d}", frames, (clip,))
+    i, frames, crop = job
+    return Decoded(i, f"gpu{i:08d}", frames, (_clip(frames, crop),))
+
+
+@functools.cache
+def _clip(frames: int, crop: int) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    return np.random.default_rng(0).integers(0, 256, (frames, 3, crop, crop), dtype=np.uint8)
 
 
 def stage(sizes: Sizes, device: torch.device, budget: Budget, sources: list[Path]) -> dict:

@@ -4,7 +4,8 @@ Every stage is expressed as `work(job) -> partial` (CPU or I/O work: decoding, d
 picklable, run in parallel) followed, optionally, by sinks (`SinkPlan`: one stateful consumer per
 device, model inference and the rows it writes); the contract is `videolt.executor`'s. `threads`
 runs `work` on threads of this process, `local` in a process pool, both with one sink in this
-process or one sink process per device (`videolt.pipeline.sinks`); `ray` runs `work` as Ray tasks
+process, or one sink process per device that decodes its share of the jobs on processes of its
+own (`videolt.pipeline.sinks`); `ray` runs `work` as Ray tasks
 and each sink as a Ray actor (one GPU each when its device is one), passing task results to the
 actors by reference (`videolt.pipeline.ray_sinks`). All yield results as they finish, so the
 caller records each outcome at once.
@@ -19,17 +20,18 @@ waited for, so nothing runs on after `run` returns. With `workers=0` the `local`
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
 import os
 import signal
 from concurrent.futures import Executor as _Pool, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from videolt.errors import UsageError
 from videolt.executor import Executor, SinkPlan
 from videolt.pipeline.ray_sinks import drive_on_ray
-from videolt.pipeline.sinks import InlinePool, drive
+from videolt.pipeline.sinks import InlinePool, drive, drive_sink_processes
 from videolt.registry import Registry
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "ThreadExecutor", "create_executor", "stage_executor"]
@@ -63,7 +65,8 @@ def stage_executor(name: str, *, workers: int, in_flight: int | None = None,
 
 
 class _PoolExecutor:
-    """`work` on a `concurrent.futures` pool of `workers`, created on first use; the sink in this process."""
+    """`work` on a `concurrent.futures` pool of `workers`, created on first use; one sink in this process
+    (several: one process each, with a share of the workers)."""
 
     jobs_per_worker = 1  # default `in_flight` per worker
 
@@ -78,6 +81,9 @@ class _PoolExecutor:
         raise NotImplementedError
 
     def run(self, work, jobs, sinks: SinkPlan | None = None) -> Iterator[Any]:
+        if sinks is not None and len(sinks.devices) > 1:  # a process per sink, each with its share of decoders
+            yield from drive_sink_processes(work, jobs, sinks, self.workers, self._sink_pool)
+            return
         in_flight = self.in_flight
         if sinks is not None:  # enough decoded partials to keep every sink full
             in_flight = max(in_flight, self.workers + sinks.room * len(sinks.devices))
@@ -87,6 +93,10 @@ class _PoolExecutor:
         if self._pool is None:
             self._pool = self._make_pool()
         yield from drive(self._pool, work, jobs, in_flight, sinks)
+
+    def _sink_pool(self, workers: int) -> Callable[[], _Pool]:
+        """A picklable recipe for a pool like this executor's, of `workers`, built inside a sink process."""
+        return functools.partial(_pool_like, type(self), workers, getattr(self, "nice", 0))
 
     def gpus(self) -> int:
         """The GPUs of this machine that torch sees."""
@@ -98,6 +108,11 @@ class _PoolExecutor:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def _pool_like(kind: type, workers: int, nice: int) -> _Pool:
+    """The pool an executor of `kind` would make (in a sink process: its own decoders)."""
+    return kind(workers, **({"nice": nice} if nice else {}))._make_pool()
 
 
 @EXECUTORS.register("threads")

@@ -1,21 +1,27 @@
-"""Local sinks and the loop that feeds them: decoded partials go to whichever sink has room.
+"""Local sinks and the loop that feeds them: work goes to whichever sink has room.
 
 `drive` runs `work` on a pool and hands each partial to the least-loaded live sink of the plan;
-results are yielded as the sinks finish them. One sink runs in this process (its own threads
-overlap copy, compute and writes; nothing crosses a process boundary twice); several run one
-process each (`ProcessSink`, forkserver), each on its device, fed through a queue, answering
-through a pipe that a reader thread turns back into futures.
+results are yielded as the sinks finish them. One sink runs in this process, fed by the
+executor's decode pool (its own threads overlap copy, compute and writes). Several run one
+process each (`drive_sink_processes`): each sink process decodes its own jobs on its own share
+of the decode processes (`DecodingSink`), so decoded frames go from a decoder to its sink and
+never through this process (a 23 MB clip relayed through a queue cost this process ~17 ms of CPU
+on the 2-core VM: at a few dozen videos a second it would bound every sink). The driver hands
+out jobs by room, through a queue per sink process, and a reader thread per process turns its
+answers back into futures.
 
 A sink that dies (its process exits, its device fails: `SinkLost`) loses only what it held: those
-partials go back to the front of the queue for the other sinks, without decoding them again. When
-no sink is left, `SinksLost` names the jobs that no sink could finish (the caller records them as
-failed); jobs no sink ever held stay unrecorded, for a rerun.
+jobs go back to the front of the queue for the other sinks (a sink process's jobs are decoded
+again; an in-process sink's partials are not). When no sink is left, `SinksLost` names the jobs
+that no sink could finish (the caller records them as failed); jobs no sink ever held stay
+unrecorded, for a rerun.
 
 Sink processes never outlive the driver: each polls for its parent and exits when it is gone.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -26,13 +32,14 @@ import threading
 import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Executor as _Pool, Future, wait
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait as wait_connections
 from typing import Any, Callable, Iterable, Iterator
 
 from videolt.errors import StageError, VideoltError
 from videolt.executor import Sink, SinkLost, SinkPlace, SinkPlan, SinksLost
 
-__all__ = ["InlinePool", "ProcessSink", "drive", "start_sinks"]
+__all__ = ["DecodingSink", "InlinePool", "ProcessSink", "drive", "drive_sink_processes", "start_sinks"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,76 @@ class InlinePool:
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         pass
+
+
+def drive_sink_processes(work: Callable[[Any], Any], jobs: Iterable[Any], plan: SinkPlan, workers: int,
+                         pool: Callable[[int], Callable[[], _Pool]]) -> Iterator[Any]:
+    """One process per device of the plan, each decoding its jobs on `workers / len(devices)` processes of
+    its own (`pool(n)` makes a picklable recipe for them; 0 workers: in the sink process) and feeding its sink."""
+    each = max(workers // len(plan.devices), 1) if workers else 0
+    room = 2 * each + plan.room  # jobs one sink process holds: decoding, and in its sink
+    recipe = DecodingSinks(work, plan.factory, pool(each) if each else None)
+    yield from drive(InlinePool(), _passthrough, jobs, room * len(plan.devices), SinkPlan(recipe, plan.devices, room))
+
+
+def _passthrough(job: Any) -> Any:
+    return job
+
+
+@dataclass(frozen=True)
+class DecodingSinks:
+    """A picklable sink factory: the plan's sink, fed by a decode pool of its own (`pool()`; None: inline)."""
+
+    work: Callable[[Any], Any]
+    factory: Callable[[SinkPlace], Sink]
+    pool: Callable[[], _Pool] | None
+
+    def __call__(self, place: SinkPlace) -> DecodingSink:
+        return DecodingSink(self.work, self.factory(place), self.pool() if self.pool else InlinePool())
+
+
+class DecodingSink:
+    """A sink that takes jobs: `work` on its own pool, then each partial to `inner`, the real sink."""
+
+    def __init__(self, work: Callable[[Any], Any], inner: Sink, pool: Any):
+        self.work, self.inner, self.pool = work, inner, pool
+        self._decoded: queue.Queue = queue.Queue()
+        self._feeder = threading.Thread(target=self._feed, name="sink-feed", daemon=True)
+        self._feeder.start()
+
+    @property
+    def broken(self) -> BaseException | None:
+        return getattr(self.inner, "broken", None)
+
+    def submit(self, job: Any) -> Future:
+        out: Future = Future()
+        self.pool.submit(self.work, job).add_done_callback(lambda f: self._decoded.put((f, out)))
+        return out
+
+    def _feed(self) -> None:
+        """Hand each decoded partial to the sink (which may block while it is full), then relay its result."""
+        while (item := self._decoded.get()) is not None:
+            decoded, out = item
+            try:
+                future = self.inner.submit(decoded.result())
+            except BaseException as e:  # noqa: BLE001 - a broken decode pool or sink: the job goes elsewhere
+                out.set_exception(e if isinstance(e, SinkLost) else SinkLost(one_line(e)))
+                continue
+            future.add_done_callback(functools.partial(_relay, out))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)  # the jobs taken are decoded and queued
+        self._decoded.put(None)
+        self._feeder.join()
+        self.inner.close()
+
+
+def _relay(out: Future, done: Future) -> None:
+    error = done.exception()
+    if error is None:
+        out.set_result(done.result())
+    else:
+        out.set_exception(error)
 
 
 def one_line(e: BaseException) -> str:
@@ -90,6 +167,7 @@ def drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_fligh
     ready: deque[tuple[Any, Any]] = deque()  # decoded, waiting for a sink with room
     held: dict[Future, tuple[Any, Any, Any]] = {}  # sink future → (job, partial, sink)
     orphans: set[int] = set()  # ids of jobs a dead sink held, until another finishes them
+    reported: set[int] = set()  # ids of the sinks said to be lost
     sinks: list[Any] | None = None
     it: Iterator[Any] | None = iter(jobs)
     interrupted = False
@@ -104,7 +182,7 @@ def drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_fligh
                         decoding[pool.submit(work, job)] = job
                 if sinks is None:
                     sinks = start_sinks(plan) if plan is not None else []
-                _dispatch(ready, held, sinks, plan.room if plan else 0)
+                _dispatch(ready, held, sinks, plan.room if plan else 0, reported)
                 if not (decoding or ready or held):
                     break
                 if plan is not None and not held and not any(_alive(s) for s in sinks):  # held: coming back
@@ -124,7 +202,7 @@ def drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_fligh
                     try:
                         result = fut.result()
                     except SinkLost as e:
-                        _lost(sink, e)
+                        _lost(sink, e, reported)
                         orphans.add(id(job))
                         ready.appendleft((job, partial))
                         continue
@@ -150,7 +228,7 @@ def _alive(sink: Any) -> bool:
     return getattr(sink, "broken", None) is None
 
 
-def _dispatch(ready: deque, held: dict, sinks: list[Any], room: int) -> None:
+def _dispatch(ready: deque, held: dict, sinks: list[Any], room: int, reported: set[int]) -> None:
     """Hand ready partials to the live sinks with room, the least loaded first."""
     while ready:
         load = {id(s): 0 for s in sinks if _alive(s)}
@@ -165,14 +243,17 @@ def _dispatch(ready: deque, held: dict, sinks: list[Any], room: int) -> None:
         try:
             held[sink.submit(partial)] = (job, partial, sink)
         except SinkLost as e:
-            _lost(sink, e)
+            _lost(sink, e, reported)
             ready.appendleft((job, partial))
 
 
-def _lost(sink: Any, error: SinkLost) -> None:
+def _lost(sink: Any, error: SinkLost, reported: set[int]) -> None:
+    """Take no more work to `sink`; say so once."""
     if isinstance(sink, ProcessSink):
         sink.broken = sink.broken or error
-    log.warning("%s; its videos go to the other sinks", error)
+    if id(sink) not in reported:
+        reported.add(id(sink))
+        log.warning("%s; its videos go to the other sinks", error)
 
 
 def _close(sink: Sink) -> None:
@@ -190,8 +271,9 @@ class ProcessSink:
         self.broken: BaseException | None = None
         self._inbox = ctx.Queue()
         self._results, send = ctx.Pipe(duplex=False)
+        # Not a daemon: it runs a decode pool of its own. It exits with the driver (see `_serve`).
         self._process = ctx.Process(target=_serve, args=(plan.factory, place, self._inbox, send),
-                                    name=f"videolt-sink-{place.index}", daemon=True)
+                                    name=f"videolt-sink-{place.index}")
         self._process.start()
         send.close()
         self._futures: dict[int, Future] = {}
@@ -254,8 +336,8 @@ class ProcessSink:
                     future.set_exception(SinkLost(value))
             elif not self._results.poll():  # exited, and every message it sent is read
                 break
-        code = self._process.exitcode if not self._process.is_alive() else None
-        self._fail_all(f"sink {self.place.name} died (exit code {code})")
+        self._process.join(timeout=5)
+        self._fail_all(f"sink {self.place.name} died (exit code {self._process.exitcode})")
 
     def _fail_all(self, why: str) -> None:
         with self._lock:
