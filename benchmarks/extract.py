@@ -16,6 +16,8 @@ state; `--only NAME` runs one there and prints JSON), measurements interleaved o
   each waited for (the serial sink: no step of one video overlaps another's);
 - sink_pipelined: the same videos submitted ahead (`FeatureSink.submit`, 3 in the sink at once):
   the copy of the next video, the forward of this one and the write of the last overlap;
+- relay: what handing one decoded clip to another process through a `multiprocessing` queue costs
+  the sender (CPU ms per video; the reason each local sink process decodes its own jobs);
 - decode: `decode_job` (selective where exact, resize + centre crop) over the videos on one
   process per core, one decoder thread each, nothing else running: decoding alone on these cores;
 - stage: `extract_features` over the videos, decoding included, cores sized by
@@ -220,6 +222,32 @@ def sink_rate(args: argparse.Namespace, *, pipelined: bool = False) -> dict:
     return {"fps": n * frames / seconds, "seconds": seconds, "busy": busy / seconds}
 
 
+def _drain(q) -> None:
+    while q.get() is not None:
+        pass
+
+
+def relay_rate(args: argparse.Namespace) -> dict:
+    """Frames/s and the sender's CPU ms per video of putting decoded clips on a queue to another process."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    q = ctx.Queue(maxsize=2)
+    reader = ctx.Process(target=_drain, args=(q,))
+    reader.start()
+    clip = np.random.default_rng(0).integers(0, 256, (args.frames, 3, args.crop, args.crop), dtype=np.uint8)
+    n = max(args.videos, 2)
+    q.put(Decoded(0, "warm", args.frames, (clip,)))
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        q.put(Decoded(i, "relay", args.frames, (clip,)))
+    q.put(None)
+    reader.join()
+    seconds = time.perf_counter() - start
+    return {"fps": n * args.frames / seconds, "seconds": seconds,
+            "sender_cpu_ms_per_video": 1000 * (time.process_time() - cpu) / n, "mb_per_video": clip.nbytes / 1e6}
+
+
 def decode_rate(args: argparse.Namespace) -> dict:
     """Frames/s of `decode_job` alone over the sources: one process per core, one decoder thread each."""
     sources = make_sources(args.cache, args.videos, args.seconds)
@@ -270,6 +298,7 @@ MEASUREMENTS = {
     "bare_default_malloc": lambda args: bare_rate(args, malloc="default"),
     "sink": sink_rate,
     "sink_pipelined": lambda args: sink_rate(args, pipelined=True),
+    "relay": relay_rate,
     "decode": decode_rate,
     "stage": stage_rate,
     "stage_before": stage_before_rate,
