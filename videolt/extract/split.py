@@ -85,10 +85,11 @@ class Split:
         """One line for the log: the split and the cores' plan."""
         if not s["videos"]:
             return "split: no video"
-        busy = s["inference_s"] / s["wall_s"] if s["wall_s"] else 0.0
+        sinks = max(len(s.get("sinks", [])), 1)
+        busy = s["inference_s"] / (s["wall_s"] * sinks) if s["wall_s"] else 0.0
         return (f"split: {s['videos']} videos in {s['wall_s']:.1f} s (the first after {s['first_video_s']:.1f} s); "
-                f"inference {s['inference_s']:.1f} s "
-                f"({busy:.0%} of the time), waiting for decoded videos {s['wait_s']:.1f} s; decoding "
+                f"inference {s['inference_s']:.1f} s in {sinks} sink(s) "
+                f"({busy:.0%} of their time), waiting for results {s['wait_s']:.1f} s; decoding "
                 f"{s['decode_s']:.1f} s in workers ({s['decode_cpu_s']:.1f} CPU-s, selective "
                 f"{s['selective_videos']}/{s['videos']} videos); driver CPU {s['driver_user_s']:.1f} s user + "
                 f"{s['driver_sys_s']:.1f} s system; {s['workers']} decode processes x {s['decoder_threads']} "
