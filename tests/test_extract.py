@@ -118,13 +118,14 @@ def _cli(wd: Path, name: str) -> list[str]:
 
 
 def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
-    """The killed run has two sink processes writing rows (`--devices cpu,cpu`); the rerun has one."""
+    """The killed run has two sink processes writing rows (`--devices cpu,cpu`, each decoding its own jobs:
+    `--workers 0`, no decode process to start); the rerun has one."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     a = _workdir(tmp_path / "a", n=6)
     b = _workdir(tmp_path / "b", n=6)
     r = subprocess.run(_cli(a.root, "f"), env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    proc = subprocess.Popen(_cli(b.root, "f") + ["--devices", "cpu,cpu"], env=env,
+    proc = subprocess.Popen(_cli(b.root, "f") + ["--devices", "cpu,cpu", "--workers", "0"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     path = b.features_path("f")
     deadline = time.time() + 300

@@ -221,6 +221,23 @@ def test_a_sink_killed_midway_loses_nothing(tmp_path, ray_instance, local_result
     _assert_same(wd, local_result)  # every row once, the local bits, manifest and store agreeing
 
 
+def test_a_sink_whose_device_fails_hands_its_videos_to_the_other(ray_instance):
+    """SinkLost from inside an actor (a CUDA error in FeatureSink) retires that actor; nothing is lost."""
+    from tests.test_sinks import FailingRecipe
+    from videolt.executor import SinkPlan
+
+    executor = _gpu_sinks()
+    try:
+        results = list(executor.run(_ident, range(8), SinkPlan(FailingRecipe((0,)), ("cuda:0", "cuda:1"), room=2)))
+    finally:
+        executor.close()
+    assert sorted(x for x, _ in results) == list(range(8)) and {k for _, k in results} == {1}
+
+
+def _ident(x: int) -> int:
+    return x
+
+
 def test_a_sink_that_cannot_see_the_workdir_stops_the_run_before_any_work(tmp_path, ray_instance, monkeypatch):
     """As on a node where the workdir is another disk: the token the driver wrote is not what the sinks read."""
     from videolt.errors import StageError

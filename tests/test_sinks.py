@@ -95,6 +95,36 @@ def test_when_every_sink_dies_the_jobs_they_held_are_named(local):
     assert "every sink died" in str(info.value)
 
 
+class Failing:
+    """A sink whose device fails (every video it takes comes back SinkLost), or a healthy one answering (x, index)."""
+
+    def __init__(self, place: SinkPlace, fails: bool):
+        self.place, self.fails = place, fails
+        self.broken = None
+
+    def submit(self, x: int) -> Future:
+        future: Future = Future()
+        if self.fails:
+            self.broken = RuntimeError("device gone")
+            future.set_exception(SinkLost(f"sink {self.place.name} lost: AcceleratorError: device gone"))
+        else:
+            future.set_result((x, self.place.index))
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+class FailingRecipe:
+    """Sinks whose index is in `failing` fail on their device (picklable, for sink processes and Ray actors)."""
+
+    def __init__(self, failing: tuple[int, ...]):
+        self.failing = failing
+
+    def __call__(self, place: SinkPlace) -> Failing:
+        return Failing(place, place.index in self.failing)
+
+
 class Broken:
     """An in-process sink whose device fails on the first partial (as FeatureSink on a CUDA error)."""
 
