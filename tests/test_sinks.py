@@ -7,6 +7,8 @@ The sinks here are small picklable classes (no model), so each test costs a proc
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -68,6 +70,15 @@ def local():
     ex.close()
 
 
+@pytest.fixture
+def inline():
+    """Sink processes that decode in themselves: one that dies leaves no decode process of its own behind
+    (a sink process killed outright cannot stop its decoders, as a driver killed outright cannot)."""
+    ex = create_executor("local", workers=0)
+    yield ex
+    ex.close()
+
+
 def test_two_sink_processes_share_the_work(local):
     results = list(local.run(ident, range(12), SinkPlan(SlowRecipe(), ("cpu", "cpu"), room=2)))
     assert sorted(r[0] for r in results) == list(range(12))  # each job once
@@ -77,21 +88,21 @@ def test_two_sink_processes_share_the_work(local):
     assert len(pids) == 2 and os.getpid() not in pids  # one process per sink, not this one
 
 
-def test_a_dying_sink_process_loses_nothing(local, tmp_path):
+def test_a_dying_sink_process_loses_nothing(inline, tmp_path):
     mark = tmp_path / "died"
     plan = SinkPlan(SlowRecipe(dying=(0,), die_after=2, mark=str(mark)), ("cpu", "cpu"), room=2)
-    results = list(local.run(ident, range(10), plan))
+    results = list(inline.run(ident, range(10), plan))
     assert mark.exists(), "the sink never died: the test proves nothing"
     assert sorted(r[0] for r in results) == list(range(10))  # nothing lost, nothing twice
     assert int(mark.read_text()) in [r[0] for r in results if r[1] == 1]  # what it held went to the other
 
 
-def test_when_every_sink_dies_the_jobs_they_held_are_named(local):
+def test_when_every_sink_dies_the_jobs_they_held_are_named(inline):
     plan = SinkPlan(SlowRecipe(dying=(0, 1), die_after=0), ("cpu", "cpu"), room=2)
     with pytest.raises(SinksLost) as info:
-        list(local.run(ident, range(10), plan))
-    # a sink process holds at most its room: 2 jobs per decode process of its own (1 here) + the sink's 2
-    assert info.value.jobs and len(set(info.value.jobs)) == len(info.value.jobs) <= 2 * (2 * 1 + 2)
+        list(inline.run(ident, range(10), plan))
+    # a sink process holds at most its room: 2 jobs per decode process of its own (none here) + the sink's 2
+    assert info.value.jobs and len(set(info.value.jobs)) == len(info.value.jobs) <= 2 * 2
     assert "every sink died" in str(info.value)
 
 
@@ -172,3 +183,46 @@ def test_sink_processes_that_cannot_be_built_fail_before_any_work_in_one_line(lo
         list(local.run(ident, jobs(), SinkPlan(Refuse(), ("cpu", "cpu"))))
     assert str(info.value).startswith("sink ") and "cannot see the workdir /x" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+_DRIVER = """
+from tests.test_sinks import SlowRecipe, ident
+from videolt.executor import SinkPlan
+from videolt.pipeline.executors import create_executor
+
+if __name__ == "__main__":
+    executor = create_executor("local", workers=0)
+    for _, _, pid in executor.run(ident, range(100000), SinkPlan(SlowRecipe(), ("cpu", "cpu"), room=2)):
+        print(pid, flush=True)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_sink_processes_exit_when_the_driver_is_killed(tmp_path):
+    """Killed outright (SIGKILL, no cleanup), the driver leaves no sink process behind."""
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    sinks: set[int] = set()
+    try:
+        while len(sinks) < 2:
+            line = proc.stdout.readline()
+            assert line, "the driver ended before both sinks answered"
+            sinks.add(int(line))
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in sinks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in sinks if _running(pid)], "a sink process outlived its driver"

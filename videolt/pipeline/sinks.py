@@ -16,7 +16,9 @@ again; an in-process sink's partials are not). When no sink is left, `SinksLost`
 that no sink could finish (the caller records them as failed); jobs no sink ever held stay
 unrecorded, for a rerun.
 
-Sink processes never outlive the driver: each polls for its parent and exits when it is gone.
+Sink processes never outlive the driver: each holds the read end of a pipe whose only write end is
+the driver's, and exits when it reads end-of-file. (Their parent process is the forkserver, which
+lives as long as any of its children, so `getppid` would never tell.)
 """
 
 from __future__ import annotations
@@ -271,11 +273,13 @@ class ProcessSink:
         self.broken: BaseException | None = None
         self._inbox = ctx.Queue()
         self._results, send = ctx.Pipe(duplex=False)
+        driver_alive, self._alive = ctx.Pipe(duplex=False)  # never written: its end-of-file is the driver's end
         # Not a daemon: it runs a decode pool of its own. It exits with the driver (see `_serve`).
-        self._process = ctx.Process(target=_serve, args=(plan.factory, place, self._inbox, send),
+        self._process = ctx.Process(target=_serve, args=(plan.factory, place, self._inbox, send, driver_alive),
                                     name=f"videolt-sink-{place.index}")
         self._process.start()
         send.close()
+        driver_alive.close()
         self._futures: dict[int, Future] = {}
         self._seq = 0
         self._lock = threading.Lock()
@@ -351,8 +355,10 @@ class ProcessSink:
                 future.set_exception(SinkLost(why))
 
 
-def _serve(factory: Callable[[SinkPlace], Sink], place: SinkPlace, inbox: Any, results: Connection) -> None:
-    """A sink process: build the sink, answer every partial through `results`, exit with the driver."""
+def _serve(factory: Callable[[SinkPlace], Sink], place: SinkPlace, inbox: Any, results: Connection,
+           driver_alive: Connection) -> None:
+    """A sink process: build the sink, answer every partial through `results`, exit with the driver
+    (`driver_alive` reads end-of-file once the driver is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the driver decides
     lock = threading.Lock()
 
@@ -367,7 +373,6 @@ def _serve(factory: Callable[[SinkPlace], Sink], place: SinkPlace, inbox: Any, r
         send(("error", one_line(e)))
         return
     send(("ready", None))
-    parent = os.getppid()
 
     def answer(seq: int, future: Future) -> None:
         error = future.exception()
@@ -377,8 +382,8 @@ def _serve(factory: Callable[[SinkPlace], Sink], place: SinkPlace, inbox: Any, r
         try:
             item = inbox.get(timeout=_POLL_S)
         except queue.Empty:
-            if os.getppid() != parent or getattr(sink, "broken", None) is not None:
-                os._exit(1)  # the driver is gone, or the device: nothing left to do here
+            if driver_alive.poll() or getattr(sink, "broken", None) is not None:
+                _abandon(sink)  # the driver is gone, or the device: nothing left to do here
             continue
         if item is None:
             break
@@ -387,5 +392,14 @@ def _serve(factory: Callable[[SinkPlace], Sink], place: SinkPlace, inbox: Any, r
             sink.submit(partial).add_done_callback(lambda f, seq=seq: answer(seq, f))
         except SinkLost as e:
             send(("lost", seq, one_line(e)))
-            os._exit(1)
+            _abandon(sink)
     sink.close()
+
+
+def _abandon(sink: Any) -> None:
+    """Leave at once; first stop the sink's own decode processes, which would not notice."""
+    pool = getattr(sink, "pool", None)
+    if pool is not None:
+        for process in list(getattr(pool, "_processes", {}).values()):  # ProcessPoolExecutor's workers
+            process.kill()
+    os._exit(1)
