@@ -169,14 +169,19 @@ def _gpu_sinks():
     return create_executor("ray", sink_device="cpu")
 
 
-def test_one_sink_per_gpu_every_sink_works_and_writes_the_local_bits(tmp_path, ray_instance, local_result, caplog):
-    wd = _workdir(tmp_path)
+def _extract_on_gpu_sinks(wd: Workdir, caplog, level: int) -> dict:
+    """GPU_CFG on one sink actor per declared GPU, with the Ray sinks' log kept from `level` up."""
     executor = _gpu_sinks()
     try:
-        with caplog.at_level(logging.INFO, logger="videolt.pipeline.ray_sinks"):
-            counts = run_extract(wd, GPU_CFG, executor, progress=False)
+        with caplog.at_level(level, logger="videolt.pipeline.ray_sinks"):
+            return run_extract(wd, GPU_CFG, executor, progress=False)
     finally:
         executor.close()
+
+
+def test_one_sink_per_gpu_every_sink_works_and_writes_the_local_bits(tmp_path, ray_instance, local_result, caplog):
+    wd = _workdir(tmp_path)
+    counts = _extract_on_gpu_sinks(wd, caplog, logging.INFO)
     placed = [r.getMessage() for r in caplog.records if "videos decoded on its node" in r.getMessage()]
     here = [int(re.search(r": (\d+) videos decoded on its node", line).group(1)) for line in placed]
     assert len(here) == 2 and sum(here) >= 1, placed  # decode tasks go to their sink's node when it has a free CPU
@@ -208,12 +213,9 @@ def test_a_sink_killed_midway_loses_nothing(tmp_path, ray_instance, local_result
 
     killer = threading.Thread(target=kill_sink_0)
     killer.start()
-    executor = _gpu_sinks()
     try:
-        with caplog.at_level(logging.WARNING, logger="videolt.pipeline.ray_sinks"):
-            counts = run_extract(wd, GPU_CFG, executor, progress=False)
+        counts = _extract_on_gpu_sinks(wd, caplog, logging.WARNING)
     finally:
-        executor.close()
         killer.join()
     assert killed, "no sink was killed: the test proves nothing"
     assert counts["done"] == N and counts["failed"] == {}
