@@ -12,7 +12,12 @@ state; `--only NAME` runs one there and prints JSON), measurements interleaved o
   on a CPU device with the sink's allocator setting (`keep_freed_memory`), and once without it
   (`bare_default_malloc`) to show what that setting is worth;
 - sink: `FeatureSink.consume` on pre-decoded uint8 clips (decoding excluded): uint8 → float,
-  normalise, host → device, forward, device → host, Zarr `write_row`;
+  normalise, host → device, forward, device → host, the row's chunk written; one video at a time,
+  each waited for (the serial sink: no step of one video overlaps another's);
+- sink_pipelined: the same videos submitted ahead (`FeatureSink.submit`, 3 in the sink at once):
+  the copy of the next video, the forward of this one and the write of the last overlap;
+- relay: what handing one decoded clip to another process through a `multiprocessing` queue costs
+  the sender (CPU ms per video; the reason each local sink process decodes its own jobs);
 - decode: `decode_job` (selective where exact, resize + centre crop) over the videos on one
   process per core, one decoder thread each, nothing else running: decoding alone on these cores;
 - stage: `extract_features` over the videos, decoding included, cores sized by
@@ -48,14 +53,8 @@ from videolt.data.workdir import Workdir
 from videolt.extract.backbones import create_backbone
 from videolt.extract.config import ExtractConfig
 from videolt.extract.cores import available_cores, keep_freed_memory
-from videolt.extract.runner import (
-    Decoded,
-    DecodeJob,
-    FeatureSink,
-    SinkSpec,
-    View,
-    decode_job,
-)
+from videolt.extract.runner import Decoded, DecodeJob, View, decode_job
+from videolt.extract.sink import FeatureSink, SinkSpec
 from videolt.pipeline.executors import create_executor
 from videolt.pipeline.extract import extract_features
 
@@ -194,27 +193,59 @@ def family_rows(device: torch.device, videos: int, frames: int, batch: int) -> N
         print(f"| {label} | `{backbone}` | {dim} | {side} | {rate:.2f} | {rate / base:.2f}x |", flush=True)
 
 
-def sink_rate(args: argparse.Namespace) -> dict:
-    """Frames/s of `FeatureSink.consume` on pre-decoded clips: everything but decoding."""
+def sink_rate(args: argparse.Namespace, *, pipelined: bool = False) -> dict:
+    """Frames/s of the sink on pre-decoded clips, everything but decoding: one video at a time, or
+    submitted ahead so that its steps overlap across videos."""
     device, frames, n = torch.device(args.device), args.frames, max(args.videos // 2, 1)
     ids = [f"sink{i:07d}" for i in range(n + 1)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sink.zarr"
         FeatureStore.create(path, ids, frames=frames, dim=2048, attrs={})
         spec = SinkSpec("bench", BACKBONE, "random", str(path), 0, resize=args.resize, crop=args.crop)
-        sink = FeatureSink([spec], device=str(device),
-                           batch_size=args.batch_size, threads=args.torch_threads)
+        sink = FeatureSink([spec], device=str(device), batch_size=args.batch_size, threads=args.torch_threads,
+                           room=3)
         rng = np.random.default_rng(0)
         clips = [rng.integers(0, 256, (frames, 3, args.crop, args.crop), dtype=np.uint8) for _ in range(n + 1)]
         sink.consume(Decoded(n, ids[n], frames, (clips[n],)))  # warm-up
         sync(device)
         start = time.perf_counter()
-        for i in range(n):
-            result = sink.consume(Decoded(i, ids[i], frames, (clips[i],)))
-            assert result.sets["bench"] is None, result.message
+        if pipelined:
+            futures = [sink.submit(Decoded(i, ids[i], frames, (clips[i],))) for i in range(n)]
+            results = [f.result() for f in futures]
+        else:
+            results = [sink.consume(Decoded(i, ids[i], frames, (clips[i],))) for i in range(n)]
         sync(device)
         seconds = time.perf_counter() - start
-    return {"fps": n * frames / seconds, "seconds": seconds}
+        sink.close()
+    assert all(r.sets["bench"] is None for r in results), [r.message for r in results]
+    busy = sum(r.infer_seconds for r in results)
+    return {"fps": n * frames / seconds, "seconds": seconds, "busy": busy / seconds}
+
+
+def _drain(q) -> None:
+    while q.get() is not None:
+        pass
+
+
+def relay_rate(args: argparse.Namespace) -> dict:
+    """Frames/s and the sender's CPU ms per video of putting decoded clips on a queue to another process."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    q = ctx.Queue(maxsize=2)
+    reader = ctx.Process(target=_drain, args=(q,))
+    reader.start()
+    clip = np.random.default_rng(0).integers(0, 256, (args.frames, 3, args.crop, args.crop), dtype=np.uint8)
+    n = max(args.videos, 2)
+    q.put(Decoded(0, "warm", args.frames, (clip,)))
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        q.put(Decoded(i, "relay", args.frames, (clip,)))
+    q.put(None)
+    reader.join()
+    seconds = time.perf_counter() - start
+    return {"fps": n * args.frames / seconds, "seconds": seconds,
+            "sender_cpu_ms_per_video": 1000 * (time.process_time() - cpu) / n, "mb_per_video": clip.nbytes / 1e6}
 
 
 def decode_rate(args: argparse.Namespace) -> dict:
@@ -266,6 +297,8 @@ MEASUREMENTS = {
     "bare": bare_rate,
     "bare_default_malloc": lambda args: bare_rate(args, malloc="default"),
     "sink": sink_rate,
+    "sink_pipelined": lambda args: sink_rate(args, pipelined=True),
+    "relay": relay_rate,
     "decode": decode_rate,
     "stage": stage_rate,
     "stage_before": stage_before_rate,
@@ -346,6 +379,10 @@ def main() -> None:
         steady = statistics.median(r["steady_fps"] or r["fps"] for r in rows["stage"])
         print(f"stage / min(bare, decode) = {med['stage'] / ceiling:.2f} whole run, {steady / ceiling:.2f} steady; "
               f"shared-core bound 1/(1/bare + 1/decode) = {1 / (1 / med['bare'] + 1 / med['decode']) / ceiling:.2f}")
+    if "sink" in med and "sink_pipelined" in med:
+        busy = {name: statistics.median(r["busy"] for r in rows[name]) for name in ("sink", "sink_pipelined")}
+        print(f"sink_pipelined / sink = {med['sink_pipelined'] / med['sink']:.3f} (the overlap gained); forward busy "
+              f"{busy['sink']:.1%} serial, {busy['sink_pipelined']:.1%} pipelined")
     if "decode" in rows:
         per_video = statistics.median(r["cpu_s_per_video"] for r in rows["decode"])
         core_s = per_video / args.seconds * args.typical_seconds

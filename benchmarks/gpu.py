@@ -11,7 +11,12 @@ Writes DIR/gpu.json (every figure) and DIR/gpu.md (tables for benchmarks/RESULTS
    fp32 and bf16 paths (cosine similarity per frame, relative max error);
 3. training steps/s at VideoLT shapes (batch 128 × 60 frames × 2048, 1,004 classes; NonLinear and
    NetVLAD, Adam, gradient clipping), fp32 (TF32 allowed, the trainer's default) vs bf16 autocast;
-4. the whole extract stage, decoding included, on one decode process per core, when PyAV and zarr
+4. the pipelined sink (`videolt.extract.sink.FeatureSink`, ResNet-50) on pre-decoded clips against the
+   bare forward at the same batch (goal: sink ≥ 0.9 × bare), with one and with four videos per
+   forward, and the GPU's busy fraction (CUDA-event time of the forwards over wall time); with
+   several GPUs, N sink processes against N × one (goal ≥ 0.9); with one, a line says it is
+   unmeasured (needs zarr);
+5. the whole extract stage, decoding included, on one decode process per core, when PyAV and zarr
    are importable (carried as wheels: benchmarks/gpu.sh); otherwise a line says it was skipped.
 Each part checks the time left (`--budget` seconds in all) and is skipped, with a line saying so,
 when too little is left. `--dry-run` runs every part on the CPU at tiny sizes (the test suite does
@@ -21,6 +26,7 @@ this; the GPU-only comparisons say they were skipped).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -57,12 +63,13 @@ class Sizes:
     agree_frames: int
     stage_videos: int
     stage_seconds: float  # length of each generated stage video
+    sink_videos: int  # videos through the sink per measurement
 
 
 FULL = Sizes(backbones=BACKBONES, frames=150, crop=Preprocessing().crop, seconds=4.0, train_batch=128, clip=60, dim=2048, classes=1004,
-             agree_frames=16, stage_videos=32, stage_seconds=150.0)
+             agree_frames=16, stage_videos=32, stage_seconds=150.0, sink_videos=48)
 DRY = Sizes(backbones=("resnet50", "tsm_r50"), frames=8, crop=32, seconds=0.05, train_batch=4, clip=4, dim=64, classes=10, agree_frames=8,
-            stage_videos=2, stage_seconds=2.0)
+            stage_videos=2, stage_seconds=2.0, sink_videos=4)
 
 
 class Budget:
@@ -201,6 +208,120 @@ def training(sizes: Sizes, device: torch.device, budget: Budget) -> list[dict]:
     return rows
 
 
+def _bare_forward(bb, x: torch.Tensor, device: torch.device, seconds: float) -> float:
+    """Frames/s of the backbone alone on a ready, normalised device batch (the sink's ceiling)."""
+    cuda = device.type == "cuda"
+
+    def call() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            bb(x).float()
+
+    per_call, _ = timed(call, device, seconds)
+    return len(x) / per_call
+
+
+def _sink_rate(device: str, frames: int, crop: int, videos: int, per_forward: int, root: Path) -> dict:
+    """Frames/s and busy fraction of one FeatureSink fed `videos` pre-decoded clips, submitted ahead."""
+    import numpy as np  # noqa: PLC0415
+
+    from videolt.data.store import FeatureStore  # noqa: PLC0415
+    from videolt.extract.runner import Decoded  # noqa: PLC0415
+    from videolt.extract.sink import FeatureSink, SinkSpec  # noqa: PLC0415
+
+    path = root / f"sink-{device.replace(':', '')}-{per_forward}.zarr"
+    ids = [f"gpu{i:08d}" for i in range(videos + 1)]
+    FeatureStore.create(path, ids, frames=frames, dim=2048, attrs={})
+    spec = SinkSpec("bench", "resnet50", "random", str(path), 0, crop=crop, resize=max(crop, Preprocessing().resize))
+    sink = FeatureSink([spec], device=device, batch_size=per_forward * frames, pack=per_forward > 1,
+                       room=2 * per_forward + 1, threads=1 if device == "cpu" else None)
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 256, (frames, 3, crop, crop), dtype=np.uint8) for _ in range(min(videos, 8))]
+    sink.consume(Decoded(videos, ids[videos], frames, (clips[0],)))  # warm-up: cuDNN's choice, allocator
+    start = time.perf_counter()
+    futures = [sink.submit(Decoded(i, ids[i], frames, (clips[i % len(clips)],))) for i in range(videos)]
+    results = [f.result() for f in futures]
+    seconds = time.perf_counter() - start
+    sink.close()
+    assert all(r.sets["bench"] is None for r in results), [r.message for r in results]
+    return {"fps": videos * frames / seconds, "busy": sum(r.infer_seconds for r in results) / seconds}
+
+
+def sinks(sizes: Sizes, device: torch.device, budget: Budget) -> list[dict]:
+    """The pipelined sink against the bare forward, 1 and 4 videos per forward; N sinks against N × one."""
+    if importlib.util.find_spec("zarr") is None:
+        return [{"skipped": "zarr not installed here (carry wheels: benchmarks/gpu.sh)"}]
+    rows = []
+    bb = _backbone("resnet50", device)
+    cuda = device.type == "cuda"
+    if cuda:
+        bb = bb.to(memory_format=torch.channels_last)
+    with tempfile.TemporaryDirectory() as tmp:
+        for per_forward in (1, 4):
+            if not budget.allows(40 if cuda else 5):
+                rows.append({"videos_per_forward": per_forward, "skipped": f"out of time ({budget.left():.0f} s left)"})
+                continue
+            x = torch.randn(per_forward * sizes.frames, 3, sizes.crop, sizes.crop, device=device)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            bare = _bare_forward(bb, x, device, sizes.seconds)
+            del x
+            sink = _sink_rate(str(device), sizes.frames, sizes.crop, sizes.sink_videos, per_forward, Path(tmp))
+            rows.append({"videos_per_forward": per_forward, "bare_fps": bare, "sink_fps": sink["fps"],
+                         "sink_vs_bare": sink["fps"] / bare, "busy": sink["busy"]})
+            print(f"sink {per_forward} video(s)/forward: {sink['fps']:.0f} frames/s = {rows[-1]['sink_vs_bare']:.2f}"
+                  f" x bare, busy {sink['busy']:.0%}", flush=True)
+        rows.append(_multi_sink(sizes, device, budget, Path(tmp)))
+    return rows
+
+
+def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) -> dict:
+    """N sink processes (one per GPU, the local executor's own path) against N × one sink process."""
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if gpus < 2:
+        return {"multi_sink": True, "skipped": f"{gpus} GPU(s) here: N sinks against N x one sink unmeasured"}
+    if not budget.allows(90):
+        return {"multi_sink": True, "skipped": f"out of time ({budget.left():.0f} s left)"}
+    from videolt.data.store import FeatureStore  # noqa: PLC0415
+    from videolt.executor import SinkPlan  # noqa: PLC0415
+    from videolt.extract.sink import SinkRecipe, SinkSpec  # noqa: PLC0415
+    from videolt.pipeline.executors import create_executor  # noqa: PLC0415
+
+    frames, videos = sizes.frames, sizes.sink_videos * gpus
+    path = root / "multi.zarr"
+    FeatureStore.create(path, [f"gpu{i:08d}" for i in range(videos)], frames=frames, dim=2048, attrs={})
+    spec = SinkSpec("bench", "resnet50", "random", str(path), 0, crop=sizes.crop,
+                    resize=max(sizes.crop, Preprocessing().resize))
+    rates = {}
+    for n in (1, gpus):
+        plan = SinkPlan(SinkRecipe((spec,), batch_size=frames, room=3), tuple(f"cuda:{k}" for k in range(n)), 3)
+        executor = create_executor("local", workers=0)  # clips made where they are consumed: no decoding
+        try:
+            count = videos * n // gpus
+            start = None
+            for _ in executor.run(_as_decoded, [(i, frames, sizes.crop) for i in range(count)], plan):
+                start = start or time.perf_counter()  # from the first result: sink start-up excluded
+            rates[n] = (count - 1) * frames / (time.perf_counter() - start)
+        finally:
+            executor.close()
+    return {"multi_sink": True, "gpus": gpus, "one_fps": rates[1], "n_fps": rates[gpus],
+            "n_vs_n_times_one": rates[gpus] / (gpus * rates[1])}
+
+
+def _as_decoded(job: tuple[int, int, int]) -> Any:
+    """A pre-decoded video (the same random clip, made once per process: no decoding is measured)."""
+    from videolt.extract.runner import Decoded  # noqa: PLC0415
+
+    i, frames, crop = job
+    return Decoded(i, f"gpu{i:08d}", frames, (_clip(frames, crop),))
+
+
+@functools.cache
+def _clip(frames: int, crop: int) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    return np.random.default_rng(0).integers(0, 256, (frames, 3, crop, crop), dtype=np.uint8)
+
+
 def stage(sizes: Sizes, device: torch.device, budget: Budget, sources: list[Path]) -> dict:
     """The whole extract stage, decoding included, cores sized by videolt (needs PyAV and zarr)."""
     missing = [m for m in ("av", "zarr") if importlib.util.find_spec(m) is None]
@@ -288,6 +409,18 @@ def markdown(result: dict) -> str:
     for r in _rows(result.get("training", [])):
         steps = f"{r['steps_s']:.1f}" if "steps_s" in r else r.get("skipped", "")
         lines.append(f"| {r.get('model', '')} | {r.get('amp', '')} | {steps} |")
+    lines += ["", "| sink (ResNet-50) | videos per forward | bare forward frames/s | sink frames/s | sink / bare | "
+              "busy |", "|---|---|---|---|---|---|"]
+    for r in _rows(result.get("sinks", [])):
+        if "sink_fps" in r:
+            lines.append(f"| pipelined | {r['videos_per_forward']} | {r['bare_fps']:.0f} | {r['sink_fps']:.0f} | "
+                         f"{r['sink_vs_bare']:.2f} | {r['busy']:.0%} |")
+        elif "n_fps" in r:
+            lines.append(f"| {r['gpus']} sinks | 1 | {r['gpus']} x {r['one_fps']:.0f} | {r['n_fps']:.0f} | "
+                         f"{r['n_vs_n_times_one']:.2f} of N x one | |")
+        else:
+            lines.append(f"| {'N sinks' if r.get('multi_sink') else 'pipelined'} | {r.get('videos_per_forward', '')} "
+                         f"| {r.get('skipped', '')} | | | |")
     s = result.get("stage", {})
     lines += ["", "stage, decoding included: " + (s["skipped"] if "skipped" in s else
                                                   f"{s['fps']:.0f} frames/s over {s['done']} videos; split {s['split']}")]
@@ -316,6 +449,7 @@ def main() -> None:
     parts = [("extraction", lambda: extraction(sizes, device, budget, compile_too=not args.dry_run)),
              ("agreement", lambda: agreement(sizes, device, budget)),
              ("training", lambda: training(sizes, device, budget)),
+             ("sinks", lambda: sinks(sizes, device, budget)),
              ("stage", lambda: stage(sizes, device, budget, args.sources))]
     for name, part in parts:
         try:

@@ -121,3 +121,15 @@ def test_verify_reports_each_video_and_fails_loudly_above_tolerance(tmp_path, ca
     assert main([*base, "--verify", "1"]) == 1
     line = _one_error_line(capsys)
     assert "--verify needs the ffmpeg CLI as its reference decoder, but ffmpeg is not on PATH" in line
+
+
+def test_devices_that_cannot_be_had_exit_2_with_one_line(tmp_path, capsys):
+    wd = Workdir.init(tmp_path / "wd", small_lists(tmp_path / "lists", n_train=3, n_val=1, n_test=1)).root
+    cases = [(["--devices", "64"], "devices: 64 GPUs asked"),
+             (["--devices", "cpu,cuda:0"], "devices: "),
+             (["--device", "cpu", "--devices", "cpu,cpu"], "extract.devices and extract.device: set one")]
+    for args, message in cases:
+        assert main(["extract", str(wd), "--weights", "random", *args, "--no-progress"]) == 2, args
+        line = _one_error_line(capsys)
+        assert line.startswith("videolt extract: error: " + message), (args, line)
+    assert not (wd / "features").exists() or not any((wd / "features").iterdir())

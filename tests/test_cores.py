@@ -30,6 +30,12 @@ def test_fewer_decoders_share_the_cores_beside_a_gpu(workers, threads):
     assert plan_cores("cuda", cores=8, workers=workers).decoder_threads == threads
 
 
+def test_several_cpu_sinks_share_the_cores_as_torch_threads():
+    assert plan_cores("cpu", cores=4, sinks=2).torch_threads == 2
+    assert plan_cores("cpu", cores=2, sinks=3).torch_threads == 1  # at least one each
+    assert plan_cores("cuda", cores=16, sinks=8) == plan_cores("cuda", cores=16)  # beside GPUs every core decodes
+
+
 def test_given_values_are_kept():
     plan = plan_cores("cpu", cores=4, workers=3, decoder_threads=2, torch_threads=1, decoder_nice=0)
     assert plan == CorePlan(cores=4, workers=3, decoder_threads=2, torch_threads=1, decoder_nice=0)

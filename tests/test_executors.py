@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 from videolt.errors import UsageError
+from videolt.executor import SinkPlace, SinkPlan
 from videolt.pipeline.executors import create_executor
 
 KINDS = ["threads", "local"]
@@ -102,8 +104,13 @@ def test_local_workers_run_at_the_priority_asked():
 
 
 class _Doubler:
-    def consume(self, x: int) -> int:
-        return 2 * x
+    def submit(self, x: int) -> Future:
+        future: Future = Future()
+        future.set_result(2 * x)
+        return future
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -112,7 +119,7 @@ def test_sink_is_built_while_the_first_jobs_run(tmp_path, kind):
     ex = create_executor(kind, workers=1, in_flight=2)
     seen = []
 
-    def factory() -> _Doubler:
+    def factory(place: SinkPlace) -> _Doubler:
         deadline = time.monotonic() + 30
         while not list(tmp_path.glob("*.start")) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -120,7 +127,7 @@ def test_sink_is_built_while_the_first_jobs_run(tmp_path, kind):
         return _Doubler()
 
     try:
-        assert sorted(ex.run(marked, [(str(tmp_path), i) for i in range(3)], factory)) == [0, 2, 4]
+        assert sorted(ex.run(marked, [(str(tmp_path), i) for i in range(3)], SinkPlan(factory))) == [0, 2, 4]
     finally:
         ex.close()
     assert seen and seen[0] >= 1

@@ -1,12 +1,15 @@
 """The extract stage end to end: features equal an independent computation; failures are recorded;
 a run killed with SIGKILL and rerun gives the arrays of an uninterrupted run."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import ANY
 
 import numpy as np
 import torch
@@ -110,24 +113,27 @@ def test_failures_recorded_and_batch_goes_on(tmp_path):
 
 def _cli(wd: Path, name: str) -> list[str]:
     return [sys.executable, "-m", "videolt", "extract", str(wd), "--backbone", "resnet50", "--weights", "random",
-            "--name", name, "--workers", "1", "--frames", "6", "--resize", "40", "--crop", "32", "--no-progress"]
+            "--name", name, "--workers", "1", "--frames", "6", "--resize", "40", "--crop", "32", "--no-progress",
+            "--set", "torch_threads=1"]  # one thread in every sink: the same float sums in every run
 
 
 def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
+    """The killed run has two sink processes writing rows (`--devices cpu,cpu`, each decoding its own jobs:
+    `--workers 0`, no decode process to start); the rerun has one."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     a = _workdir(tmp_path / "a", n=6)
     b = _workdir(tmp_path / "b", n=6)
     r = subprocess.run(_cli(a.root, "f"), env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    proc = subprocess.Popen(_cli(b.root, "f"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(_cli(b.root, "f") + ["--devices", "cpu,cpu", "--workers", "0"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     path = b.features_path("f")
     deadline = time.time() + 300
     while time.time() < deadline:
         if (path / "zarr.json").exists() and (FeatureStore.open(path).status() == 1).sum() >= 2:
             break
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, its decoders and its sink processes
     proc.wait()
     assert (FeatureStore.open(path).status() == 1).sum() < 6, "killed too late to test anything"
     r = subprocess.run(_cli(b.root, "f") + ["--json"], env=env, capture_output=True, text=True, timeout=600)
@@ -138,6 +144,28 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
     np.testing.assert_array_equal(sa.n_frames(), sb.n_frames())
     with b.manifest() as m:
         assert m.counts("features:f")["done"] == 6
+
+
+def test_two_cpu_sinks_in_two_processes_write_the_bits_of_one(tmp_path, capsys):
+    from videolt.cli import main
+
+    one, two = _workdir(tmp_path / "one", n=4), _workdir(tmp_path / "two", n=4)
+    flags = ["--backbone", "resnet50", "--weights", "random", "--name", "f", "--workers", "0", "--frames", "6",
+             "--resize", "40", "--crop", "32", "--set", "torch_threads=1", "--no-progress", "--json"]
+    assert main(["extract", str(one.root), *flags]) == 0
+    assert json.loads(capsys.readouterr().out)["split"]["sinks"] == [
+        {"sink": 0, "node": socket.gethostname(), "device": "cpu", "videos": 4, "frames_s": ANY, "busy": ANY}]
+    assert main(["extract", str(two.root), *flags, "--devices", "cpu,cpu"]) == 0
+    sinks = json.loads(capsys.readouterr().out)["split"]["sinks"]
+    assert [(s["sink"], s["device"]) for s in sinks] == [(0, "cpu"), (1, "cpu")]
+    assert all(s["videos"] >= 1 and s["frames_s"] > 0 and 0 < s["busy"] <= 1 for s in sinks), sinks
+    assert sum(s["videos"] for s in sinks) == 4
+    a, b = FeatureStore.open(one.features_path("f")), FeatureStore.open(two.features_path("f"))
+    assert a.status().tolist() == b.status().tolist() == [1] * 4
+    np.testing.assert_array_equal(a.read_rows(range(4)), b.read_rows(range(4)))  # bit for bit
+    np.testing.assert_array_equal(a.n_frames(), b.n_frames())
+    with two.manifest() as m:
+        assert m.counts("features:f")["done"] == 4 and m.counts("decode")["done"] == 4
 
 
 def test_long_video_window_matches_full_decode(tmp_path):

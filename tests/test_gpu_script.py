@@ -27,6 +27,12 @@ def test_gpu_script_dry_run(tmp_path: Path) -> None:
     assert {(row["model"], row["amp"]) for row in result["training"]} == {
         ("nonlinear", "fp32 (tf32)"), ("nonlinear", "bf16"), ("netvlad", "fp32 (tf32)"), ("netvlad", "bf16")}
     assert all(row["steps_s"] > 0 for row in result["training"])
+    if importlib.util.find_spec("zarr"):
+        one, four, multi = result["sinks"]
+        assert (one["videos_per_forward"], four["videos_per_forward"]) == (1, 4)
+        assert all(r["sink_fps"] > 0 and r["bare_fps"] > 0 and 0 < r["busy"] <= 1 for r in (one, four))
+        assert multi["skipped"] == "0 GPU(s) here: N sinks against N x one sink unmeasured"
+        assert "| pipelined | 4 |" in (tmp_path / "gpu.md").read_text()
     if all(importlib.util.find_spec(m) for m in ("av", "zarr")):
         assert result["stage"]["done"] == 2 and result["stage"]["split"]["selective_videos"] == 2
     else:

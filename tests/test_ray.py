@@ -1,19 +1,27 @@
-"""The Ray executor: the extract stage on Ray writes the same bits as the local executor, a Ray run
-killed with SIGKILL and rerun completes, and no Ray process outlives the test.
+"""The Ray executor: the extract stage on Ray writes the same bits as the local executor, one sink
+actor per GPU of a cluster of simulated nodes (each sink gets work; a sink killed midway loses
+nothing), a sink that cannot see the workdir stops the run before any work, a Ray run killed with
+SIGKILL and rerun completes, and no Ray process outlives the test.
 
-One small local Ray instance (2 CPUs: the sink actor holds one, decode tasks share the other) is
-started per module; its startup dominates this file's run time.
+One small Ray cluster is started per module (`ray.cluster_utils.Cluster`): a head with one CPU and
+two nodes with two CPUs and one declared GPU each; its startup dominates this file's run time. No GPU
+is there: GPU sink actors hold a declared GPU each but compute on the CPU (the executor's
+`sink_device`, a switch for tests).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +43,9 @@ N = 6
 # One torch thread on every path: a convolution's float sums depend on how many threads split them, and
 # "bit for bit" compares a run in this process with runs in Ray workers and in a CLI subprocess.
 CFG = ExtractConfig(backbones=("resnet50",), weights="random", names=("r50",), workers=1, frames=6, resize=40,
-                    crop=32, torch_threads=1)
+                    crop=32, torch_threads=1, device="cpu")
+# One sink per GPU the cluster declares, fp32, one video per forward (as CFG on the CPU: the same bits).
+GPU_CFG = dataclasses.replace(CFG, device="auto", amp=False, pack_videos=False)
 # Ray's sockets live under its temp dir and a Unix socket path is limited to ~107 bytes: keep it short.
 _RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
@@ -77,12 +87,26 @@ def _session(sid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    os.environ.update(_RAY_ENV)
+    from ray.cluster_utils import Cluster
+
     temp_dir = tempfile.mkdtemp(prefix="vlr", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, log_to_driver=False,
-             configure_logging=False, _temp_dir=temp_dir)
+    saved = {k: os.environ.get(k) for k in (*_RAY_ENV, "RAY_TMPDIR")}
+    os.environ.update(_RAY_ENV, RAY_TMPDIR=temp_dir)  # the cluster's sockets and address file live there
+    memory = 80 * 1024**2
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "object_store_memory": memory})
+    for _ in range(2):
+        cluster.add_node(num_cpus=2, num_gpus=1, object_store_memory=memory)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
     yield temp_dir
     ray.shutdown()
+    cluster.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     # Cleanup, not a check: on a loaded machine Ray's daemons can take a while to exit after shutdown.
     deadline = time.time() + 30
     while _ray_descendants(os.getpid()) and time.time() < deadline:
@@ -139,6 +163,110 @@ def test_ray_executor_writes_the_local_bits(tmp_path, ray_instance, local_result
         assert run_extract(wd, CFG, executor, progress=False)["videos"] == 0  # nothing done twice
     finally:
         executor.close()
+
+
+def _gpu_sinks():
+    """The Ray executor with one sink actor per declared GPU, computing on the CPU (no GPU here)."""
+    return create_executor("ray", sink_device="cpu")
+
+
+def _extract_on_gpu_sinks(wd: Workdir, caplog, level: int) -> dict:
+    """GPU_CFG on one sink actor per declared GPU, with the Ray sinks' log kept from `level` up."""
+    executor = _gpu_sinks()
+    try:
+        with caplog.at_level(level, logger="videolt.pipeline.ray_sinks"):
+            return run_extract(wd, GPU_CFG, executor, progress=False)
+    finally:
+        executor.close()
+
+
+def test_one_sink_per_gpu_every_sink_works_and_writes_the_local_bits(tmp_path, ray_instance, local_result, caplog):
+    wd = _workdir(tmp_path)
+    counts = _extract_on_gpu_sinks(wd, caplog, logging.INFO)
+    placed = [r.getMessage() for r in caplog.records if "videos decoded on its node" in r.getMessage()]
+    here = [int(re.search(r": (\d+) videos decoded on its node", line).group(1)) for line in placed]
+    assert len(here) == 2 and sum(here) >= 1, placed  # decode tasks go to their sink's node when it has a free CPU
+    sinks = counts["split"]["sinks"]
+    assert len(sinks) == 2 and all(s["videos"] >= 1 for s in sinks), sinks  # every sink got work
+    assert sum(s["videos"] for s in sinks) == N and len({s["node"] for s in sinks}) == 2  # one per GPU node
+    assert all(s["device"] == "GPU 0" and s["frames_s"] > 0 and 0 < s["busy"] < 1 for s in sinks), sinks
+    assert FeatureStore.open(wd.features_path("r50")).attrs["inference"]["device"] == "cuda"
+    _assert_same(wd, local_result)
+    assert not (wd.root / ".sink-check").exists()
+
+
+def test_a_sink_killed_midway_loses_nothing(tmp_path, ray_instance, local_result, caplog):
+    """One of the two sink actors is killed once the first row is done: what it held goes to the other."""
+    wd = _workdir(tmp_path)
+    path = wd.features_path("r50")
+    killed: list[str] = []
+
+    def kill_sink_0() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if (path / "zarr.json").exists() and (FeatureStore.open(path).status() == 1).any():
+                for a in ray.util.list_named_actors(all_namespaces=True):
+                    if a["name"].startswith("videolt-sink-") and a["name"].endswith("-0"):
+                        ray.kill(ray.get_actor(a["name"], namespace=a["namespace"]))
+                        killed.append(a["name"])
+                        return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_sink_0)
+    killer.start()
+    try:
+        counts = _extract_on_gpu_sinks(wd, caplog, logging.WARNING)
+    finally:
+        killer.join()
+    assert killed, "no sink was killed: the test proves nothing"
+    assert counts["done"] == N and counts["failed"] == {}
+    assert any("lost" in r.getMessage() for r in caplog.records), "the killed sink held nothing"
+    _assert_same(wd, local_result)  # every row once, the local bits, manifest and store agreeing
+
+
+def test_a_sink_whose_device_fails_hands_its_videos_to_the_other(ray_instance):
+    """SinkLost from inside an actor (a CUDA error in FeatureSink) retires that actor; nothing is lost."""
+    from tests.test_sinks import FailingRecipe
+    from videolt.executor import SinkPlan
+
+    executor = _gpu_sinks()
+    try:
+        results = list(executor.run(_ident, range(8), SinkPlan(FailingRecipe((0,)), ("cuda:0", "cuda:1"), room=2)))
+    finally:
+        executor.close()
+    assert sorted(x for x, _ in results) == list(range(8)) and {k for _, k in results} == {1}
+
+
+def _ident(x: int) -> int:
+    return x
+
+
+def test_a_sink_that_cannot_see_the_workdir_stops_the_run_before_any_work(tmp_path, ray_instance, monkeypatch):
+    """As on a node where the workdir is another disk: the token the driver wrote is not what the sinks read."""
+    from videolt.errors import StageError
+    from videolt.extract import stage
+
+    probe = stage._probe
+
+    @contextlib.contextmanager
+    def elsewhere(wd):
+        with probe(wd) as (path, _):
+            yield path, "a token written on another disk"
+
+    monkeypatch.setattr(stage, "_probe", elsewhere)
+    wd = _workdir(tmp_path)
+    executor = _gpu_sinks()
+    try:
+        with pytest.raises(StageError) as info:
+            run_extract(wd, GPU_CFG, executor, progress=False)
+    finally:
+        executor.close()
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("sink ") and f"cannot see the workdir {wd.root}" in message
+    store = FeatureStore.open(wd.features_path("r50"))
+    assert store.status().tolist() == [0] * N and (store.chunk_stats()[:, 0] == -1).all()  # nothing written
+    with wd.manifest() as m:
+        assert m.counts("features:r50").get("done", 0) == 0
 
 
 def test_ray_cli_killed_midway_then_rerun_completes(tmp_path, ray_instance, local_result):

@@ -336,6 +336,7 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--weights", config, "weights", metavar="imagenet|kinetics400|random|PATH")
     _key(p, "--name", config, "names", type=_csv, metavar="FEATURESETS")
     _key(p, "--device", config, "device", metavar="auto|cpu|cuda|cuda:N")
+    _key(p, "--devices", config, "devices", metavar="auto|N|cuda:0,cuda:1|cpu,cpu")
     _key(p, "--batch-size", config, "batch_size", type=int, metavar="N")
     _key(p, "--decoder", config, "decoder", metavar="pyav|decord|torchcodec")
     _key(p, "--workers", config, "workers", type=int, metavar="N")

@@ -281,6 +281,16 @@ class FeatureStore:
 
     def write_row(self, i: int, feats: np.ndarray, n_frames: int) -> None:
         """Store row i's features [frames, dim], then n_frames, then mark it done."""
+        self._check_n_frames(self._check_row(i), n_frames)
+        self.write_feats(i, feats)
+        self.mark_done(i, n_frames)
+
+    def write_feats(self, i: int, feats: np.ndarray) -> None:
+        """Store row i's features [frames, dim] (its chunk, replaced whole) and nothing else.
+
+        For writers that leave the row's status to another process (the extract stage's sinks: the
+        driver alone sets status and n_frames, once the chunk is written); `mark_done` completes it.
+        """
         self._check_writable()
         i = self._check_row(i)
         feats = np.asarray(feats)
@@ -289,8 +299,6 @@ class FeatureStore:
             raise UsageError(f"{where}: features must be a float array, got dtype {feats.dtype}")
         if feats.shape != (self.frames, self.dim):
             raise UsageError(f"{where}: features must have shape {(self.frames, self.dim)}, got {feats.shape}")
-        if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 0:
-            raise UsageError(f"{where}: n_frames must be a non-negative int, got {n_frames!r}")
         with np.errstate(over="ignore"):  # overflow is reported below, with the row named
             data = feats.astype(self.dtype, copy=False)
         finite = np.isfinite(data).all(axis=1)
@@ -299,7 +307,17 @@ class FeatureStore:
             why = "NaN/Inf" if not np.isfinite(feats[frame]).all() else f"values beyond the {self.dtype} range"
             raise UsageError(f"{where}: features contain {why} (first at frame {frame})")
         self._feats[i] = data
+
+    def mark_done(self, i: int, n_frames: int) -> None:
+        """Record that row i's features are written (`write_feats`): n_frames, then status."""
+        self._check_writable()
+        i = self._check_row(i)
+        self._check_n_frames(i, n_frames)
         self._set_flags(i, STATUS_DONE, n_frames)
+
+    def _check_n_frames(self, i: int, n_frames: int) -> None:
+        if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 0:
+            raise UsageError(f"{self.video_ids[i]} (row {i}): n_frames must be a non-negative int, got {n_frames!r}")
 
     def mark_failed(self, i: int) -> None:
         """Record that row i could not be produced (its data, if any, is not to be read)."""

@@ -22,8 +22,13 @@ class ExtractConfig:
     weights: str = field("imagenet", "imagenet (library download; for timm:<name> its pretrained tag from the hub), "
                          "kinetics400 (tsm_r50), random (seeded) or a .safetensors/.pth file")
     names: tuple[str, ...] = field((), "feature set names, one per backbone; default <backbone>[-<weights>]")
-    device: str = field("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
-    batch_size: int = field(150, "frames per forward pass")
+    device: str = field("auto", "auto (every GPU there is, else the CPU), cpu, cuda or cuda:N")
+    devices: str | int | None = field(None, "one sink per device: auto (every GPU, else one CPU sink), N (the "
+                                      "first N GPUs; on Ray, N GPU sink actors) or a list of one kind "
+                                      "(cuda:0,cuda:1 or cpu,cpu); default: from `device`")
+    batch_size: int = field(150, "frames per forward pass (with pack_videos, several whole videos up to this)")
+    pack_videos: bool | None = field(None, "several whole videos per forward, up to batch_size frames; default: "
+                                     "on CUDA only (on the CPU a batch's size can change the float sums)")
     decoder: str = field("pyav", "decoding backend: pyav, decord or torchcodec")
     selective: bool = field(True, "discard frames no tick shows and no frame references before decoding, where "
                             "exact (H.264 in mp4/mkv/webm/ts/flv); false: decode every frame")
@@ -56,6 +61,11 @@ class ExtractConfig:
     verify_tolerance: float = field(0.02, "largest relative error --verify accepts (0.02 = 2 %)")
 
     def __post_init__(self) -> None:
+        if self.devices is not None and self.device != "auto":
+            raise ConfigError(f"extract.devices and extract.device: set one (devices {self.devices!r}, "
+                              f"device {self.device!r})")
+        if self.batch_size < 1:
+            raise ConfigError(f"extract.batch_size: expected a positive number of frames, got {self.batch_size}")
         if self.ray_address is not None and self.executor != "ray":
             raise ConfigError(f"extract.ray_address is for executor ray, not {self.executor}")
         for key in ("resize", "crop"):

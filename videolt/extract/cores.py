@@ -77,8 +77,10 @@ def available_cores() -> int:
 
 def plan_cores(device_type: str, *, cores: int | None = None, workers: int | None = None,
                decoder_threads: int | None = None, torch_threads: int | None = None,
-               decoder_nice: int | None = None) -> CorePlan:
-    """The plan for a backbone on `device_type` ("cpu", "cuda", ...); given values are kept as they are."""
+               decoder_nice: int | None = None, sinks: int = 1) -> CorePlan:
+    """The plan for `sinks` backbone sinks on `device_type` ("cpu", "cuda", ...); given values are kept
+    as they are. CPU sinks share the cores as torch threads (each gets its share: `torch_threads` is
+    per sink); beside GPU sinks every core decodes."""
     cores = cores or available_cores()
     on_cpu = device_type == "cpu"
     if workers is None:
@@ -89,14 +91,14 @@ def plan_cores(device_type: str, *, cores: int | None = None, workers: int | Non
         # inference, so it takes FFmpeg's own choice.
         decoder_threads = 0 if workers == 0 else 1 if on_cpu or workers >= cores else max(cores // workers, 1)
     if torch_threads is None:
-        torch_threads = cores if on_cpu else 1
+        torch_threads = max(cores // max(sinks, 1), 1) if on_cpu else 1
     return CorePlan(cores, workers, decoder_threads, torch_threads, decoder_nice or 0)
 
 
-def sized(cfg: ExtractConfig, device_type: str, *, cores: int | None = None) -> ExtractConfig:
+def sized(cfg: ExtractConfig, device_type: str, *, cores: int | None = None, sinks: int = 1) -> ExtractConfig:
     """`cfg` with its unset core keys filled in by `plan_cores` (Ray: `workers` stays the cluster's)."""
     plan = plan_cores(device_type, cores=cores, workers=cfg.workers, decoder_threads=cfg.decoder_threads,
-                      torch_threads=cfg.torch_threads, decoder_nice=cfg.decoder_nice)
+                      torch_threads=cfg.torch_threads, decoder_nice=cfg.decoder_nice, sinks=sinks)
     workers = cfg.workers if cfg.executor == "ray" else plan.workers
     decoder_threads = plan.decoder_threads if cfg.executor != "ray" or cfg.decoder_threads is not None else 1
     return dataclasses.replace(cfg, workers=workers, decoder_threads=decoder_threads,

@@ -2,10 +2,11 @@
 
 `decode_job` (CPU, one process per core): decode one video at 1 fps, pick the 150 sampled frames,
 resize and centre-crop them once per distinct `View` (uint8, so little crosses process boundaries).
-It never raises: a failure comes back as data. `FeatureSink.consume` (one per device): normalise,
-run every backbone, write each feature set's row (data first, status last) and say what happened.
-A View is the spatial half of a backbone's `Preprocessing`, the sink applies the other half (the
-backbone's mean/std); the sink checks that its backbones' preprocessing is the one recorded.
+It never raises: a failure comes back as data. The feature sink (`videolt.extract.sink`, one per
+device) runs every backbone on the clips and writes each feature set's row chunk; `RowResult` says
+what happened. A View is the spatial half of a backbone's `Preprocessing`, the sink applies the
+other half (the backbone's mean/std); the sink checks that its backbones' preprocessing is the one
+recorded.
 
 Memory stays bounded for long videos: the stream's declared duration predicts n, the number of 1-fps
 frames, and only frames that floor(linspace(0, n − 1, 150)) could pick for any n near the prediction
@@ -22,12 +23,12 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from videolt.errors import StageError
+from videolt.executor import SinkPlace
 from videolt.extract.decoders import DecodeError, iter_frames
 from videolt.extract.failures import ExtractFailure
 from videolt.extract.sampling import sample_indices
@@ -93,8 +94,9 @@ class RowResult:
     message: str | None
     sets: dict[str, ExtractFailure | None] = field(default_factory=dict)
     decode_seconds: float = 0.0
-    infer_seconds: float = 0.0
+    infer_seconds: float = 0.0  # the sink's compute time for this video (its share of a packed forward)
     decode_info: dict[str, Any] = field(default_factory=dict)  # `Decoded.info`
+    sink: SinkPlace | None = None  # the sink that did it
 
 
 def decode_job(job: DecodeJob) -> Decoded:
@@ -194,103 +196,3 @@ def _candidates(predicted: int, frames: int) -> set[int]:
     for n in range(max(predicted - _WINDOW, 1), predicted + _WINDOW + 1):
         out.update(sample_indices(n, frames).tolist())
     return out
-
-
-@dataclass(frozen=True)
-class SinkSpec:
-    """One feature set the sink writes: which backbone, which view of the frames, where.
-
-    resize/crop are the run's overrides (None: the backbone's own); `preprocessing`, when given, is
-    the one recorded in the feature set's attrs, and the sink refuses a backbone that would apply another.
-    """
-
-    name: str
-    backbone: str
-    weights: str
-    store_path: str
-    view: int
-    seed: int = 0
-    opts: tuple[tuple[str, Any], ...] = ()
-    resize: int | None = None
-    crop: int | None = None
-    preprocessing: Preprocessing | None = None
-
-
-class FeatureSink:
-    """Runs every backbone on a decoded video and writes their rows; one per device."""
-
-    def __init__(self, specs: Sequence[SinkSpec], *, device: str = "cpu", batch_size: int = 150,
-                 amp: bool | None = None, channels_last: bool | None = None, compile: bool = False,
-                 threads: int | None = None):
-        from videolt.data.store import FeatureStore
-        from videolt.extract.backbones import create_backbone
-        from videolt.extract.cores import keep_freed_memory
-
-        self.device = torch.device(device)
-        cuda = self.device.type == "cuda"
-        if threads:  # this process's intra-op threads (videolt.extract.cores sizes them)
-            torch.set_num_threads(threads)
-        if self.device.type == "cpu":  # no page faults on every forward pass (videolt.extract.cores)
-            keep_freed_memory()
-        self.amp = cuda if amp is None else amp
-        self.channels_last = cuda if channels_last is None else channels_last
-        self.batch_size = batch_size
-        self.compile = compile  # pad short batches to one shape only when compiling
-        self.specs = list(specs)
-        self.models = []
-        for spec in self.specs:
-            bb = create_backbone(spec.backbone, weights=spec.weights, seed=spec.seed, resize=spec.resize,
-                                 crop=spec.crop, **dict(spec.opts)).to(self.device)
-            if spec.preprocessing is not None and bb.preprocessing != spec.preprocessing:
-                raise StageError(f"{spec.name}: backbone {spec.backbone} would apply {bb.preprocessing}, "
-                                 f"but the feature set records {spec.preprocessing}")
-            if self.channels_last:
-                bb = bb.to(memory_format=torch.channels_last)
-            forward = torch.compile(bb) if compile else bb
-            self.models.append((bb, forward))
-        self.stores = [FeatureStore.open(spec.store_path, mode="r+") for spec in self.specs]
-        self.to_input = [bb.preprocessing.normalise() for bb, _ in self.models]  # uint8 → float, mean/std
-
-    def consume(self, d: Decoded) -> RowResult:
-        if d.failure is not None:
-            for store in self.stores:
-                store.mark_failed(d.index)
-            return RowResult(d.index, d.video_id, d.n_frames, d.failure, d.message,
-                             {s.name: d.failure for s in self.specs}, d.seconds, decode_info=d.info)
-        start = time.perf_counter()
-        sets: dict[str, ExtractFailure | None] = {}
-        message = None
-        for spec, (bb, forward), store, normalise in zip(self.specs, self.models, self.stores, self.to_input):
-            try:
-                feats = self._features(d.clips[spec.view], bb, forward, normalise)
-                store.write_row(d.index, feats, d.n_frames)
-                sets[spec.name] = None
-            except Exception as e:  # one video's inference failure never stops the batch
-                store.mark_failed(d.index)
-                sets[spec.name] = ExtractFailure.INFERENCE
-                message = f"[extract] {d.video_id}: {spec.name}: {type(e).__name__}: {e}"
-                log.warning(message)
-        return RowResult(d.index, d.video_id, d.n_frames, None, message, sets, d.seconds,
-                         time.perf_counter() - start, d.info)
-
-    @torch.inference_mode()
-    def _features(self, clip: np.ndarray, bb, forward, normalise) -> np.ndarray:
-        crop = bb.preprocessing.crop
-        if clip.shape[1:] != (3, crop, crop):
-            raise ValueError(f"clip of shape {clip.shape} for a backbone fed {crop}x{crop} crops")
-        x = torch.from_numpy(clip)  # [T, 3, c, c] uint8
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        x = normalise(x)  # [T, 3, c, c] float32
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        step = len(x) if bb.cfg.temporal else self.batch_size  # a temporal model needs the whole clip
-        outs = []
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            for i in range(0, len(x), step):
-                chunk = x[i:i + step]
-                n = len(chunk)
-                if n < step and self.compile and not bb.cfg.temporal:  # static shapes for torch.compile
-                    chunk = torch.cat([chunk, chunk[-1:].expand(step - n, *chunk.shape[1:])])
-                outs.append(forward(chunk)[:n].float())
-        return torch.cat(outs).cpu().numpy()  # [T, dim] float32

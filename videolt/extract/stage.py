@@ -1,19 +1,32 @@
 """The extract stage: pick the videos to do, create the feature sets with their provenance, run the
-decode work and the feature sink on an executor, and record every video's outcome in the manifest as
-it arrives. Killed at any moment, a rerun redoes only rows whose status is not yet `done`, and done
-rows whose data was found missing or short (`videolt.data.integrity.redo_damaged`).
+decode work and one feature sink per device on an executor, and record every video's outcome in the
+manifest as it arrives. Killed at any moment, a rerun redoes only rows whose status is not yet `done`,
+and done rows whose data was found missing or short (`videolt.data.integrity.redo_damaged`).
 
 The executor is the caller's (`videolt.pipeline.extract` builds the one the config names); the
-work and the sink are `videolt.extract.runner`'s.
+work is `videolt.extract.runner`'s, the sinks `videolt.extract.sink`'s.
+
+Where rows go: each sink writes its rows' feature chunks itself, whole (a chunk file is replaced
+atomically), and this process, the driver, alone sets a row's `n_frames` and `status` once the
+sink's result arrives, then records it in the manifest. A row is 600 KB: 8 GPUs at 33 videos/s
+are ~160 MB/s of chunks, which one driver process could not take in, convert and write besides
+its bookkeeping (a row write took ~20 ms here), while each sink writes its own 33 rows/s on two
+writer threads. The small shared arrays and the manifest have one writer, so no lock is needed
+across nodes (file locks on network filesystems are not to be trusted). On a Ray cluster the
+workdir must therefore be on a filesystem every sink's node mounts at the same path: the driver
+writes a token file into it, and a sink that cannot read it back fails before any work, in one line.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
 import time
-from contextlib import closing
+import uuid
+from contextlib import closing, contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -23,20 +36,16 @@ from videolt.data.integrity import redo_damaged
 from videolt.data.manifest import Manifest
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
-from videolt.devices import resolve_device
-from videolt.executor import Executor
+from videolt.devices import resolve_devices
+from videolt.errors import StageError
+from videolt.executor import Executor, SinkPlan, SinksLost
 from videolt.extract.backbones import BackboneCfg, create_backbone, parse_backbone_name
 from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.extract.cores import keep_freed_memory
 from videolt.extract.decoders import DECODERS, Decoder, package_version
-from videolt.extract.runner import (
-    DecodeJob,
-    FeatureSink,
-    RowResult,
-    SinkSpec,
-    View,
-    decode_job,
-)
+from videolt.extract.failures import ExtractFailure
+from videolt.extract.runner import DecodeJob, RowResult, View, decode_job
+from videolt.extract.sink import SinkRecipe, SinkSpec
 from videolt.extract.split import Split
 
 __all__ = ["run_extract"]
@@ -46,7 +55,8 @@ log = logging.getLogger(__name__)
 
 def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress: bool = True) -> dict:
     """Extract features for every downloaded video not yet done, on `executor`; returns counts of this run."""
-    device = resolve_device(cfg.device)
+    devices = resolve_devices(cfg.devices, cfg.device, executor.gpus())
+    device = torch.device(devices[0].split(":")[0])  # the kind: every sink of a run computes alike
     specs, views = _sink_specs(wd, cfg, device)
     with wd.manifest() as m:
         for spec in specs:
@@ -56,19 +66,16 @@ def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress
     counts: dict = {"videos": len(jobs), "done": 0, "failed": {}}
     if not jobs:
         return counts
-
-    def make_sink() -> FeatureSink:
-        return FeatureSink(specs, device=str(device), batch_size=cfg.batch_size, amp=cfg.amp, compile=cfg.compile,
-                           threads=cfg.torch_threads)
-
+    stores = {s.name: FeatureStore.open(s.store_path, mode="r+") for s in specs}
     start = time.perf_counter()
     split = Split(cfg)
     torch_threads = torch.get_num_threads()  # the sink may set its own in this process: given back at the end
     bar = tqdm(total=len(jobs), unit="video", file=sys.stderr, disable=not progress, desc="extract")
     try:
-        with wd.manifest() as m, closing(executor.run(decode_job, jobs, make_sink,
-                                                      sink_gpus=1 if device.type != "cpu" else 0)) as results:
-            for r in split.timed(results):
+        with wd.manifest() as m, _probe(wd) as probe, closing(
+                executor.run(decode_job, jobs, _sink_plan(cfg, specs, devices, probe))) as results:
+            for r in _lost_sinks_recorded(m, stores, split.timed(results)):
+                _settle(stores, r)
                 _record(m, r)
                 failure = r.decode_failure or next((f for f in r.sets.values() if f), None)
                 if failure is None:
@@ -88,6 +95,58 @@ def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress
     counts["split"] = split.summary(counts["seconds"])
     log.info("%s", split.describe(counts["split"]))
     return counts
+
+
+def _sink_plan(cfg: ExtractConfig, specs: list[SinkSpec], devices: list[str], probe: tuple[str, str]) -> SinkPlan:
+    """One sink per device, each holding enough videos to fill a forward while the next is copied and
+    the last written (`room`)."""
+    gpu = devices[0] != "cpu"
+    pack = cfg.pack_videos if cfg.pack_videos is not None else gpu
+    per_forward = max(cfg.batch_size // cfg.frames, 1) if pack else 1
+    room = 2 * per_forward + 1
+    amp = cfg.amp if cfg.amp is not None else gpu  # as recorded (`_provenance`), whatever a sink computes on
+    recipe = SinkRecipe(tuple(specs), batch_size=cfg.batch_size, amp=amp, compile=cfg.compile,
+                        threads=cfg.torch_threads, pack=pack, room=room, probe=probe)
+    return SinkPlan(recipe, tuple(devices), room)
+
+
+@contextmanager
+def _probe(wd: Workdir) -> Iterator[tuple[str, str]]:
+    """A token file in the workdir that every sink must read back (the workdir is shared), removed at the end."""
+    token = uuid.uuid4().hex
+    path = wd.root / ".sink-check"
+    tmp = path.with_name(f".sink-check.{token}")
+    tmp.write_text(token + "\n")
+    os.replace(tmp, path)
+    try:
+        yield str(path), token
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _settle(stores: dict[str, FeatureStore], r: RowResult) -> None:
+    """The driver's part of a row: its sink wrote the chunk; n_frames, then status, are set here."""
+    for name, failure in r.sets.items():
+        if r.decode_failure is None and failure is None:
+            stores[name].mark_done(r.index, r.n_frames)
+        else:
+            stores[name].mark_failed(r.index)
+
+
+def _lost_sinks_recorded(m: Manifest, stores: dict[str, FeatureStore],
+                         results: Iterator[RowResult]) -> Iterator[RowResult]:
+    """The results; when every sink died, the videos they held are recorded failed and the run stops."""
+    try:
+        yield from results
+    except SinksLost as e:
+        for job in e.jobs:
+            message = f"[extract] {job.video_id}: every sink died while it held this video"
+            for name, store in stores.items():
+                store.mark_failed(job.index)
+                m.record(f"features:{name}", job.index, "failed", failure=ExtractFailure.INFERENCE.value,
+                         message=message)
+        raise StageError(f"extract: {e}; they are recorded as failed (inference: rerun with --retry inference)") \
+            from None
 
 
 def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[list[SinkSpec], list[View]]:

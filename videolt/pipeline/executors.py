@@ -1,12 +1,14 @@
 """Executors: where stage functions run. They schedule and bound work; they hold no stage logic.
 
 Every stage is expressed as `work(job) -> partial` (CPU or I/O work: decoding, downloading;
-picklable, run in parallel) followed by `sink.consume(partial) -> result` (one stateful consumer per
-device: model inference and the rows it writes); the contract is `videolt.executor`'s. `threads`
-runs `work` on threads of this process, `local` in a process pool, both with the sink in this
-process; `ray` runs `work` as Ray tasks and the sink as a Ray actor (on a GPU when asked), passing
-task results to the actor by reference. All yield results as they finish, so the caller records
-each outcome at once.
+picklable, run in parallel) followed, optionally, by sinks (`SinkPlan`: one stateful consumer per
+device, model inference and the rows it writes); the contract is `videolt.executor`'s. `threads`
+runs `work` on threads of this process, `local` in a process pool, both with one sink in this
+process, or one sink process per device that decodes its share of the jobs on processes of its
+own (`videolt.pipeline.sinks`); `ray` runs `work` as Ray tasks
+and each sink as a Ray actor (one GPU each when its device is one), passing task results to the
+actors by reference (`videolt.pipeline.ray_sinks`). All yield results as they finish, so the
+caller records each outcome at once.
 
 All three honour the same stops. Ctrl-C (`KeyboardInterrupt`): no further job is taken, the jobs in
 flight finish and their results are yielded, then the interrupt is re-raised (process-pool workers
@@ -18,16 +20,19 @@ waited for, so nothing runs on after `run` returns. With `workers=0` the `local`
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
 import os
 import signal
-from concurrent.futures import FIRST_COMPLETED, Executor as _Pool, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator
+from concurrent.futures import Executor as _Pool, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, Callable, Iterator
 
 from videolt.errors import UsageError
-from videolt.executor import Executor, SinkFactory
+from videolt.executor import Executor, SinkPlan
 from videolt.pipeline.lifeline import exit_with
+from videolt.pipeline.ray_sinks import drive_on_ray
+from videolt.pipeline.sinks import InlinePool, drive, drive_sink_processes
 from videolt.registry import Registry
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "ThreadExecutor", "create_executor", "stage_executor"]
@@ -48,63 +53,21 @@ def create_executor(name: str, **opts: Any) -> Executor:
 
 
 def stage_executor(name: str, *, workers: int, in_flight: int | None = None,
-                   ray_address: str | None = None, nice: int = 0) -> Executor:
+                   ray_address: str | None = None, nice: int = 0, sinks: int = 1) -> Executor:
     """The executor a stage config names, with its `workers` (and `ray_address`, the cluster to join;
-    `nice`, the priority increment of local work processes: other executors ignore it)."""
+    `nice`, the priority increment of local work processes: other executors ignore it; `sinks`, the
+    sink actors a local Ray instance must make room for)."""
     opts: dict[str, Any] = {"address": ray_address} if ray_address is not None else {}
     if nice and name == "local":
         opts["nice"] = nice
+    if sinks > 1 and name == "ray":
+        opts["sinks"] = sinks
     return create_executor(name, workers=workers, in_flight=in_flight, **opts)
 
 
-def _identity(partial: Any) -> Any:
-    return partial
-
-
-def _drive(pool: _Pool, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int,
-           sink_factory: SinkFactory | None) -> Iterator[Any]:
-    """Run `work` over `jobs` on `pool`, at most `in_flight` at a time, pulling a job only when there is room.
-
-    The sink is built once the first jobs are handed over, so that they run while it is built (a
-    backbone takes seconds to construct, a worker pool seconds to start)."""
-    pending: set[Future] = set()
-    it = iter(jobs)
-    finish: Callable[[Any], Any] | None = None
-    try:
-        try:
-            while True:
-                while it is not None and len(pending) < in_flight:
-                    job = next(it, _END)
-                    if job is _END:
-                        it = None
-                    else:
-                        pending.add(pool.submit(work, job))
-                if finish is None:
-                    finish = sink_factory().consume if sink_factory else _identity
-                if not pending:
-                    return
-                done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    pending.discard(fut)
-                    yield finish(fut.result())
-        except KeyboardInterrupt:
-            if finish is None:  # interrupted while the sink was built: nothing can take the results
-                raise
-            log.warning("interrupted: finishing the %d jobs in flight, then stopping", len(pending))
-            while pending:
-                done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    pending.discard(fut)
-                    yield finish(fut.result())
-            raise
-    finally:  # closed early or failed: cancel what has not started, wait for what has
-        for fut in pending:
-            fut.cancel()
-        wait(pending)
-
-
 class _PoolExecutor:
-    """`work` on a `concurrent.futures` pool of `workers`, created on first use; the sink in this process."""
+    """`work` on a `concurrent.futures` pool of `workers`, created on first use; one sink in this process
+    (several: one process each, with a share of the workers)."""
 
     jobs_per_worker = 1  # default `in_flight` per worker
 
@@ -118,20 +81,39 @@ class _PoolExecutor:
     def _make_pool(self) -> _Pool:
         raise NotImplementedError
 
-    def run(self, work, jobs, sink_factory: SinkFactory | None = None, *, sink_gpus: float = 0) -> Iterator[Any]:
+    def run(self, work, jobs, sinks: SinkPlan | None = None) -> Iterator[Any]:
+        if sinks is not None and len(sinks.devices) > 1:  # a process per sink, each with its share of decoders
+            yield from drive_sink_processes(work, jobs, sinks, self.workers, self._sink_pool)
+            return
+        in_flight = self.in_flight
+        if sinks is not None:  # enough decoded partials to keep every sink full
+            in_flight = max(in_flight, self.workers + sinks.room * len(sinks.devices))
         if self.workers == 0:  # in this thread
-            finish = sink_factory().consume if sink_factory else _identity
-            for job in jobs:
-                yield finish(work(job))
+            yield from drive(InlinePool(), work, jobs, in_flight, sinks)
             return
         if self._pool is None:
             self._pool = self._make_pool()
-        yield from _drive(self._pool, work, jobs, self.in_flight, sink_factory)
+        yield from drive(self._pool, work, jobs, in_flight, sinks)
+
+    def _sink_pool(self, workers: int) -> Callable[[], _Pool]:
+        """A picklable recipe for a pool like this executor's, of `workers`, built inside a sink process."""
+        return functools.partial(_pool_like, type(self), workers, getattr(self, "nice", 0))
+
+    def gpus(self) -> int:
+        """The GPUs of this machine that torch sees."""
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def _pool_like(kind: type, workers: int, nice: int) -> _Pool:
+    """The pool an executor of `kind` would make (in a sink process: its own decoders)."""
+    return kind(workers, **({"nice": nice} if nice else {}))._make_pool()
 
 
 @EXECUTORS.register("threads")
@@ -173,13 +155,17 @@ def _init_worker(nice: int = 0, driver: int | None = None) -> None:
 
 @EXECUTORS.register("ray")
 class RayExecutor:
-    """Ray tasks for `work` (`num_cpus=1` each) and a Ray actor for the sink (`num_gpus=sink_gpus`).
+    """Ray tasks for `work` (`num_cpus=1` each) and one Ray actor per sink (`videolt.pipeline.ray_sinks`).
 
     On an early close the tasks out (at most `in_flight`) are waited for, queued ones included:
     `ray.cancel` cannot tell a queued task from a running one, and would interrupt the latter.
+    `sinks`: how many sink actors a local instance it starts must hold beside the decoders.
+    `sink_device` (tests): the device GPU sink actors compute on instead of their GPU, so that a
+    cluster of simulated nodes declaring GPUs runs on the CPU.
     """
 
-    def __init__(self, address: str | None = None, in_flight: int | None = None, workers: int | None = None):
+    def __init__(self, address: str | None = None, in_flight: int | None = None, workers: int | None = None,
+                 sinks: int = 1, sink_device: str | None = None):
         try:
             import ray
         except ImportError:
@@ -187,20 +173,21 @@ class RayExecutor:
         self._ray = ray
         self._owned = not ray.is_initialized()  # an instance someone else started is theirs to stop
         if self._owned:
-            # A local instance gets one CPU more than the decode workers: the sink actor holds one for
-            # its lifetime, and with `num_cpus=workers` no decode task could ever be scheduled.
+            # A local instance gets one CPU per sink more than the decode workers: each sink actor holds
+            # one for its lifetime, and with `num_cpus=workers` no decode task could ever be scheduled.
             kwargs: dict[str, Any] = {"address": address} if address else {
-                "num_cpus": workers + 1 if workers else None}
+                "num_cpus": workers + sinks if workers else None}
             ray.init(log_to_driver=False, include_dashboard=False, **kwargs)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.in_flight = in_flight or 2 * max(workers or cpus, 1)
+        self.sink_device = sink_device
 
-    def run(self, work, jobs, sink_factory: SinkFactory | None = None, *, sink_gpus: float = 0) -> Iterator[Any]:
+    def run(self, work, jobs, sinks: SinkPlan | None = None) -> Iterator[Any]:
         ray = self._ray
+        if sinks is not None:
+            yield from drive_on_ray(ray, work, jobs, sinks, self.in_flight, self.sink_device)
+            return
         remote_work = ray.remote(num_cpus=1)(work)
-        actor = None
-        if sink_factory is not None:
-            actor = ray.remote(num_cpus=1, num_gpus=sink_gpus)(_SinkActor).remote(sink_factory)
         pending: list = []
         it = iter(jobs)
         try:
@@ -211,8 +198,7 @@ class RayExecutor:
                         if job is _END:
                             it = None
                         else:
-                            ref = remote_work.remote(job)
-                            pending.append(actor.consume.remote(ref) if actor is not None else ref)
+                            pending.append(remote_work.remote(job))
                     if not pending:
                         return
                     yield from self._ready(pending)
@@ -224,8 +210,6 @@ class RayExecutor:
         finally:  # closed early or failed: wait for the tasks out (see the class docstring)
             if pending:
                 ray.wait(pending, num_returns=len(pending))
-            if actor is not None:  # no actor outlives its run
-                ray.kill(actor)
 
     def _ready(self, pending: list) -> Iterator[Any]:
         """Yield the results that finish within one poll, removing them from `pending`."""
@@ -234,6 +218,10 @@ class RayExecutor:
         for ref in done:
             yield self._ray.get(ref)
 
+    def gpus(self) -> int:
+        """The GPUs the Ray cluster declares."""
+        return int(self._ray.cluster_resources().get("GPU", 0))
+
     def close(self) -> None:
         """Disconnect from what this executor connected to (a joined cluster keeps running; a local
         instance it started stops); leave alone an instance that was running before it."""
@@ -241,12 +229,3 @@ class RayExecutor:
             self._ray.shutdown()
             self._owned = False
 
-
-class _SinkActor:
-    """Holds one sink inside a Ray actor process."""
-
-    def __init__(self, sink_factory: SinkFactory):
-        self.sink = sink_factory()
-
-    def consume(self, partial: Any) -> Any:
-        return self.sink.consume(partial)

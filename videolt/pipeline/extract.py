@@ -8,7 +8,7 @@ The CLI (`videolt extract`) and `videolt run` both come through here; the stage 
 from __future__ import annotations
 
 from videolt.data.workdir import Workdir
-from videolt.devices import resolve_device
+from videolt.devices import resolve_device, resolve_devices
 from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.extract.cores import sized
 from videolt.extract.stage import run_extract
@@ -16,6 +16,17 @@ from videolt.extract.verify import check_verified, require_ffmpeg, verify_featur
 from videolt.pipeline.executors import stage_executor
 
 __all__ = ["extract_features"]
+
+
+def _local_devices(config: ExtractConfig) -> list[str]:
+    """The sinks' devices as this machine sees them, for sizing its cores (a Ray cluster's are the
+    cluster's: there, the kind and count given, or one sink per GPU of this machine)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if config.executor == "ray" and config.ray_address is not None:
+        return ["cuda"] if config.devices not in (None, "auto") and "cpu" not in str(config.devices) else ["cpu"]
+    return resolve_devices(config.devices, config.device, gpus)
 
 
 def extract_features(workdir: Workdir, config: ExtractConfig, *, progress: bool = True, wait: bool = False) -> dict:
@@ -35,9 +46,10 @@ def extract_features(workdir: Workdir, config: ExtractConfig, *, progress: bool 
 
 
 def _extract(workdir: Workdir, config: ExtractConfig, progress: bool) -> dict:
-    config = sized(config, resolve_device(config.device).type)
+    devices = _local_devices(config)
+    config = sized(config, devices[0].split(":")[0], sinks=len(devices))
     executor = stage_executor(config.executor, workers=config.workers, ray_address=config.ray_address,
-                              nice=config.decoder_nice or 0)
+                              nice=config.decoder_nice or 0, sinks=len(devices))
     try:
         counts = run_extract(workdir, config, executor, progress=progress)
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -131,6 +131,44 @@ class Backbone(nn.Module):
             last = self.model(frames[n - seg :], seg)  # [seg, dim], the last n - whole are new
             feats.append(last[whole - n :])
         return torch.cat(feats).float()
+
+    @torch.inference_mode()
+    def forward_clips(self, frames: Tensor, lengths: Sequence[int]) -> Tensor:
+        """Several videos' frames, concatenated in order ([sum(lengths), 3, H, W]) → [sum(lengths), dim].
+
+        Each video is cut as `forward` cuts one; a temporal backbone runs every video's segments
+        together in one model call (videos shorter than `n_segment` run alone, each as one shorter
+        segment), so packing whole clips changes no segment, only the batch.
+        """
+        if not self.cfg.temporal or len(lengths) == 1:
+            return self(frames)
+        seg = self.cfg.n_segment or 1
+        take: list[int] = []  # the segment frames of every video, in model-call order
+        rows: list[int] = []  # for each output frame, its row in that call's output
+        alone: list[tuple[int, int]] = []  # (offset, n) of videos shorter than a segment
+        offset = 0
+        for n in lengths:
+            if n <= seg:
+                alone.append((offset, n))
+                rows.extend([-1] * n)
+            else:
+                whole = n - n % seg
+                first = len(take)
+                take.extend(range(offset, offset + whole))
+                rows.extend(range(first, first + whole))
+                if whole < n:  # the last window overlaps the previous segment; its last n - whole are new
+                    take.extend(range(offset + n - seg, offset + n))
+                    rows.extend(range(len(take) - (n - whole), len(take)))
+            offset += n
+        out = frames.new_empty((offset, self.cfg.dim), dtype=torch.float32)
+        if take:
+            index = torch.tensor(take, device=frames.device)
+            got = self.model(frames.index_select(0, index), seg).float()
+            mine = torch.tensor([k for k, r in enumerate(rows) if r >= 0], device=frames.device)
+            out[mine] = got[torch.tensor([r for r in rows if r >= 0], device=frames.device)]
+        for start, n in alone:
+            out[start:start + n] = self(frames[start:start + n])
+        return out
 
 
 def parse_backbone_name(name: str) -> tuple[str | None, str]:
