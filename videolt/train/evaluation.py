@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
 from videolt.errors import UsageError
 from videolt.train import rundir
+from videolt.train.cache import open_sources
 from videolt.train.config import config_from_run
 from videolt.train.datasets import BatchLoader, FrameSource, TestClips, chunks, split_rows
 from videolt.train.model import build_model
@@ -48,24 +49,27 @@ def predict(model: nn.Module, source: FrameSource, rows: Sequence[int], *, num_c
     """
     was_training = model.training
     model.eval()
-    dataset = TestClips(source, rows, np.zeros((len(rows), num_classes), dtype=np.float32))
-    out = np.empty((len(rows), num_classes), dtype=np.float32)
+    dataset = TestClips(source, rows, np.zeros((len(rows), 0), dtype=np.float32))
+    out = torch.empty((len(rows), num_classes), dtype=torch.float32, device=device)  # copied to the host once
     loader = BatchLoader(dataset, chunks(len(rows), batch_size), workers=workers, pin_memory=device.type == "cuda")
     for x, _, pos in loader:
         logits = model(x.to(device, non_blocking=True).float())
-        out[pos.numpy()] = torch.sigmoid(logits.float()).cpu().numpy()
+        out[pos.to(device, non_blocking=True)] = torch.sigmoid(logits.float())
     model.train(was_training)
-    return out
+    return out.cpu().numpy()
 
 
 def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", checkpoint: str = "best",
-                        device: str | None = None, batch_size: int | None = None) -> dict:
+                        device: str | None = None, batch_size: int | None = None,
+                        sources: Mapping[str, FrameSource] | None = None) -> dict:
     """A run's checkpoint scored on `split`; writes metrics, per-class AP and scores into the run dir.
 
     The model is rebuilt from the run's config.json, so any run (decoupled ones too) can be re-scored.
     The run's own result (`best` on test) also carries, under "other_selection", the test metrics of
     the epoch the other split picked (`best_val.pt` when the run selects on test), so every report can
-    show the test-selected number next to the validation-selected one.
+    show the test-selected number next to the validation-selected one. `sources` (the training run's
+    caches) are read where they hold `split`; otherwise an int8 run reads its int8 cache (features as
+    it trained and selected on them) and any other run streams from the store (bit-identical to fp16).
     """
     if split not in SPLIT_FILES:
         raise UsageError(f"split must be one of {', '.join(SPLIT_FILES)}, got {split!r}")
@@ -77,7 +81,7 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
         alternative = "best_val" if config.select_on == "test" else "best_test"
         if rundir.checkpoint_path(run_dir, alternative).is_file():
             scored = evaluate_checkpoint(wd, run_name, split="test", checkpoint=alternative, device=device,
-                                         batch_size=batch_size)
+                                         batch_size=batch_size, sources=sources)
             extra["other_selection"] = {k: scored[k] for k in ("select_on", "epoch", *rundir.METRIC_KEYS)}
     state = rundir.load_checkpoint(rundir.checkpoint_path(run_dir, checkpoint))
     labels = wd.labels()
@@ -88,7 +92,10 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
     model.load_state_dict(state["model"])
     with wd.manifest() as m:
         rows, row_labels = split_rows(m.videos([split]), store)
-    scores = predict(model.to(dev), store, rows, num_classes=labels.num_classes,
+    source = (sources or {}).get(split)
+    if source is None:
+        source = open_sources(store, {split: rows}, "int8" if config.cache == "int8" else "stream", dev)[split]
+    scores = predict(model.to(dev), source, rows, num_classes=labels.num_classes,
                      batch_size=batch_size or config.batch_size, device=dev, workers=config.workers)
     if config.decouple in RESCALING:
         extra["note"] = RESCALING_NOTE

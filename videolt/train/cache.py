@@ -1,0 +1,455 @@
+"""Feature caches: a split's rows held compactly in memory (on the GPU, else in host RAM), read like a store.
+
+Streaming reads about 96 % of every train row from disk each epoch (a clip's 60 sorted frames span
+most of the 150); at VideoLT's size that is 107 GB per epoch. A cache reads the rows once and
+serves every batch from memory. The train config's `cache` key picks it:
+
+- `stream`: no cache; every batch is read from the store.
+- `fp16`: the rows as stored (float16), bit for bit, so a run gives exactly the streaming results.
+- `int8`: one byte per value with a scale and zero point per row and channel (`quantise`): half the
+  memory of fp16 plus 5 bytes per row and channel; reads back within half a quantisation step.
+  Opt-in only: it changes the numbers a run sees.
+- `auto` (default): fp16 where it fits, else stream; never int8.
+
+Placement, per split in order (train, then the evaluation splits): on the training GPU when it fits
+beside the model, its optimizer state and one step's activations (`device_reserve` measures them
+with a probe step), else in pinned host RAM when it fits there, else the split streams and one log
+line says why.
+
+The int8 cache is written once next to its feature set, `features/.<name>.zarr.cache/<split>-int8-<key>/`,
+and later runs, the other runs of a benchmark and `videolt evaluate` map it instead of re-reading
+the set. Its key hashes the set's integrity facts (status, and size, mtime and inode of each row's
+chunk file: `FeatureStore.chunk_stats`), the set's creation time and the split's rows, never the
+data: a rewritten set gets a new key, hence a new cache, and the old one is removed. Every row is
+checked once when a cache is built (done, chunk present and of the right size, finite values, and
+unchanged by the end of the build). An fp16 cache is the store's own bytes, so it is only held in
+memory (a copy on disk would double 110 GB); inside `shared()` (the benchmark grid) every cache
+stays in memory for the next run that asks for the same rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from videolt.data.store import STATUS_DONE, FeatureStore
+from videolt.errors import VideoltError
+from videolt.train.model import autocast
+
+__all__ = ["CACHE_KINDS", "FeatureCache", "cache_bytes", "dequantise", "device_reserve", "open_sources", "quantise",
+           "shared"]
+
+log = logging.getLogger(__name__)
+
+CACHE_KINDS = ("auto", "stream", "fp16", "int8")
+_FORMAT = 1  # bump when the on-disk layout or the quantisation changes
+_BLOCK_BYTES = 256 * 2**20  # feature bytes read per block while building or loading
+_HOST_RESERVE = 2 * 2**30  # host RAM left free beyond 10 % of the total
+
+
+# -- int8 quantisation ----------------------------------------------------------------------------
+
+def quantise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows x [n, T, D] → codes uint8 [n, T, D], scale float32 [n, D], zero point uint8 [n, D].
+
+    Per row and channel, over the T frames: lo = min(min x, 0), hi = max(max x, 0), s = (hi − lo) / 255,
+    z = round(−lo / s), q = clamp(round(x / s) + z, 0, 255). `dequantise` gives (q − z)·s: zero is
+    exact (q = z), and |x̂ − x| ≤ s/2 for every value (x / s + z lies in [−0.5, 255.5]), ReLU and
+    signed features alike, up to float32 rounding.
+    """
+    x = x.float()
+    lo = x.amin(dim=1).clamp(max=0.0)  # [n, D]
+    hi = x.amax(dim=1).clamp(min=0.0)
+    scale = (hi - lo) / 255.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel: any scale, q = z = 0
+    zero = torch.round(-lo / scale).clamp(0, 255)
+    codes = (torch.round(x / scale[:, None]) + zero[:, None]).clamp(0, 255)
+    return codes.to(torch.uint8), scale, zero.to(torch.uint8)
+
+
+def dequantise(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """(q − z)·s in float32: codes [B, T, D], scale and zero [B, D]."""
+    return (codes.float() - zero.float()[:, None]) * scale[:, None]
+
+
+def cache_bytes(kind: str, rows: int, frames: int, dim: int) -> int:
+    """Memory of a cache of `rows` rows: 2 bytes per value for fp16; 1 plus 5 per row and channel for int8."""
+    if kind == "fp16":
+        return rows * frames * dim * 2
+    return rows * frames * dim + rows * dim * 5
+
+
+# -- the cache ------------------------------------------------------------------------------------
+
+class FeatureCache:
+    """Store rows `rows` (ascending) held as fp16 values or int8 codes on one device; reads like a store.
+
+    `read_frames` and `read_rows` take store rows and return torch tensors on the cache's device:
+    float16 (exactly the stored values) for fp16, float32 (dequantised) for int8.
+    """
+
+    def __init__(self, kind: str, rows: np.ndarray, codes: torch.Tensor, scale: torch.Tensor | None = None,
+                 zero: torch.Tensor | None = None, key: str = ""):
+        self.kind, self.rows, self.key = kind, np.asarray(rows, dtype=np.int64), key
+        self.codes, self.scale, self.zero = codes, scale, zero  # [N, T, D]; [N, D], [N, D] for int8
+        self.frames, self.dim = int(codes.shape[1]), int(codes.shape[2])
+
+    @property
+    def device(self) -> torch.device:
+        return self.codes.device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.codes, self.scale, self.zero) if t is not None)
+
+    def positions(self, indices: np.ndarray) -> np.ndarray:
+        """Places of store rows `indices` in the cache (KeyError for a row it does not hold)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.rows, indices), max(len(self.rows) - 1, 0))
+        if len(indices) and (not len(self.rows) or not np.array_equal(self.rows[pos], indices)):
+            raise KeyError(f"rows {np.setdiff1d(indices, self.rows)[:5].tolist()} are not in this cache")
+        return pos
+
+    def _decode(self, pos: np.ndarray, frame_idx: torch.Tensor | np.ndarray | None) -> torch.Tensor:
+        p = torch.as_tensor(pos).to(self.device, non_blocking=True)
+        if frame_idx is None:
+            codes = self.codes[p]  # [B, T, D]
+        else:
+            codes = self.codes[p[:, None], torch.as_tensor(frame_idx).to(self.device, non_blocking=True)]
+        return codes if self.kind == "fp16" else dequantise(codes, self.scale[p], self.zero[p])
+
+    def read_frames(self, indices: np.ndarray, frame_idx: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """out[k, t] = row indices[k], frame frame_idx[k, t]: [len, T, D]."""
+        return self._decode(self.positions(indices), frame_idx)
+
+    def read_rows(self, indices: np.ndarray) -> torch.Tensor:
+        """Whole rows [len, frames, D]."""
+        return self._decode(self.positions(indices), None)
+
+
+def _empty(kind: str, n: int, frames: int, dim: int, device: torch.device, pin: bool) -> list[torch.Tensor]:
+    """Uninitialised codes (and scale, zero point for int8) for `n` rows."""
+    pin = pin and device.type == "cpu"
+    dtype = torch.float16 if kind == "fp16" else torch.uint8
+    out = [torch.empty((n, frames, dim), dtype=dtype, device=device, pin_memory=pin)]
+    if kind == "int8":
+        out += [torch.empty((n, dim), dtype=torch.float32, device=device, pin_memory=pin),
+                torch.empty((n, dim), dtype=torch.uint8, device=device, pin_memory=pin)]
+    return out
+
+
+# -- building: keys, row checks, blocks -----------------------------------------------------------
+
+def _facts(store: FeatureStore, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The integrity facts of `rows`: status [n] and chunk-file (size, mtime_ns, inode) [n, 3]."""
+    return store.status()[rows], store.chunk_stats(rows)
+
+
+def _key(store: FeatureStore, rows: np.ndarray, kind: str, facts: tuple[np.ndarray, np.ndarray]) -> str:
+    h = hashlib.sha256(json.dumps({"format": _FORMAT, "kind": kind, "path": str(Path(store.path).resolve()),
+                                   "shape": [store.n, store.frames, store.dim], "dtype": str(store.dtype),
+                                   "compression": store.compression, "created": store.attrs.get("created")},
+                                  sort_keys=True).encode())
+    for a in (rows, *facts):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:20]
+
+
+def _check_rows(store: FeatureStore, rows: np.ndarray, facts: tuple[np.ndarray, np.ndarray]) -> None:
+    """Every row done, with a chunk file of the right size (any size > 0 when compressed)."""
+    status, stats = facts
+    size = store.row_bytes
+    bad = (status != STATUS_DONE) | (stats[:, 0] < 0) | ((stats[:, 0] != size) if size else (stats[:, 0] == 0))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        row = int(rows[k])
+        raise VideoltError(f"{store.path}: row {row} ({store.video_ids[row]}) cannot be cached: status "
+                           f"{int(status[k])}, chunk file of {int(stats[k, 0])} bytes (expected {size or '> 0'}); "
+                           f"{int(bad.sum())} such row(s)")
+
+
+def _blocks(store: FeatureStore, rows: np.ndarray) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, float16 rows [b, T, D]) over `rows`, each block checked for non-finite values."""
+    step = max(1, _BLOCK_BYTES // (store.frames * store.dim * 2))
+    for start in range(0, len(rows), step):
+        block = torch.from_numpy(store.read_rows(rows[start:start + step]).astype(np.float16, copy=False))
+        finite = torch.isfinite(block).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            row = int(rows[start + int(torch.nonzero(~finite)[0])])
+            raise VideoltError(f"{store.path}: row {row} ({store.video_ids[row]}) holds NaN/Inf; cannot cache it")
+        yield start, block
+
+
+def _encoded(kind: str, blocks: Iterator[tuple[int, torch.Tensor]]) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    for start, block in blocks:
+        yield start, [block] if kind == "fp16" else list(quantise(block))
+
+
+def _fill(dest: list[torch.Tensor], parts: Iterator[tuple[int, list[torch.Tensor]]]) -> None:
+    for start, arrays in parts:
+        for d, a in zip(dest, arrays):
+            d[start:start + len(a)].copy_(a, non_blocking=False)
+
+
+def _check_unchanged(store: FeatureStore, rows: np.ndarray, before: tuple[np.ndarray, np.ndarray]) -> None:
+    after = _facts(store, rows)
+    if not all(np.array_equal(a, b) for a, b in zip(before, after)):
+        raise VideoltError(f"{store.path}: rows were rewritten while their cache was built; run again")
+
+
+# -- the int8 cache on disk -------------------------------------------------------------------------
+
+_FILES = ("codes", "scale", "zero")
+
+
+def cache_root(store: FeatureStore) -> Path:
+    """`features/.<name>.zarr.cache/`, beside the set (zarr warns about foreign entries inside it)."""
+    return store.path.with_name(f".{store.path.name}.cache")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _int8_on_disk(store: FeatureStore, rows: np.ndarray, tag: str, key: str,
+                  facts: tuple[np.ndarray, np.ndarray]) -> Path | None:
+    """The folder of this int8 cache, written first if needed; None when the disk has no room (logged)."""
+    root = cache_root(store)
+    entry = root / f"{tag}-int8-{key}"
+    if (entry / "meta.json").is_file():
+        return entry
+    root.mkdir(exist_ok=True)
+    with _locked(root / f"{tag}-int8.lock"):  # one builder; DDP ranks and parallel jobs wait, then map it
+        if (entry / "meta.json").is_file():
+            return entry
+        need = cache_bytes("int8", len(rows), store.frames, store.dim)
+        free = shutil.disk_usage(root).free
+        if free < need * 1.05:
+            log.warning("cache int8 of %s: %.1f GB needed on disk, %.1f GB free; keeping it in memory only",
+                        tag, need / 1e9, free / 1e9)
+            return None
+        tmp = root / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            tic = time.perf_counter()
+            shapes = {"codes": (len(rows), store.frames, store.dim), "scale": (len(rows), store.dim),
+                      "zero": (len(rows), store.dim)}
+            dtypes = {"codes": np.uint8, "scale": np.float32, "zero": np.uint8}
+            files = [np.lib.format.open_memmap(tmp / f"{n}.npy", mode="w+", dtype=dtypes[n], shape=shapes[n])
+                     for n in _FILES]
+            _fill([torch.from_numpy(f) for f in files], _encoded("int8", _blocks(store, rows)))
+            for f in files:
+                f.flush()
+            del files
+            _check_unchanged(store, rows, facts)
+            np.save(tmp / "rows.npy", rows)
+            meta = {"format": _FORMAT, "kind": "int8", "split": tag, "key": key, "rows": int(len(rows)),
+                    "frames": store.frames, "dim": store.dim, "bytes": need, "feature_set": str(store.path),
+                    "build_seconds": round(time.perf_counter() - tic, 1)}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            os.rename(tmp, entry)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("cache int8 of %s: %d rows written to %s in %.0f s", tag, len(rows), entry, meta["build_seconds"])
+        for stale in root.glob(f"{tag}-int8-*"):  # caches of an older state of the set
+            if stale != entry:
+                shutil.rmtree(stale, ignore_errors=True)
+    return entry
+
+
+def _mapped(entry: Path) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """Blocks of a written int8 cache, read from its files."""
+    arrays = [np.load(entry / f"{n}.npy", mmap_mode="r") for n in _FILES]
+    n, frames, dim = arrays[0].shape
+    step = max(1, _BLOCK_BYTES // (frames * dim))
+    for start in range(0, n, step):
+        yield start, [torch.from_numpy(np.array(a[start:start + step])) for a in arrays]
+
+
+# -- placement --------------------------------------------------------------------------------------
+
+def host_available() -> int:
+    """Host RAM that caches may take: MemAvailable less 10 % of the total and 2 GiB."""
+    info = {}
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            info[name] = int(value.split()[0]) * 1024
+    if "MemAvailable" not in info:
+        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        info = {"MemAvailable": pages * size, "MemTotal": os.sysconf("SC_PHYS_PAGES") * size}
+    return max(0, info["MemAvailable"] - info["MemTotal"] // 10 - _HOST_RESERVE)
+
+
+def device_available(device: torch.device, reserve: int) -> int:
+    """Free memory of a CUDA `device` less `reserve` (0 for the CPU: there the host RAM counts)."""
+    if device.type != "cuda":
+        return 0
+    return max(0, torch.cuda.mem_get_info(device)[0] - reserve)
+
+
+def device_reserve(model: nn.Module, *, batch: int, clip_len: int, frames: int, dim: int, num_classes: int,
+                   device: torch.device, amp_dtype: torch.dtype | None) -> int:
+    """GPU bytes a run needs beside its caches, measured: the peak of one probe training step (forward
+    under the run's autocast, backward) and one evaluation batch of whole videos, × 1.25, plus Adam's
+    two moments and DDP's gradient buckets (3 × the parameters) and 1 GiB for the CUDA context's
+    workspaces. The model's state (batch-norm statistics, generators) and the RNGs are restored."""
+    if device.type != "cuda":
+        return 0
+    state = copy.deepcopy(model.state_dict())
+    was_training = model.training
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.random.fork_rng(devices=[device]):
+        x = torch.randn(batch, clip_len, dim, device=device)
+        y = (torch.rand(batch, num_classes, device=device) < 0.01).float()
+        model.train()
+        with autocast(device, amp_dtype):
+            logits = model(x, targets=y)
+        logits.float().sum().backward()
+        del x, y, logits
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn(batch, frames, dim, device=device))
+    peak = torch.cuda.max_memory_allocated(device) - base
+    model.load_state_dict(state)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return int(1.25 * peak) + 3 * params + 2**30
+
+
+@dataclass
+class _Room:
+    device: torch.device
+    on_device: int  # bytes the caches may take on the GPU (0 on the CPU)
+    on_host: int  # bytes they may take in host RAM
+
+    def place(self, need: int) -> torch.device | None:
+        if self.device.type == "cuda" and need <= self.on_device:
+            self.on_device -= need
+            return self.device
+        if need <= self.on_host:
+            self.on_host -= need
+            return torch.device("cpu")
+        return None
+
+    def describe(self) -> str:
+        gpu = f"{self.on_device / 1e9:.1f} GB left on {self.device} and " if self.device.type == "cuda" else ""
+        return f"{gpu}{self.on_host / 1e9:.1f} GB in host RAM"
+
+
+# -- sharing within a process (the benchmark grid) ------------------------------------------------
+
+_shared: dict[tuple, FeatureCache] | None = None
+
+
+@contextlib.contextmanager
+def shared() -> Iterator[None]:
+    """Keep every cache built inside this block for later runs of the same rows (one process)."""
+    global _shared
+    outer = _shared
+    if outer is None:
+        _shared = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _shared = None
+
+
+def _remember(store: FeatureStore, tag: str, cache: FeatureCache) -> None:
+    if _shared is None:
+        return
+    path = str(store.path)
+    for k in [k for k in _shared if k[0] != path or k[1] == tag]:  # another set's, or a stale one of this split
+        del _shared[k]
+    _shared[(path, tag, cache.kind, cache.key)] = cache
+
+
+# -- the entry point ------------------------------------------------------------------------------
+
+def open_sources(store: FeatureStore, splits: Mapping[str, np.ndarray], request: str, device: torch.device,
+                 reserve: int = 0, agree: Callable[[bool], bool] | None = None) -> dict[str, FeatureStore | FeatureCache]:
+    """What each split is read from: its cache, or the store where `request` is stream or it does not fit.
+
+    `splits` maps a split name to its store rows, in the order they claim memory (train first).
+    `reserve`: GPU bytes the run needs beside its caches (`device_reserve`). `agree` (DDP) turns this
+    rank's "the train split is cached" into the ranks' common answer, so that no rank trains on int8
+    while another streams.
+    """
+    if request not in CACHE_KINDS:
+        raise ValueError(f"cache must be one of {', '.join(CACHE_KINDS)}, got {request!r}")
+    if request == "stream":
+        return {split: store for split in splits}
+    kind = "int8" if request == "int8" else "fp16"
+    room = _Room(device, device_available(device, reserve), host_available())
+    keyed = {}
+    for split, rows in splits.items():
+        rows = np.unique(np.asarray(rows, dtype=np.int64))  # ascending, as `FeatureCache` looks rows up
+        facts = _facts(store, rows)
+        keyed[split] = (rows, facts, _key(store, rows, kind, facts))
+    held = {split: c for split, (_, _, key) in keyed.items() for k, c in (_shared or {}).items()
+            if k == (str(store.path), split, kind, key)}
+    places = {split: (held[split].device if split in held else
+                      room.place(cache_bytes(kind, len(rows), store.frames, store.dim)))
+              for split, (rows, _, _) in keyed.items()}
+    if agree is not None and "train" in places and not agree(places["train"] is not None):
+        places["train"] = None
+    out: dict[str, FeatureStore | FeatureCache] = {}
+    for split, (rows, facts, key) in keyed.items():
+        if split in held:
+            out[split] = held[split]
+            log.info("cache %s of %s: reused (%.1f GB on %s)", kind, split, held[split].nbytes / 1e9, held[split].device)
+            continue
+        where = places[split]
+        if where is None:
+            need = cache_bytes(kind, len(rows), store.frames, store.dim)
+            (log.info if request == "auto" else log.warning)(
+                "cache %s of %s (%.1f GB) does not fit (%s); streaming it from the store", kind, split, need / 1e9,
+                room.describe())
+            out[split] = store
+            continue
+        out[split] = _build(store, split, rows, facts, key, kind, where, pin=device.type == "cuda")
+        _remember(store, split, out[split])
+    return out
+
+
+def _build(store: FeatureStore, tag: str, rows: np.ndarray, facts: tuple[np.ndarray, np.ndarray], key: str,
+           kind: str, device: torch.device, pin: bool) -> FeatureCache:
+    """The cache of `rows` on `device`: read (and checked) from the store, or mapped from disk for int8."""
+    tic = time.perf_counter()
+    _check_rows(store, rows, facts)
+    dest = _empty(kind, len(rows), store.frames, store.dim, device, pin)
+    entry = _int8_on_disk(store, rows, tag, key, facts) if kind == "int8" else None
+    if entry is not None:
+        _fill(dest, _mapped(entry))
+    else:
+        _fill(dest, _encoded(kind, _blocks(store, rows)))
+        _check_unchanged(store, rows, facts)
+    cache = FeatureCache(kind, rows, *dest, key=key)
+    log.info("cache %s of %s: %d rows, %.1f GB on %s%s in %.1f s", kind, tag, len(rows), cache.nbytes / 1e9, device,
+             " (pinned)" if pin and device.type == "cpu" else "", time.perf_counter() - tic)
+    return cache
