@@ -34,6 +34,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -252,18 +253,55 @@ def _int8_cache(rows: int, frames: int, dim: int, device: torch.device):
                                                                             device=device))
 
 
-def cache_projection(sizes: Sizes, device: torch.device, budget: Budget) -> dict:
-    """The trainer's epoch over a VideoLT-sized int8 cache on the device, one evaluation pass, the projection."""
-    import numpy as np  # noqa: PLC0415
+def bench_run(source, counts, *, batch: int, clip: int, dim: int, device: torch.device):
+    """What the trainer's `_train_epoch` reads of a run: NonLinear + FrameStack (focal loss, γ = 1),
+    Adam, training from `source` (set `train_rows` and `train_targets` before each epoch)."""
     from types import SimpleNamespace  # noqa: PLC0415
 
-    from videolt.evaluate.metrics import average_precision  # noqa: PLC0415
     from videolt.train import trainer  # noqa: PLC0415
     from videolt.train.config import TrainConfig  # noqa: PLC0415
-    from videolt.train.evaluation import predict  # noqa: PLC0415
     from videolt.train.losses import create_loss  # noqa: PLC0415
     from videolt.train.methods import resolve_method  # noqa: PLC0415
     from videolt.train.mixes import create_batch_mix  # noqa: PLC0415
+
+    recipe = resolve_method("framestack")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # the trainer's default
+    model = create_aggregator("nonlinear", dim, len(counts)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    return SimpleNamespace(
+        config=TrainConfig(features="bench", batch_size=batch, clip_len=clip, workers=0),
+        env=trainer.DistEnv(), device=device, amp_dtype=None, sources={"train": source}, sampler=None,
+        mix=create_batch_mix(recipe.batch_mix, counts, 0, **recipe.mix_opts),
+        loss=create_loss(recipe.loss, counts, train_videos=int(counts.sum()), **recipe.loss_opts).to(device),
+        model=model, net=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, [30]),
+        scaler=torch.amp.GradScaler("cuda", enabled=False))
+
+
+def timed_epoch(run, rows, targets, epoch: int) -> float:
+    """Seconds of the trainer's `_train_epoch` over store rows `rows` (its end-of-epoch AP included)."""
+    from videolt.train import trainer  # noqa: PLC0415
+
+    run.train_rows, run.train_targets = rows, targets
+    sync(run.device)
+    tic = time.perf_counter()
+    trainer._train_epoch(run, epoch, progress=False)
+    sync(run.device)
+    return time.perf_counter() - tic
+
+
+def long_tail_counts(classes: int) -> "np.ndarray":
+    """Train videos per class, a power law (as VideoLT's)."""
+    import numpy as np  # noqa: PLC0415
+
+    return np.maximum(1, (2000 * np.arange(1, classes + 1, dtype=np.float64) ** -1.1).astype(np.int64))
+
+
+def cache_projection(sizes: Sizes, device: torch.device, budget: Budget) -> dict:
+    """The trainer's epoch over a VideoLT-sized int8 cache on the device, one evaluation pass, the projection."""
+    import numpy as np  # noqa: PLC0415
+
+    from videolt.evaluate.metrics import average_precision  # noqa: PLC0415
+    from videolt.train.evaluation import predict  # noqa: PLC0415
     from videolt.train.philox import clip_frames  # noqa: PLC0415
 
     if not budget.allows(45):
@@ -274,31 +312,16 @@ def cache_projection(sizes: Sizes, device: torch.device, budget: Budget) -> dict
         clip_frames(2021, 7, probe, sizes.frames, sizes.clip, device=device).cpu(),
         clip_frames(2021, 7, probe, sizes.frames, sizes.clip)))
     rng = np.random.default_rng(0)
-    counts = np.maximum(1, (2000 * np.arange(1, sizes.classes + 1, dtype=np.float64) ** -1.1).astype(np.int64))
+    counts = long_tail_counts(sizes.classes)
     train = _int8_cache(sizes.cache_rows, sizes.frames, sizes.dim, device)
     out["train_cache_gb"] = train.nbytes / 1e9
     targets = np.eye(sizes.classes, dtype=np.float32)[rng.choice(sizes.classes, sizes.cache_rows, p=counts / counts.sum())]
-    recipe = resolve_method("framestack")
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # the trainer's default
-    model = create_aggregator("nonlinear", sizes.dim, sizes.classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    run = SimpleNamespace(
-        config=TrainConfig(features="bench", batch_size=sizes.train_batch, clip_len=sizes.clip, workers=0),
-        env=trainer.DistEnv(), device=device, amp_dtype=None, sources={"train": train}, sampler=None,
-        mix=create_batch_mix(recipe.batch_mix, counts, 0, **recipe.mix_opts),
-        loss=create_loss(recipe.loss, counts, train_videos=sizes.cache_rows, **recipe.loss_opts).to(device),
-        model=model, net=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, [30]),
-        scaler=torch.amp.GradScaler("cuda", enabled=False))
+    run = bench_run(train, counts, batch=sizes.train_batch, clip=sizes.clip, dim=sizes.dim, device=device)
+    model = run.model
 
     def epoch(steps: int, epoch_no: int) -> float:
-        """Seconds of `_train_epoch` over `steps` batches of random rows (its end-of-epoch AP included)."""
         rows = np.sort(rng.choice(sizes.cache_rows, steps * sizes.train_batch, replace=False))
-        run.train_rows, run.train_targets = rows, targets[rows]
-        sync(device)
-        tic = time.perf_counter()
-        trainer._train_epoch(run, epoch_no, progress=False)
-        sync(device)
-        return time.perf_counter() - tic
+        return timed_epoch(run, rows, targets[rows], epoch_no)
 
     def ap_seconds(n: int) -> float:
         n = min(n, sizes.cache_rows)
@@ -313,6 +336,14 @@ def cache_projection(sizes: Sizes, device: torch.device, budget: Budget) -> dict
     out["step_ms"] = (epoch(sizes.cache_steps, 1) - ap_part) / sizes.cache_steps * 1e3
     out["epoch_ap_s"] = ap_seconds(sizes.cache_rows)
     print(f"cache: {out['step_ms']:.1f} ms per NonLinear + FrameStack step on the int8 cache", flush=True)
+    if device.type == "cuda":  # every wait for the GPU in an epoch of 20 steps, end of epoch included
+        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            epoch(20, 1)
+        torch.cuda.set_sync_debug_mode("default")
+        out["syncs_in_a_20_step_epoch"] = len(caught)
+        out["sync_sites"] = sorted({str(w.message).splitlines()[0][:100] for w in caught})[:6]
     if device.type == "cuda" and budget.allows(120):
         run.net = torch.compile(model)
         epoch(max(2, sizes.cache_steps // 10), 1)  # compiles
@@ -413,7 +444,9 @@ def markdown(result: dict) -> str:
                   f"| one evaluation pass of the test cache | {c['evaluation_s']:.1f} s |",
                   f"| projected epoch / 100-epoch run ({EVALUATIONS} evaluations) / Table 1 ({TABLE1_RUNS} runs) | "
                   f"{c['epoch_s']:.1f} s / {c['run_minutes']:.1f} min / {c['table1_hours']:.2f} h |",
-                  f"| clip generator: same frames on the CPU and the device | {c['clips_same_on_cpu_and_device']} |"]
+                  f"| clip generator: same frames on the CPU and the device | {c['clips_same_on_cpu_and_device']} |",
+                  f"| waits for the GPU in an epoch of 20 steps (end of epoch included) | "
+                  f"{c.get('syncs_in_a_20_step_epoch', 'not measured (no CUDA)')} |"]
     else:
         lines += ["", f"int8 cache on the device: {c.get('skipped', 'not run')}"]
     return "\n".join(lines) + "\n"

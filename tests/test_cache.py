@@ -105,6 +105,10 @@ def test_rows_are_checked_when_the_cache_is_built(tmp_path, store):
         st.write_row(i, data[i], FRAMES)
     with pytest.raises(VideoltError, match="row 3 .*v0000000003.* status 0"):
         open_sources(st, {"train": np.arange(4)}, "fp16", torch.device("cpu"))
+    nan = np.full((FRAMES, DIM), np.nan, dtype=np.float16)
+    (st.path / "feats" / "c" / "2" / "0" / "0").write_bytes(nan.tobytes())  # right size, NaN values
+    with pytest.raises(VideoltError, match=r"row 2 \(v0000000002\) holds NaN/Inf"):
+        open_sources(st, {"train": np.arange(3)}, "fp16", torch.device("cpu"))
     (st.path / "feats" / "c" / "1" / "0" / "0").write_bytes(b"short")  # a damaged chunk of a done row
     with pytest.raises(VideoltError, match="row 1 .*5 bytes"):
         open_sources(st, {"train": np.arange(3)}, "int8", torch.device("cpu"))

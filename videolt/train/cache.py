@@ -51,8 +51,8 @@ from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.errors import VideoltError
 from videolt.train.model import autocast
 
-__all__ = ["CACHE_KINDS", "FeatureCache", "cache_bytes", "dequantise", "device_reserve", "open_sources", "quantise",
-           "shared"]
+__all__ = ["CACHE_KINDS", "FeatureCache", "cache_bytes", "cache_root", "dequantise", "device_reserve", "open_sources",
+           "quantise", "shared"]
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +72,20 @@ def quantise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     exact (q = z), and |x̂ − x| ≤ s/2 for every value (x / s + z lies in [−0.5, 255.5]), ReLU and
     signed features alike, up to float32 rounding.
     """
-    x = x.float()
+    x = x.to(torch.float32, copy=True)  # worked on in place below
     lo = x.amin(dim=1).clamp(max=0.0)  # [n, D]
     hi = x.amax(dim=1).clamp(min=0.0)
     scale = (hi - lo) / 255.0
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel: any scale, q = z = 0
     zero = torch.round(-lo / scale).clamp(0, 255)
-    codes = (torch.round(x / scale[:, None]) + zero[:, None]).clamp(0, 255)
+    codes = x.div_(scale[:, None]).round_().add_(zero[:, None]).clamp_(0, 255)
     return codes.to(torch.uint8), scale, zero.to(torch.uint8)
 
 
 def dequantise(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    """(q − z)·s in float32: codes [B, T, D], scale and zero [B, D]."""
-    return (codes.float() - zero.float()[:, None]) * scale[:, None]
+    """(q − z)·s in float32: codes [B, T, D], scale and zero [B, D]. q − z is exact in int16; one product
+    follows (no fused multiply-add, which would leave a rounding error where q = z)."""
+    return codes.to(torch.int16).sub_(zero[:, None]).float().mul_(scale[:, None])
 
 
 def cache_bytes(kind: str, rows: int, frames: int, dim: int) -> int:
@@ -128,9 +129,11 @@ class FeatureCache:
     def _decode(self, pos: np.ndarray, frame_idx: torch.Tensor | np.ndarray | None) -> torch.Tensor:
         p = torch.as_tensor(pos).to(self.device, non_blocking=True)
         if frame_idx is None:
-            codes = self.codes[p]  # [B, T, D]
-        else:
-            codes = self.codes[p[:, None], torch.as_tensor(frame_idx).to(self.device, non_blocking=True)]
+            codes = self.codes.index_select(0, p)  # [B, T, D]
+        else:  # one index_select of whole frames: 7x faster on the CPU than advanced indexing
+            frame_idx = torch.as_tensor(frame_idx).to(self.device, non_blocking=True)
+            flat = (p[:, None] * self.frames + frame_idx).reshape(-1)
+            codes = self.codes.view(-1, self.dim).index_select(0, flat).view(*frame_idx.shape, self.dim)
         return codes if self.kind == "fp16" else dequantise(codes, self.scale[p], self.zero[p])
 
     def read_frames(self, indices: np.ndarray, frame_idx: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -188,9 +191,10 @@ def _blocks(store: FeatureStore, rows: np.ndarray) -> Iterator[tuple[int, torch.
     step = max(1, _BLOCK_BYTES // (store.frames * store.dim * 2))
     for start in range(0, len(rows), step):
         block = torch.from_numpy(store.read_rows(rows[start:start + step]).astype(np.float16, copy=False))
-        finite = torch.isfinite(block).flatten(1).all(dim=1)
-        if not bool(finite.all()):
-            row = int(rows[start + int(torch.nonzero(~finite)[0])])
+        special = (block.view(torch.int16) & 0x7C00) == 0x7C00  # float16 NaN/Inf: all exponent bits set
+        bad = special.flatten(1).any(dim=1)
+        if bool(bad.any()):
+            row = int(rows[start + int(torch.nonzero(bad)[0])])
             raise VideoltError(f"{store.path}: row {row} ({store.video_ids[row]}) holds NaN/Inf; cannot cache it")
         yield start, block
 
