@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.synthetic import make_workdir
+from tests.synthetic import make_workdir, random_store
 from videolt.data.store import FeatureStore
 from videolt.errors import VideoltError
 from videolt.train import cache
@@ -55,13 +55,8 @@ def test_int8_round_trip_on_extracted_features():
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[FeatureStore, np.ndarray]:
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal((N, FRAMES, DIM)).astype(np.float16)
-    path = tmp_path_factory.mktemp("feats") / "f.zarr"
-    st = FeatureStore.create(path, [f"v{i:010d}" for i in range(N)], frames=FRAMES, dim=DIM, attrs={})
-    for i in range(N):
-        st.write_row(i, data[i], FRAMES)
-    return FeatureStore.open(path), data
+    data = np.random.default_rng(0).standard_normal((N, FRAMES, DIM)).astype(np.float16)
+    return random_store(tmp_path_factory.mktemp("feats") / "f.zarr", data), data
 
 
 def test_fp16_cache_reads_exactly_like_the_store_and_int8_within_its_bound(store):
@@ -82,27 +77,21 @@ def test_fp16_cache_reads_exactly_like_the_store_and_int8_within_its_bound(store
 
 
 def test_stale_int8_cache_is_detected_and_rebuilt(tmp_path, store):
-    _, data = store
-    st = FeatureStore.create(tmp_path / "s.zarr", [f"v{i:010d}" for i in range(N)], frames=FRAMES, dim=DIM, attrs={})
-    for i in range(N):
-        st.write_row(i, data[i], FRAMES)
+    st = random_store(tmp_path / "s.zarr", store[1])
     rows = np.arange(N)
     first = open_sources(st, {"train": rows}, "int8", torch.device("cpu"))["train"]
     root = cache.cache_root(st)
     [entry] = root.glob("train-int8-*")
     again = open_sources(FeatureStore.open(st.path), {"train": rows}, "int8", torch.device("cpu"))["train"]
     assert again.key == first.key and [*root.glob("train-int8-*")] == [entry]  # mapped, not rebuilt
-    st.write_row(3, -data[3], FRAMES)  # the set is rewritten: same size, new chunk file
+    FeatureStore.open(st.path, mode="r+").write_row(3, -store[1][3], FRAMES)  # rewritten: same size, new chunk file
     fresh = open_sources(FeatureStore.open(st.path), {"train": rows}, "int8", torch.device("cpu"))["train"]
     assert fresh.key != first.key and [p.name for p in root.glob("train-int8-*")] == [f"train-int8-{fresh.key}"]
     torch.testing.assert_close(fresh.read_rows(np.array([3])), -first.read_rows(np.array([3])), atol=0.05, rtol=0)
 
 
 def test_rows_are_checked_when_the_cache_is_built(tmp_path, store):
-    _, data = store
-    st = FeatureStore.create(tmp_path / "s.zarr", [f"v{i:010d}" for i in range(4)], frames=FRAMES, dim=DIM, attrs={})
-    for i in range(3):
-        st.write_row(i, data[i], FRAMES)
+    st = random_store(tmp_path / "s.zarr", store[1][:4], done=3)
     with pytest.raises(VideoltError, match="row 3 .*v0000000003.* status 0"):
         open_sources(st, {"train": np.arange(4)}, "fp16", torch.device("cpu"))
     nan = np.full((FRAMES, DIM), np.nan, dtype=np.float16)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.synthetic import random_store
 from videolt.data.store import FeatureStore
 from videolt.train.cache import open_sources
 from videolt.train.datasets import BatchLoader, TestClips, TrainClips, chunks, clip_indices, rank_share
@@ -18,13 +19,8 @@ N, FRAMES, DIM, C = 40, 150, 16, 5
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[FeatureStore, np.ndarray]:
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal((N, FRAMES, DIM)).astype(np.float16)
-    path = tmp_path_factory.mktemp("feats") / "f.zarr"
-    st = FeatureStore.create(path, [f"v{i:010d}" for i in range(N)], frames=FRAMES, dim=DIM, attrs={})
-    for i in range(N):
-        st.write_row(i, data[i], FRAMES)
-    return FeatureStore.open(path), data
+    data = np.random.default_rng(0).standard_normal((N, FRAMES, DIM)).astype(np.float16)
+    return random_store(tmp_path_factory.mktemp("feats") / "f.zarr", data), data
 
 
 def _targets(n: int) -> np.ndarray:

@@ -63,8 +63,10 @@ class TrainClips(Dataset):
     """Item k = a clip of the video at store row `indices[order[k]]`, with multi-hot `targets[order[k]]`.
 
     `order` is this epoch's order of the train list (it may repeat videos, e.g. under class-balanced
-    sampling; default: the list as given). Item k's frames depend only on (seed, epoch, k), drawn for a
-    whole batch by one counter-based call on the device the source reads to.
+    sampling; default: the list as given). Item k's frames depend only on (seed, epoch, k), drawn by
+    the counter-based generator on the device the source reads to: per batch from a store, for the
+    whole epoch at once from a cache (one call, so a GPU launches the generator's ~200 small kernels
+    once per epoch, not per step). Both give the same integers.
     """
 
     def __init__(self, store: FrameSource, indices: Sequence[int], targets: np.ndarray, *, clip_len: int = 60,
@@ -76,12 +78,18 @@ class TrainClips(Dataset):
             raise ValueError(f"{len(self.indices)} indices but {len(self.targets)} targets")
         self.order = np.arange(len(self.indices)) if order is None else np.asarray(order, dtype=np.int64)
         self.clip_len, self.seed, self.epoch = clip_len, seed, epoch
+        device = source_device(store)
+        self._epoch_frames = None if device is None else clip_frames(
+            seed, epoch, np.arange(len(self.order)), store.frames, clip_len, device)  # [len, clip_len]
 
     def __len__(self) -> int:
         return len(self.order)
 
     def frame_idx(self, positions: Sequence[int]) -> torch.Tensor:
         """[B, clip_len] on the source's device (B = 0 for an empty DDP share)."""
+        if self._epoch_frames is not None:
+            pos = torch.as_tensor(np.asarray(positions, dtype=np.int64)).to(self._epoch_frames.device, non_blocking=True)
+            return self._epoch_frames.index_select(0, pos)
         return clip_frames(self.seed, self.epoch, np.asarray(positions, dtype=np.int64), self.store.frames,
                            self.clip_len, device=source_device(self.store) or "cpu")
 

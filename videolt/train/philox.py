@@ -21,6 +21,7 @@ _M0, _M1 = 0xD2511F53, 0xCD9E8D57  # round multipliers
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85  # key schedule (Weyl) increments
 _MASK = 0xFFFFFFFF
 STREAM_CLIPS = 0  # counter word 3 for training clips; other uses take other stream numbers
+_CHUNK = 1 << 16  # clips drawn per call inside `clip_frames`
 
 
 def _mulhilo(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +62,9 @@ def clip_frames(seed: int, epoch: int, positions: np.ndarray, frames: int, clip_
     positions = np.asarray(positions, dtype=np.int64).reshape(-1)
     if positions.size and (positions.min() < 0 or positions.max() > _MASK) or not 0 <= epoch <= _MASK:
         raise ValueError("positions and epoch must lie in [0, 2^32)")
+    if len(positions) > _CHUNK:  # bounds the temporaries of a whole epoch's draw
+        return torch.cat([clip_frames(seed, epoch, positions[i:i + _CHUNK], frames, clip_len, device)
+                          for i in range(0, len(positions), _CHUNK)])
     seed &= 2**64 - 1
     blocks = -(-clip_len // 4)
     counter = np.zeros((len(positions), blocks, 4), dtype=np.int64)
