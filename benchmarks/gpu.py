@@ -18,7 +18,8 @@ Writes DIR/gpu.json (every figure) and DIR/gpu.md (tables for benchmarks/RESULTS
    frames) timed over a few hundred steps, eagerly and with `torch.compile`, FrameStack's end-of-epoch
    AP at full size, then a test-sized cache (51,239 rows) in its place for one evaluation pass
    (`predict`), and the projected time of a 100-epoch run and of Table 1 (27 runs); it also checks
-   that the clip generator draws the same frames on the CPU and on the device.
+   that the clip generator draws the same frames on the CPU and on the device, that a cache held in
+   host RAM reads on the device like one held there, and counts the waits for the GPU of an epoch.
 Each part checks the time left (`--budget` seconds in all) and is skipped, with a line saying so,
 when too little is left. `--dry-run` runs every part on the CPU at tiny sizes (the test suite does
 this; the GPU-only comparisons say they were skipped).
@@ -301,6 +302,7 @@ def cache_projection(sizes: Sizes, device: torch.device, budget: Budget) -> dict
     import numpy as np  # noqa: PLC0415
 
     from videolt.evaluate.metrics import average_precision  # noqa: PLC0415
+    from videolt.train.cache import FeatureCache  # noqa: PLC0415
     from videolt.train.evaluation import predict  # noqa: PLC0415
     from videolt.train.philox import clip_frames  # noqa: PLC0415
 
@@ -311,6 +313,12 @@ def cache_projection(sizes: Sizes, device: torch.device, budget: Budget) -> dict
     out["clips_same_on_cpu_and_device"] = bool(torch.equal(
         clip_frames(2021, 7, probe, sizes.frames, sizes.clip, device=device).cpu(),
         clip_frames(2021, 7, probe, sizes.frames, sizes.clip)))
+    small = _int8_cache(64, sizes.frames, sizes.dim, torch.device("cpu"))  # host-held, read on the device
+    held = FeatureCache("int8", small.rows, *(t.to(device) for t in (small.codes, small.scale, small.zero)))
+    host = FeatureCache("int8", small.rows, small.codes, small.scale, small.zero, out_device=device)
+    picks = clip_frames(0, 0, np.arange(64), sizes.frames, sizes.clip)
+    out["host_cache_reads_like_device_cache"] = bool(torch.equal(host.read_frames(small.rows, picks).cpu(),
+                                                                 held.read_frames(small.rows, picks.to(device)).cpu()))
     rng = np.random.default_rng(0)
     counts = long_tail_counts(sizes.classes)
     train = _int8_cache(sizes.cache_rows, sizes.frames, sizes.dim, device)
@@ -445,6 +453,7 @@ def markdown(result: dict) -> str:
                   f"| projected epoch / 100-epoch run ({EVALUATIONS} evaluations) / Table 1 ({TABLE1_RUNS} runs) | "
                   f"{c['epoch_s']:.1f} s / {c['run_minutes']:.1f} min / {c['table1_hours']:.2f} h |",
                   f"| clip generator: same frames on the CPU and the device | {c['clips_same_on_cpu_and_device']} |",
+                  f"| a host-held int8 cache reads like a device-held one | {c['host_cache_reads_like_device_cache']} |",
                   f"| waits for the GPU in an epoch of 20 steps (end of epoch included) | "
                   f"{c.get('syncs_in_a_20_step_epoch', 'not measured (no CUDA)')} |"]
     else:

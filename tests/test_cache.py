@@ -72,8 +72,12 @@ def test_fp16_cache_reads_exactly_like_the_store_and_int8_within_its_bound(store
     int8 = open_sources(st, {"x": rows}, "int8", torch.device("cpu"))["x"]
     assert int8.codes.dtype == torch.uint8 and int8.nbytes == cache.cache_bytes("int8", 3, FRAMES, DIM)
     step = int8.scale[int8.positions(rows)]  # [4, D]
-    err = (int8.read_frames(rows, frame_idx) - torch.from_numpy(st.read_frames(rows, frame_idx)).float()).abs()
+    got = int8.read_frames(rows, frame_idx)  # gathered and dequantised by numpy on the host
+    err = (got - torch.from_numpy(st.read_frames(rows, frame_idx)).float()).abs()
     assert (err <= step[:, None] * (0.5 + 1e-4)).all()
+    pos = int8.positions(rows)  # the torch path a GPU runs gives the same bits
+    codes = int8.codes[torch.as_tensor(pos)[:, None], torch.as_tensor(frame_idx)]
+    torch.testing.assert_close(got, dequantise(codes, int8.scale[pos], int8.zero[pos]), rtol=0, atol=0)
 
 
 def test_stale_int8_cache_is_detected_and_rebuilt(tmp_path, store):

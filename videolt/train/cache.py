@@ -100,18 +100,22 @@ def cache_bytes(kind: str, rows: int, frames: int, dim: int) -> int:
 class FeatureCache:
     """Store rows `rows` (ascending) held as fp16 values or int8 codes on one device; reads like a store.
 
-    `read_frames` and `read_rows` take store rows and return torch tensors on the cache's device:
-    float16 (exactly the stored values) for fp16, float32 (dequantised) for int8.
+    `read_frames` and `read_rows` take store rows and return torch tensors on `out_device` (the
+    training device; by default where the cache is held): float16 (exactly the stored values) for
+    fp16, float32 (dequantised) for int8. A cache held in host RAM for a GPU run gathers on the host
+    and sends the gathered codes (int8: 1 byte a value) to the GPU, where they are dequantised.
     """
 
     def __init__(self, kind: str, rows: np.ndarray, codes: torch.Tensor, scale: torch.Tensor | None = None,
-                 zero: torch.Tensor | None = None, key: str = ""):
+                 zero: torch.Tensor | None = None, key: str = "", out_device: torch.device | None = None):
         self.kind, self.rows, self.key = kind, np.asarray(rows, dtype=np.int64), key
         self.codes, self.scale, self.zero = codes, scale, zero  # [N, T, D]; [N, D], [N, D] for int8
         self.frames, self.dim = int(codes.shape[1]), int(codes.shape[2])
+        self.out_device = codes.device if out_device is None else torch.device(out_device)
 
     @property
     def device(self) -> torch.device:
+        """Where the cache is held, hence where its row and frame indices go."""
         return self.codes.device
 
     @property
@@ -127,6 +131,8 @@ class FeatureCache:
         return pos
 
     def _decode(self, pos: np.ndarray, frame_idx: torch.Tensor | np.ndarray | None) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return self._decode_host(pos, frame_idx)
         p = torch.as_tensor(pos).to(self.device, non_blocking=True)
         if frame_idx is None:
             codes = self.codes.index_select(0, p)  # [B, T, D]
@@ -135,6 +141,30 @@ class FeatureCache:
             flat = (p[:, None] * self.frames + frame_idx).reshape(-1)
             codes = self.codes.view(-1, self.dim).index_select(0, flat).view(*frame_idx.shape, self.dim)
         return codes if self.kind == "fp16" else dequantise(codes, self.scale[p], self.zero[p])
+
+    def _decode_host(self, pos: np.ndarray, frame_idx: torch.Tensor | np.ndarray | None) -> torch.Tensor:
+        """The same values as the torch path, by numpy: its `take` and conversions run 2-5x faster on the CPU."""
+        codes = self.codes.numpy()
+        if frame_idx is None:
+            got = codes.take(pos, axis=0)
+        else:
+            frame_idx = frame_idx.numpy() if isinstance(frame_idx, torch.Tensor) else np.asarray(frame_idx)
+            flat = (pos[:, None] * self.frames + frame_idx).reshape(-1)
+            got = codes.reshape(-1, self.dim).take(flat, axis=0).reshape(*frame_idx.shape, self.dim)
+        if self.kind == "fp16":
+            return self._land(got)
+        scale, zero = self.scale.numpy()[pos], self.zero.numpy()[pos]
+        if self.out_device.type != "cpu":
+            return dequantise(self._land(got), self._land(scale), self._land(zero))
+        out = got.astype(np.float32)  # (q − z)·s as `dequantise`: q − z exact, then one product
+        out -= zero[:, None]
+        out *= scale[:, None]
+        return torch.from_numpy(out)
+
+    def _land(self, a: np.ndarray) -> torch.Tensor:
+        """A host array as a tensor on `out_device` (through pinned memory, without waiting for the copy)."""
+        t = torch.from_numpy(a)
+        return t if self.out_device.type == "cpu" else t.pin_memory().to(self.out_device, non_blocking=True)
 
     def read_frames(self, indices: np.ndarray, frame_idx: torch.Tensor | np.ndarray) -> torch.Tensor:
         """out[k, t] = row indices[k], frame frame_idx[k, t]: [len, T, D]."""
@@ -436,15 +466,17 @@ def open_sources(store: FeatureStore, splits: Mapping[str, np.ndarray], request:
                 room.describe())
             out[split] = store
             continue
-        out[split] = _build(store, split, rows, facts, key, kind, where, pin=device.type == "cuda")
+        out[split] = _build(store, split, rows, facts, key, kind, where, out_device=device)
         _remember(store, split, out[split])
     return out
 
 
 def _build(store: FeatureStore, tag: str, rows: np.ndarray, facts: tuple[np.ndarray, np.ndarray], key: str,
-           kind: str, device: torch.device, pin: bool) -> FeatureCache:
-    """The cache of `rows` on `device`: read (and checked) from the store, or mapped from disk for int8."""
+           kind: str, device: torch.device, out_device: torch.device) -> FeatureCache:
+    """The cache of `rows` held on `device`, read on `out_device`: read (and checked) from the store, or
+    mapped from disk for int8. Host RAM is pinned when the reads land on a GPU."""
     tic = time.perf_counter()
+    pin = out_device.type == "cuda"
     _check_rows(store, rows, facts)
     dest = _empty(kind, len(rows), store.frames, store.dim, device, pin)
     entry = _int8_on_disk(store, rows, tag, key, facts) if kind == "int8" else None
@@ -453,7 +485,7 @@ def _build(store: FeatureStore, tag: str, rows: np.ndarray, facts: tuple[np.ndar
     else:
         _fill(dest, _encoded(kind, _blocks(store, rows)))
         _check_unchanged(store, rows, facts)
-    cache = FeatureCache(kind, rows, *dest, key=key)
+    cache = FeatureCache(kind, rows, *dest, key=key, out_device=out_device)
     log.info("cache %s of %s: %d rows, %.1f GB on %s%s in %.1f s", kind, tag, len(rows), cache.nbytes / 1e9, device,
              " (pinned)" if pin and device.type == "cpu" else "", time.perf_counter() - tic)
     return cache

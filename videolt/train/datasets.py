@@ -46,7 +46,7 @@ class FrameSource(Protocol):
 
 
 def source_device(source: FrameSource) -> torch.device | None:
-    """The device a source's reads land on (a cache's), or None for a store (numpy on the host)."""
+    """Where a cache is held (its indices go there), or None for a store (numpy reads on the host)."""
     return getattr(source, "device", None)
 
 
@@ -145,10 +145,10 @@ class BatchLoader:
             raise ValueError(f"workers must be >= 0, got {workers}")
         self.dataset = dataset
         self.batches = [np.asarray(b, dtype=np.int64) for b in batches]
-        device = source_device(dataset.store)
-        on_gpu = device is not None and device.type != "cpu"
-        self.workers = 0 if on_gpu else workers
-        self.pin_memory = pin_memory and not on_gpu
+        held = source_device(dataset.store)
+        lands = getattr(dataset.store, "out_device", held)  # where a cache's reads land
+        self.workers = 0 if held is not None and held.type != "cpu" else workers
+        self.pin_memory = pin_memory and (lands is None or lands.type == "cpu")
 
     def __len__(self) -> int:
         return len(self.batches)
