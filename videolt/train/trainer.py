@@ -151,13 +151,16 @@ def _sources(config: TrainConfig, env: DistEnv, store: FeatureStore, model: nn.M
              amp_dtype: torch.dtype | None, num_classes: int, train_rows: np.ndarray,
              selection: dict[str, tuple[np.ndarray, list]]) -> dict[str, FrameSource]:
     """Each split's cache or the store (`config.cache`); only rank 0 evaluates, so only it caches the
-    evaluation splits. The GPU room left for the model and its activations is measured first."""
+    evaluation splits. The GPU room the run needs besides is measured first (model, optimizer, one
+    step's activations), plus what it keeps on the device: an epoch of clean-clip scores and targets
+    for a running AP (float32 + bool) and an evaluation's scores (float32)."""
     splits = {"train": train_rows, **({split: rows for split, (rows, _) in selection.items()} if env.rank == 0 else {})}
     reserve = 0
     if config.cache != "stream":
         reserve = device_reserve(model, batch=-(-config.batch_size // env.world), clip_len=config.clip_len,
                                  frames=store.frames, dim=store.dim, num_classes=num_classes, device=device,
                                  amp_dtype=amp_dtype)
+        reserve += num_classes * (5 * len(train_rows) + 4 * max(len(rows) for rows in splits.values()))
     return open_sources(store, splits, config.cache, device, reserve, agree=_all_ranks if env.world > 1 else None)
 
 
