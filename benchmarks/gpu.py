@@ -250,8 +250,7 @@ def _int8_cache(rows: int, frames: int, dim: int, device: torch.device):
 
     codes = torch.empty((rows, frames, dim), dtype=torch.uint8, device=device).random_(0, 256)
     scale = torch.full((rows, dim), 0.02, device=device)
-    return FeatureCache("int8", np.arange(rows), codes, scale, torch.full((rows, dim), 128, dtype=torch.uint8,
-                                                                            device=device))
+    return FeatureCache("int8", np.arange(rows), codes, scale, torch.full((rows, dim), 128.0, device=device))
 
 
 def bench_run(source, counts, *, batch: int, clip: int, dim: int, device: torch.device):

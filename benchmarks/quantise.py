@@ -3,8 +3,11 @@
     python benchmarks/quantise.py [--workdir WD --features NAME]... [--rows 64]
 
 Schemes, each a scale per row and channel (over the row's frames) or one per row:
-- int8 rc (the cache's): q = round(x / s) + z, s = (hi − lo) / 255 with lo ≤ 0 ≤ hi, read back as (q − z)·s;
-- int8 row: the same with one (lo, hi) per row;
+- int8 rc (the cache's): s = (max − min) / 255 over the channel's frames, read back as (q − z)·s, the grid on 0
+  where the channel holds 0 (so zeros are exact), else starting at its min;
+- int8 rc, 0 in every range: the same with lo = min(min, 0) and hi = max(max, 0) for every channel (this cache's
+  first design);
+- int8 row: one range per row, 0 in it;
 - fp8 e4m3 rc / row: x / s cast to torch.float8_e4m3fn with s = max |x| / 448, read back × s.
 All are exact for zeros and take one byte per value. Per feature set: the relative RMS error ‖x̂ − x‖ / ‖x‖,
 the worst per-frame cosine similarity, the largest error relative to the row's largest |x|, and the
@@ -31,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from videolt.train.cache import dequantise, quantise  # noqa: E402
 
 
-def int8_row(x: torch.Tensor) -> torch.Tensor:
-    lo = x.amin(dim=(1, 2), keepdim=True).clamp(max=0)
-    hi = x.amax(dim=(1, 2), keepdim=True).clamp(min=0)
+def int8_row(x: torch.Tensor, dims: tuple[int, ...] = (1, 2)) -> torch.Tensor:
+    lo = x.amin(dim=dims, keepdim=True).clamp(max=0)
+    hi = x.amax(dim=dims, keepdim=True).clamp(min=0)
     s = ((hi - lo) / 255).clamp(min=1e-30)
     z = torch.round(-lo / s)
     return (torch.clamp(torch.round(x / s) + z, 0, 255) - z) * s
@@ -47,6 +50,7 @@ def fp8(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
 
 SCHEMES = {
     "int8 rc (chosen)": lambda x: dequantise(*quantise(x)),
+    "int8 rc, 0 in every range": lambda x: int8_row(x, dims=(1,)),
     "int8 row": int8_row,
     "fp8 e4m3 rc": lambda x: fp8(x, True),
     "fp8 e4m3 row": lambda x: fp8(x, False),

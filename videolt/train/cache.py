@@ -7,7 +7,7 @@ serves every batch from memory. The train config's `cache` key picks it:
 - `stream`: no cache; every batch is read from the store.
 - `fp16`: the rows as stored (float16), bit for bit, so a run gives exactly the streaming results.
 - `int8`: one byte per value with a scale and zero point per row and channel (`quantise`): half the
-  memory of fp16 plus 5 bytes per row and channel; reads back within half a quantisation step.
+  memory of fp16 plus 8 bytes per row and channel; reads back within half a quantisation step.
   Opt-in only: it changes the numbers a run sees.
 - `auto` (default): fp16 where it fits, else stream; never int8.
 
@@ -57,7 +57,7 @@ __all__ = ["CACHE_KINDS", "FeatureCache", "cache_bytes", "cache_root", "dequanti
 log = logging.getLogger(__name__)
 
 CACHE_KINDS = ("auto", "stream", "fp16", "int8")
-_FORMAT = 1  # bump when the on-disk layout or the quantisation changes
+_FORMAT = 2  # bump when the on-disk layout or the quantisation changes
 _BLOCK_BYTES = 256 * 2**20  # feature bytes read per block while building or loading
 _HOST_RESERVE = 2 * 2**30  # host RAM left free beyond 10 % of the total
 
@@ -65,34 +65,37 @@ _HOST_RESERVE = 2 * 2**30  # host RAM left free beyond 10 % of the total
 # -- int8 quantisation ----------------------------------------------------------------------------
 
 def quantise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows x [n, T, D] → codes uint8 [n, T, D], scale float32 [n, D], zero point uint8 [n, D].
+    """Rows x [n, T, D] → codes uint8 [n, T, D], scale float32 [n, D], zero point float32 [n, D].
 
-    Per row and channel, over the T frames: lo = min(min x, 0), hi = max(max x, 0), s = (hi − lo) / 255,
-    z = round(−lo / s), q = clamp(round(x / s) + z, 0, 255). `dequantise` gives (q − z)·s: zero is
-    exact (q = z), and |x̂ − x| ≤ s/2 for every value (x / s + z lies in [−0.5, 255.5]), ReLU and
-    signed features alike, up to float32 rounding.
+    Per row and channel, over the T frames, with lo and hi the channel's min and max: s = (hi − lo) / 255
+    and 256 levels read back by `dequantise` as (q − z)·s. A channel that holds 0 (lo ≤ 0 ≤ hi: ReLU
+    zeros, signed features) has its grid on 0: z = round(−lo / s), an integer, so 0 reads back exactly
+    (q = z); another channel's grid starts at lo (z = −lo / s). Either way |x̂ − x| ≤ s/2 for every
+    value, up to float32 rounding.
     """
     x = x.to(torch.float32, copy=True)  # worked on in place below
-    lo = x.amin(dim=1).clamp(max=0.0)  # [n, D]
-    hi = x.amax(dim=1).clamp(min=0.0)
+    lo, hi = x.amin(dim=1), x.amax(dim=1)  # [n, D]
     scale = (hi - lo) / 255.0
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel: any scale, q = z = 0
-    zero = torch.round(-lo / scale).clamp(0, 255)
-    codes = x.div_(scale[:, None]).round_().add_(zero[:, None]).clamp_(0, 255)
-    return codes.to(torch.uint8), scale, zero.to(torch.uint8)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a constant channel: any scale, q = 0
+    holds_zero = (lo <= 0) & (hi >= 0)
+    on_zero = torch.round(-lo / scale)
+    base = torch.where(holds_zero, -on_zero * scale, lo)  # the value of code 0
+    zero = torch.where(holds_zero, on_zero, -lo / scale)
+    codes = x.sub_(base[:, None]).div_(scale[:, None]).round_().clamp_(0, 255)
+    return codes.to(torch.uint8), scale, zero
 
 
 def dequantise(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    """(q − z)·s in float32: codes [B, T, D], scale and zero [B, D]. q − z is exact in int16; one product
-    follows (no fused multiply-add, which would leave a rounding error where q = z)."""
-    return codes.to(torch.int16).sub_(zero[:, None]).float().mul_(scale[:, None])
+    """(q − z)·s in float32: codes [B, T, D], scale and zero [B, D]. The difference comes first (exact where
+    z is an integer), then one product: no fused multiply-add could leave a rounding error where q = z."""
+    return codes.float().sub_(zero[:, None]).mul_(scale[:, None])
 
 
 def cache_bytes(kind: str, rows: int, frames: int, dim: int) -> int:
-    """Memory of a cache of `rows` rows: 2 bytes per value for fp16; 1 plus 5 per row and channel for int8."""
+    """Memory of a cache of `rows` rows: 2 bytes per value for fp16; 1 plus 8 per row and channel for int8."""
     if kind == "fp16":
         return rows * frames * dim * 2
-    return rows * frames * dim + rows * dim * 5
+    return rows * frames * dim + rows * dim * 8
 
 
 # -- the cache ------------------------------------------------------------------------------------
@@ -156,7 +159,7 @@ class FeatureCache:
         scale, zero = self.scale.numpy()[pos], self.zero.numpy()[pos]
         if self.out_device.type != "cpu":
             return dequantise(self._land(got), self._land(scale), self._land(zero))
-        out = got.astype(np.float32)  # (q − z)·s as `dequantise`: q − z exact, then one product
+        out = got.astype(np.float32)  # (q − z)·s as `dequantise`: the difference, then one product
         out -= zero[:, None]
         out *= scale[:, None]
         return torch.from_numpy(out)
@@ -181,8 +184,7 @@ def _empty(kind: str, n: int, frames: int, dim: int, device: torch.device, pin: 
     dtype = torch.float16 if kind == "fp16" else torch.uint8
     out = [torch.empty((n, frames, dim), dtype=dtype, device=device, pin_memory=pin)]
     if kind == "int8":
-        out += [torch.empty((n, dim), dtype=torch.float32, device=device, pin_memory=pin),
-                torch.empty((n, dim), dtype=torch.uint8, device=device, pin_memory=pin)]
+        out += [torch.empty((n, dim), dtype=torch.float32, device=device, pin_memory=pin) for _ in range(2)]
     return out
 
 
@@ -289,7 +291,7 @@ def _int8_on_disk(store: FeatureStore, rows: np.ndarray, tag: str, key: str,
             tic = time.perf_counter()
             shapes = {"codes": (len(rows), store.frames, store.dim), "scale": (len(rows), store.dim),
                       "zero": (len(rows), store.dim)}
-            dtypes = {"codes": np.uint8, "scale": np.float32, "zero": np.uint8}
+            dtypes = {"codes": np.uint8, "scale": np.float32, "zero": np.float32}
             files = [np.lib.format.open_memmap(tmp / f"{n}.npy", mode="w+", dtype=dtypes[n], shape=shapes[n])
                      for n in _FILES]
             _fill([torch.from_numpy(f) for f in files], _encoded("int8", _blocks(store, rows)))
