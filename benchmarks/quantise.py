@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from videolt.train.cache import dequantise, quantise  # noqa: E402
+from videolt.train.quantise import dequantise, quantise  # noqa: E402
 
 
 def int8_row(x: torch.Tensor, dims: tuple[int, ...] = (1, 2)) -> torch.Tensor:

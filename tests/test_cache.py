@@ -12,8 +12,9 @@ import torch
 from tests.synthetic import make_workdir, random_store
 from videolt.data.store import FeatureStore
 from videolt.errors import VideoltError
-from videolt.train import cache
-from videolt.train.cache import FeatureCache, dequantise, open_sources, quantise
+from videolt.train import cache, memory
+from videolt.train.cache import FeatureCache, open_sources
+from videolt.train.quantise import dequantise, quantise
 
 N, FRAMES, DIM = 12, 150, 16
 
@@ -111,7 +112,7 @@ def test_rows_are_checked_when_the_cache_is_built(tmp_path, store):
 def test_a_cache_that_does_not_fit_says_so_in_one_line_and_streams(store, monkeypatch, caplog):
     st, _ = store
     per_row = cache.cache_bytes("fp16", 1, FRAMES, DIM)
-    monkeypatch.setattr(cache, "host_available", lambda: 5 * per_row)  # room for train, not for test
+    monkeypatch.setattr(memory, "host_available", lambda: 5 * per_row)  # room for train, not for test
     with caplog.at_level(logging.INFO, logger="videolt.train.cache"):
         got = open_sources(st, {"train": np.arange(5), "test": np.arange(5, 8)}, "fp16", torch.device("cpu"))
     assert isinstance(got["train"], FeatureCache) and got["test"] is st

@@ -423,12 +423,12 @@ def test_fp16_cache_gives_the_streaming_bits_for_every_method(tiny, method):
 
 
 def test_a_cache_that_does_not_fit_streams_with_the_same_result(tiny, monkeypatch, caplog):
-    from videolt.train import cache
+    from videolt.train import memory
 
     root, base = tiny
     config = dataclasses.replace(base, method="framestack", cache="fp16")
     cached = train_run(root, "fits", config, progress=False)
-    monkeypatch.setattr(cache, "host_available", lambda: 0)
+    monkeypatch.setattr(memory, "host_available", lambda: 0)
     with caplog.at_level(logging.WARNING, logger="videolt.train.cache"):
         streamed = train_run(root, "does-not-fit", config, progress=False)
     assert streamed == cached

@@ -6,13 +6,13 @@ serves every batch from memory. The train config's `cache` key picks it:
 
 - `stream`: no cache; every batch is read from the store.
 - `fp16`: the rows as stored (float16), bit for bit, so a run gives exactly the streaming results.
-- `int8`: one byte per value with a scale and zero point per row and channel (`quantise`): half the
+- `int8`: one byte per value with a scale and zero point per row and channel (`quantise.py`): half the
   memory of fp16 plus 8 bytes per row and channel; reads back within half a quantisation step.
   Opt-in only: it changes the numbers a run sees.
 - `auto` (default): fp16 where it fits, else stream; never int8.
 
 Placement, per split in order (train, then the evaluation splits): on the training GPU when it fits
-beside the model, its optimizer state and one step's activations (`device_reserve` measures them
+beside the model, its optimizer state and one step's activations (`memory.device_reserve` measures them
 with a probe step), else in pinned host RAM when it fits there, else the split streams and one log
 line says why.
 
@@ -30,7 +30,6 @@ stays in memory for the next run that asks for the same rows.
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import hashlib
 import json
@@ -39,56 +38,24 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
-from torch import nn
 
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.errors import VideoltError
-from videolt.train.model import autocast
+from videolt.train import memory
+from videolt.train.quantise import dequantise, quantise
 
-__all__ = ["CACHE_KINDS", "FeatureCache", "cache_bytes", "cache_root", "dequantise", "device_reserve", "open_sources",
-           "quantise", "shared"]
+__all__ = ["CACHE_KINDS", "FeatureCache", "cache_bytes", "cache_root", "open_sources", "shared"]
 
 log = logging.getLogger(__name__)
 
 CACHE_KINDS = ("auto", "stream", "fp16", "int8")
 _FORMAT = 2  # bump when the on-disk layout or the quantisation changes
 _BLOCK_BYTES = 256 * 2**20  # feature bytes read per block while building or loading
-_HOST_RESERVE = 2 * 2**30  # host RAM left free beyond 10 % of the total
-
-
-# -- int8 quantisation ----------------------------------------------------------------------------
-
-def quantise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows x [n, T, D] → codes uint8 [n, T, D], scale float32 [n, D], zero point float32 [n, D].
-
-    Per row and channel, over the T frames, with lo and hi the channel's min and max: s = (hi − lo) / 255
-    and 256 levels read back by `dequantise` as (q − z)·s. A channel that holds 0 (lo ≤ 0 ≤ hi: ReLU
-    zeros, signed features) has its grid on 0: z = round(−lo / s), an integer, so 0 reads back exactly
-    (q = z); another channel's grid starts at lo (z = −lo / s). Either way |x̂ − x| ≤ s/2 for every
-    value, up to float32 rounding.
-    """
-    x = x.to(torch.float32, copy=True)  # worked on in place below
-    lo, hi = x.amin(dim=1), x.amax(dim=1)  # [n, D]
-    scale = (hi - lo) / 255.0
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # a constant channel: any scale, q = 0
-    holds_zero = (lo <= 0) & (hi >= 0)
-    on_zero = torch.round(-lo / scale)
-    base = torch.where(holds_zero, -on_zero * scale, lo)  # the value of code 0
-    zero = torch.where(holds_zero, on_zero, -lo / scale)
-    codes = x.sub_(base[:, None]).div_(scale[:, None]).round_().clamp_(0, 255)
-    return codes.to(torch.uint8), scale, zero
-
-
-def dequantise(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    """(q − z)·s in float32: codes [B, T, D], scale and zero [B, D]. The difference comes first (exact where
-    z is an integer), then one product: no fused multiply-add could leave a rounding error where q = z."""
-    return codes.float().sub_(zero[:, None]).mul_(scale[:, None])
 
 
 def cache_bytes(kind: str, rows: int, frames: int, dim: int) -> int:
@@ -139,7 +106,7 @@ class FeatureCache:
         p = torch.as_tensor(pos).to(self.device, non_blocking=True)
         if frame_idx is None:
             codes = self.codes.index_select(0, p)  # [B, T, D]
-        else:  # one index_select of whole frames: 7x faster on the CPU than advanced indexing
+        else:  # one gather of whole frames (on the CPU, `index_select` beats advanced indexing 7x)
             frame_idx = torch.as_tensor(frame_idx).to(self.device, non_blocking=True)
             flat = (p[:, None] * self.frames + frame_idx).reshape(-1)
             codes = self.codes.view(-1, self.dim).index_select(0, flat).view(*frame_idx.shape, self.dim)
@@ -323,80 +290,6 @@ def _mapped(entry: Path) -> Iterator[tuple[int, list[torch.Tensor]]]:
         yield start, [torch.from_numpy(np.array(a[start:start + step])) for a in arrays]
 
 
-# -- placement --------------------------------------------------------------------------------------
-
-def host_available() -> int:
-    """Host RAM that caches may take: MemAvailable less 10 % of the total and 2 GiB."""
-    info = {}
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            info[name] = int(value.split()[0]) * 1024
-    if "MemAvailable" not in info:
-        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        info = {"MemAvailable": pages * size, "MemTotal": os.sysconf("SC_PHYS_PAGES") * size}
-    return max(0, info["MemAvailable"] - info["MemTotal"] // 10 - _HOST_RESERVE)
-
-
-def device_available(device: torch.device, reserve: int) -> int:
-    """Free memory of a CUDA `device` less `reserve` (0 for the CPU: there the host RAM counts)."""
-    if device.type != "cuda":
-        return 0
-    return max(0, torch.cuda.mem_get_info(device)[0] - reserve)
-
-
-def device_reserve(model: nn.Module, *, batch: int, clip_len: int, frames: int, dim: int, num_classes: int,
-                   device: torch.device, amp_dtype: torch.dtype | None) -> int:
-    """GPU bytes a run needs beside its caches, measured: the peak of one probe training step (forward
-    under the run's autocast, backward) and one evaluation batch of whole videos, × 1.25, plus Adam's
-    two moments and DDP's gradient buckets (3 × the parameters) and 1 GiB for the CUDA context's
-    workspaces. The model's state (batch-norm statistics, generators) and the RNGs are restored."""
-    if device.type != "cuda":
-        return 0
-    state = copy.deepcopy(model.state_dict())
-    was_training = model.training
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    with torch.random.fork_rng(devices=[device]):
-        x = torch.randn(batch, clip_len, dim, device=device)
-        y = (torch.rand(batch, num_classes, device=device) < 0.01).float()
-        model.train()
-        with autocast(device, amp_dtype):
-            logits = model(x, targets=y)
-        logits.float().sum().backward()
-        del x, y, logits
-        model.eval()
-        with torch.no_grad():
-            model(torch.randn(batch, frames, dim, device=device))
-    peak = torch.cuda.max_memory_allocated(device) - base
-    model.load_state_dict(state)
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    return int(1.25 * peak) + 3 * params + 2**30
-
-
-@dataclass
-class _Room:
-    device: torch.device
-    on_device: int  # bytes the caches may take on the GPU (0 on the CPU)
-    on_host: int  # bytes they may take in host RAM
-
-    def place(self, need: int) -> torch.device | None:
-        if self.device.type == "cuda" and need <= self.on_device:
-            self.on_device -= need
-            return self.device
-        if need <= self.on_host:
-            self.on_host -= need
-            return torch.device("cpu")
-        return None
-
-    def describe(self) -> str:
-        gpu = f"{self.on_device / 1e9:.1f} GB left on {self.device} and " if self.device.type == "cuda" else ""
-        return f"{gpu}{self.on_host / 1e9:.1f} GB in host RAM"
-
-
 # -- sharing within a process (the benchmark grid) ------------------------------------------------
 
 _shared: dict[tuple, FeatureCache] | None = None
@@ -432,7 +325,7 @@ def open_sources(store: FeatureStore, splits: Mapping[str, np.ndarray], request:
     """What each split is read from: its cache, or the store where `request` is stream or it does not fit.
 
     `splits` maps a split name to its store rows, in the order they claim memory (train first).
-    `reserve`: GPU bytes the run needs beside its caches (`device_reserve`). `agree` (DDP) turns this
+    `reserve`: GPU bytes the run needs beside its caches (`memory.device_reserve`). `agree` (DDP) turns this
     rank's "the train split is cached" into the ranks' common answer, so that no rank trains on int8
     while another streams.
     """
@@ -441,7 +334,7 @@ def open_sources(store: FeatureStore, splits: Mapping[str, np.ndarray], request:
     if request == "stream":
         return {split: store for split in splits}
     kind = "int8" if request == "int8" else "fp16"
-    room = _Room(device, device_available(device, reserve), host_available())
+    room = memory.Room(device, memory.device_available(device, reserve), memory.host_available())
     keyed = {}
     for split, rows in splits.items():
         rows = np.unique(np.asarray(rows, dtype=np.int64))  # ascending, as `FeatureCache` looks rows up

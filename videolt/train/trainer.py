@@ -41,11 +41,12 @@ from videolt.devices import resolve_device
 from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import metrics
 from videolt.train import rundir
-from videolt.train.cache import device_reserve, open_sources
+from videolt.train.cache import open_sources
 from videolt.train.config import RUNTIME_FIELDS, TrainConfig, setting_changes
 from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, rank_share, split_rows
 from videolt.train.evaluation import evaluate_checkpoint, predict
 from videolt.train.losses import create_loss, loss_options
+from videolt.train.memory import device_reserve
 from videolt.train.methods import MethodSpec, resolve_method
 from videolt.train.mixes import BatchMix, Gather, create_batch_mix
 from videolt.train.model import Decoupled, autocast, build_model, resolve_amp
