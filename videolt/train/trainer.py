@@ -198,7 +198,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
     for step, ((x, y, pos), batch) in enumerate(zip(bar, global_batches)):
         x = x.to(dev, non_blocking=True).float()  # [B, T, D]
         y = y.to(dev, non_blocking=True)  # [B, C]
-        mask = None if drawn is None else sample_mask(y, torch.as_tensor(drawn[pos.numpy()], device=dev))
+        mask = None if drawn is None else sample_mask(y, torch.from_numpy(drawn[pos.numpy()]).to(dev, non_blocking=True))
         xin, yin = mix.mix_clips(x, y)
 
         def mix_embeddings(e: torch.Tensor) -> torch.Tensor:  # runs inside the forward, between embed and head
