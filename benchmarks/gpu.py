@@ -17,7 +17,14 @@ Writes DIR/gpu.json (every figure) and DIR/gpu.md (tables for benchmarks/RESULTS
    several GPUs, N sink processes against N × one (goal ≥ 0.9); with one, a line says it is
    unmeasured (needs zarr);
 5. the whole extract stage, decoding included, on one decode process per core, when PyAV and zarr
-   are importable (carried as wheels: benchmarks/gpu.sh); otherwise a line says it was skipped.
+   are importable (carried as wheels: benchmarks/gpu.sh); otherwise a line says it was skipped;
+6. (run first) a VideoLT-sized int8 feature cache made on the device (179,334 × 150 × 2048 random
+   codes): the trainer's own epoch function (`_train_epoch`, NonLinear + FrameStack, batch 128 × 60
+   frames) timed over a few hundred steps, eagerly and with `torch.compile`, FrameStack's end-of-epoch
+   AP at full size, then a test-sized cache (51,239 rows) in its place for one evaluation pass
+   (`predict`), and the projected time of a 100-epoch run and of Table 1 (27 runs); it also checks
+   that the clip generator draws the same frames on the CPU and on the device, that a cache held in
+   host RAM reads on the device like one held there, and counts the waits for the GPU of an epoch.
 Each part checks the time left (`--budget` seconds in all) and is skipped, with a line saying so,
 when too little is left. `--dry-run` runs every part on the CPU at tiny sizes (the test suite does
 this; the GPU-only comparisons say they were skipped).
@@ -34,6 +41,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -64,12 +72,16 @@ class Sizes:
     stage_videos: int
     stage_seconds: float  # length of each generated stage video
     sink_videos: int  # videos through the sink per measurement
+    cache_rows: int = 179_334  # VideoLT's train split
+    cache_test_rows: int = 51_239  # and its test split
+    cache_steps: int = 300  # training steps timed on the cache
 
 
 FULL = Sizes(backbones=BACKBONES, frames=150, crop=Preprocessing().crop, seconds=4.0, train_batch=128, clip=60, dim=2048, classes=1004,
              agree_frames=16, stage_videos=32, stage_seconds=150.0, sink_videos=48)
 DRY = Sizes(backbones=("resnet50", "tsm_r50"), frames=8, crop=32, seconds=0.05, train_batch=4, clip=4, dim=64, classes=10, agree_frames=8,
-            stage_videos=2, stage_seconds=2.0, sink_videos=4)
+            stage_videos=2, stage_seconds=2.0, sink_videos=4, cache_rows=96, cache_test_rows=24, cache_steps=6)
+EPOCHS, EVALUATIONS, TABLE1_RUNS = 100, 20, 27  # the paper's recipe (an evaluation every 5 epochs); Table 1's grid
 
 
 class Budget:
@@ -351,6 +363,143 @@ def stage(sizes: Sizes, device: torch.device, budget: Budget, sources: list[Path
             "sources": [str(s) for s in sources]}
 
 
+def _int8_cache(rows: int, frames: int, dim: int, device: torch.device):
+    """A `FeatureCache` of random int8 codes made on the device (no host copy of 55 GB)."""
+    import numpy as np  # noqa: PLC0415
+
+    from videolt.train.cache import FeatureCache  # noqa: PLC0415
+
+    codes = torch.empty((rows, frames, dim), dtype=torch.uint8, device=device).random_(0, 256)
+    scale = torch.full((rows, dim), 0.02, device=device)
+    return FeatureCache("int8", np.arange(rows), codes, scale, torch.full((rows, dim), 128.0, device=device))
+
+
+def bench_run(source, counts, *, batch: int, clip: int, dim: int, device: torch.device):
+    """What the trainer's `_train_epoch` reads of a run: NonLinear + FrameStack (focal loss, γ = 1),
+    Adam, training from `source` (set `train_rows` and `train_targets` before each epoch)."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from videolt.train import trainer  # noqa: PLC0415
+    from videolt.train.config import TrainConfig  # noqa: PLC0415
+    from videolt.train.losses import create_loss  # noqa: PLC0415
+    from videolt.train.methods import resolve_method  # noqa: PLC0415
+    from videolt.train.mixes import create_batch_mix  # noqa: PLC0415
+
+    recipe = resolve_method("framestack")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # the trainer's default
+    model = create_aggregator("nonlinear", dim, len(counts)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    return SimpleNamespace(
+        config=TrainConfig(features="bench", batch_size=batch, clip_len=clip, workers=0),
+        env=trainer.DistEnv(), device=device, amp_dtype=None, sources={"train": source}, sampler=None,
+        mix=create_batch_mix(recipe.batch_mix, counts, 0, **recipe.mix_opts),
+        loss=create_loss(recipe.loss, counts, train_videos=int(counts.sum()), **recipe.loss_opts).to(device),
+        model=model, net=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, [30]),
+        scaler=torch.amp.GradScaler("cuda", enabled=False))
+
+
+def timed_epoch(run, rows, targets, epoch: int) -> float:
+    """Seconds of the trainer's `_train_epoch` over store rows `rows` (its end-of-epoch AP included)."""
+    from videolt.train import trainer  # noqa: PLC0415
+
+    run.train_rows, run.train_targets = rows, targets
+    sync(run.device)
+    tic = time.perf_counter()
+    trainer._train_epoch(run, epoch, progress=False)
+    sync(run.device)
+    return time.perf_counter() - tic
+
+
+def long_tail_counts(classes: int) -> "np.ndarray":
+    """Train videos per class, a power law (as VideoLT's)."""
+    import numpy as np  # noqa: PLC0415
+
+    return np.maximum(1, (2000 * np.arange(1, classes + 1, dtype=np.float64) ** -1.1).astype(np.int64))
+
+
+def cache_projection(sizes: Sizes, device: torch.device, budget: Budget) -> dict:
+    """The trainer's epoch over a VideoLT-sized int8 cache on the device, one evaluation pass, the projection."""
+    import numpy as np  # noqa: PLC0415
+
+    from videolt.evaluate.metrics import average_precision  # noqa: PLC0415
+    from videolt.train.cache import FeatureCache  # noqa: PLC0415
+    from videolt.train.evaluation import predict  # noqa: PLC0415
+    from videolt.train.philox import clip_frames  # noqa: PLC0415
+
+    if not budget.allows(45):
+        return {"skipped": f"out of time ({budget.left():.0f} s left)"}
+    out: dict[str, Any] = {"train_rows": sizes.cache_rows, "test_rows": sizes.cache_test_rows}
+    probe = np.arange(0, 20 * sizes.cache_rows, 7) % 2**32
+    out["clips_same_on_cpu_and_device"] = bool(torch.equal(
+        clip_frames(2021, 7, probe, sizes.frames, sizes.clip, device=device).cpu(),
+        clip_frames(2021, 7, probe, sizes.frames, sizes.clip)))
+    small = _int8_cache(64, sizes.frames, sizes.dim, torch.device("cpu"))  # host-held, read on the device
+    held = FeatureCache("int8", small.rows, *(t.to(device) for t in (small.codes, small.scale, small.zero)))
+    host = FeatureCache("int8", small.rows, small.codes, small.scale, small.zero, out_device=device)
+    picks = clip_frames(0, 0, np.arange(64), sizes.frames, sizes.clip)
+    out["host_cache_reads_like_device_cache"] = bool(torch.equal(host.read_frames(small.rows, picks).cpu(),
+                                                                 held.read_frames(small.rows, picks.to(device)).cpu()))
+    rng = np.random.default_rng(0)
+    counts = long_tail_counts(sizes.classes)
+    train = _int8_cache(sizes.cache_rows, sizes.frames, sizes.dim, device)
+    out["train_cache_gb"] = train.nbytes / 1e9
+    targets = np.eye(sizes.classes, dtype=np.float32)[rng.choice(sizes.classes, sizes.cache_rows, p=counts / counts.sum())]
+    run = bench_run(train, counts, batch=sizes.train_batch, clip=sizes.clip, dim=sizes.dim, device=device)
+    model = run.model
+
+    def epoch(steps: int, epoch_no: int) -> float:
+        rows = np.sort(rng.choice(sizes.cache_rows, steps * sizes.train_batch, replace=False))
+        return timed_epoch(run, rows, targets[rows], epoch_no)
+
+    def ap_seconds(n: int) -> float:
+        n = min(n, sizes.cache_rows)
+        scores = rng.random((n, sizes.classes), dtype=np.float32)
+        tic = time.perf_counter()
+        average_precision(scores, targets[:n])
+        return time.perf_counter() - tic
+
+    epoch(max(2, sizes.cache_steps // 10), 0)  # warm-up (FrameStack mixes from epoch 1)
+    ap_seconds(256)  # numba compiles its kernel once
+    ap_part = ap_seconds(sizes.cache_steps * sizes.train_batch)
+    out["step_ms"] = (epoch(sizes.cache_steps, 1) - ap_part) / sizes.cache_steps * 1e3
+    out["epoch_ap_s"] = ap_seconds(sizes.cache_rows)
+    print(f"cache: {out['step_ms']:.1f} ms per NonLinear + FrameStack step on the int8 cache", flush=True)
+    if device.type == "cuda":  # every wait for the GPU in an epoch of 20 steps, end of epoch included
+        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            epoch(20, 1)
+        torch.cuda.set_sync_debug_mode("default")
+        out["syncs_in_a_20_step_epoch"] = len(caught)
+        out["sync_sites"] = sorted({str(w.message).splitlines()[0][:100] for w in caught})[:6]
+    if device.type == "cuda" and budget.allows(120):
+        run.net = torch.compile(model)
+        epoch(max(2, sizes.cache_steps // 10), 1)  # compiles
+        out["step_ms_compiled"] = (epoch(sizes.cache_steps, 2) - ap_part) / sizes.cache_steps * 1e3
+        run.net = model
+    del run, train
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    test = _int8_cache(sizes.cache_test_rows, sizes.frames, sizes.dim, device)  # in the train cache's place
+    out["test_cache_gb"] = test.nbytes / 1e9
+    predict(model, test, np.arange(min(sizes.cache_test_rows, 4 * sizes.train_batch)), num_classes=sizes.classes,
+            batch_size=sizes.train_batch, device=device)  # warm-up
+    sync(device)
+    tic = time.perf_counter()
+    predict(model, test, np.arange(sizes.cache_test_rows), num_classes=sizes.classes, batch_size=sizes.train_batch,
+            device=device)
+    out["evaluation_s"] = time.perf_counter() - tic
+    del test
+    step_s = min(out["step_ms"], out.get("step_ms_compiled", out["step_ms"])) / 1e3
+    steps = -(-sizes.cache_rows // sizes.train_batch)
+    out["epoch_s"] = steps * step_s + out["epoch_ap_s"]
+    out["run_minutes"] = (EPOCHS * out["epoch_s"] + EVALUATIONS * out["evaluation_s"]) / 60
+    out["table1_hours"] = TABLE1_RUNS * out["run_minutes"] / 60
+    print(f"cache: projected {out['run_minutes']:.1f} min per 100-epoch run, {out['table1_hours']:.2f} h for "
+          f"Table 1 ({TABLE1_RUNS} runs)", flush=True)
+    return out
+
+
 def make_source(path: Path, seconds: float) -> Path:
     """A 640×360 30 fps H.264 video (x264, B-frames) of a moving, noisy pattern, written with PyAV."""
     import av  # noqa: PLC0415
@@ -424,6 +573,23 @@ def markdown(result: dict) -> str:
     s = result.get("stage", {})
     lines += ["", "stage, decoding included: " + (s["skipped"] if "skipped" in s else
                                                   f"{s['fps']:.0f} frames/s over {s['done']} videos; split {s['split']}")]
+    c = result.get("cache", {})
+    if "run_minutes" in c:
+        compiled = f"{c['step_ms_compiled']:.1f}" if "step_ms_compiled" in c else "not measured"
+        lines += ["", "| int8 cache on the device | value |", "|---|---|",
+                  f"| train cache ({c['train_rows']:,} rows) / test cache ({c['test_rows']:,} rows) | "
+                  f"{c['train_cache_gb']:.1f} GB / {c['test_cache_gb']:.1f} GB |",
+                  f"| NonLinear + FrameStack step, eager / torch.compile | {c['step_ms']:.1f} ms / {compiled} ms |",
+                  f"| FrameStack's end-of-epoch AP ({c['train_rows']:,} × classes) | {c['epoch_ap_s']:.2f} s |",
+                  f"| one evaluation pass of the test cache | {c['evaluation_s']:.1f} s |",
+                  f"| projected epoch / 100-epoch run ({EVALUATIONS} evaluations) / Table 1 ({TABLE1_RUNS} runs) | "
+                  f"{c['epoch_s']:.1f} s / {c['run_minutes']:.1f} min / {c['table1_hours']:.2f} h |",
+                  f"| clip generator: same frames on the CPU and the device | {c['clips_same_on_cpu_and_device']} |",
+                  f"| a host-held int8 cache reads like a device-held one | {c['host_cache_reads_like_device_cache']} |",
+                  f"| waits for the GPU in an epoch of 20 steps (end of epoch included) | "
+                  f"{c.get('syncs_in_a_20_step_epoch', 'not measured (no CUDA)')} |"]
+    else:
+        lines += ["", f"int8 cache on the device: {c.get('skipped', 'not run')}"]
     return "\n".join(lines) + "\n"
 
 
@@ -446,7 +612,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"environment": environment(device), "dry_run": args.dry_run}
     print(json.dumps(result["environment"]), flush=True)
-    parts = [("extraction", lambda: extraction(sizes, device, budget, compile_too=not args.dry_run)),
+    parts = [("cache", lambda: cache_projection(sizes, device, budget)),
+             ("extraction", lambda: extraction(sizes, device, budget, compile_too=not args.dry_run)),
              ("agreement", lambda: agreement(sizes, device, budget)),
              ("training", lambda: training(sizes, device, budget)),
              ("sinks", lambda: sinks(sizes, device, budget)),

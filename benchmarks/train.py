@@ -6,14 +6,16 @@ by the store's fast path) or zstd, then times, in the same process and on the sa
 
 - `ours (stream)`: videolt's batch loader streaming from the feature set (one `read_frames` call per
   batch of 128 clips, `--workers` threads reading ahead);
-- `ours (preload)`: the same loader on the timed rows preloaded into RAM as float16 (`preload: true`;
+- `ours (fp16 cache)`: the same loader on the timed rows held in RAM as float16 (`cache: fp16`;
   only the rows the timed clips use, so that the rest of the set stays in the page cache);
 - `per-item (store)`: the reference code's pattern, each item reading its video's whole [150, 2048]
   array (`read_rows`) and taking 60 frames, batches assembled by the default collate;
 - `per-item (np.load)`: the reference code itself: one float32 `<id>.npy` loaded per item
   (`--npy` of the videos are also written as .npy files for this, and read in turn: a subset that
   stays in the page cache, which flatters the reference);
-- training steps/s of the NonLinear aggregator (batch 128, 1,004 classes) on preloaded clips.
+- training steps/s of the NonLinear aggregator (batch 128, 1,004 classes) on clips in memory.
+
+benchmarks/train_scale.py measures the caches against a cold store at VideoLT's scale.
 
 Each loader's clock starts when its first batch arrives, so worker start-up is not counted; the
 loaders are timed `--repeats` times, interleaved, and the median is reported.
@@ -35,7 +37,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from videolt.data.store import FeatureStore
 from videolt.train.aggregators import create_aggregator
-from videolt.train.datasets import BatchLoader, TrainClips, chunks, clip_indices, preload
+from videolt.train.cache import open_sources
+from videolt.train.datasets import BatchLoader, TrainClips, chunks, clip_indices
 
 
 def build_store(path: Path, videos: int, frames: int, dim: int, compression: str, seed: int) -> FeatureStore:
@@ -134,8 +137,8 @@ def main() -> None:
     rows = rng.permutation(args.videos)
     targets = np.zeros((args.videos, 1), dtype=np.float32)
     start = time.perf_counter()
-    ram = preload(store, rows[:args.clips + args.batch_size])  # the rows the timed batches use
-    print(f"preload of {len(ram.rows)} rows: {time.perf_counter() - start:.1f} s")
+    ram = open_sources(store, {"timed": rows[:args.clips + args.batch_size]}, "fp16", torch.device("cpu"))["timed"]
+    print(f"fp16 cache of {len(ram.rows)} rows (the timed batches'): {time.perf_counter() - start:.1f} s")
 
     def ours(source) -> BatchLoader:
         return BatchLoader(TrainClips(source, rows, targets, seed=args.seed, epoch=0),
@@ -145,7 +148,7 @@ def main() -> None:
         "per-item (store)": DataLoader(PerItemClips(store, rows, args.seed), batch_size=args.batch_size,
                                       num_workers=args.workers),
         "ours (stream)": ours(store),
-        "ours (preload)": ours(ram),
+        "ours (fp16 cache)": ours(ram),
     }
     if args.npy:
         npy = write_npy(store, root / "npy", min(args.npy, args.videos))
@@ -160,7 +163,7 @@ def main() -> None:
     for name, r in runs.items():
         print(f"{name:>18}: {results[name]:8.0f} clips/s (median of {len(r)}: {min(r):.0f}–{max(r):.0f}), "
               f"{args.clips} clips each, {args.workers} workers")
-    for ours_name in ("ours (stream)", "ours (preload)"):
+    for ours_name in ("ours (stream)", "ours (fp16 cache)"):
         for ref in (k for k in results if k.startswith("per-item")):
             print(f"{ours_name} vs {ref}: {results[ours_name] / results[ref]:.1f}x")
     torch.manual_seed(args.seed)

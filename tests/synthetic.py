@@ -82,6 +82,17 @@ def _video(rng: np.random.Generator, protos: np.ndarray, labels: tuple[int, ...]
     return x
 
 
+def random_store(path: str | Path, data: np.ndarray, *, done: int | None = None):
+    """A feature set at `path` holding `data` [N, frames, dim] (its first `done` rows marked done; all by default)."""
+    from videolt.data.store import FeatureStore
+
+    n, frames, dim = data.shape
+    store = FeatureStore.create(path, [f"v{i:010d}" for i in range(n)], frames=frames, dim=dim, attrs={})
+    for i in range(n if done is None else done):
+        store.write_row(i, data[i], frames)
+    return FeatureStore.open(path)
+
+
 def make_workdir(root: str | Path, *, features: str = "syn", **synthetic_opts) -> tuple[Path, Synthetic]:
     """A workdir at `root/wd` with the synthetic features imported as the float16 feature set `features`."""
     from videolt.data.store import FeatureStore

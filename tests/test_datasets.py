@@ -9,23 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+from tests.synthetic import random_store
 from videolt.data.store import FeatureStore
-from videolt.train.datasets import (
-    BatchLoader, InMemoryFrames, TestClips, TrainClips, chunks, clip_indices, preload,
-)
+from videolt.train.cache import open_sources
+from videolt.train.datasets import BatchLoader, TestClips, TrainClips, chunks, clip_indices, rank_share
 
 N, FRAMES, DIM, C = 40, 150, 16, 5
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[FeatureStore, np.ndarray]:
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal((N, FRAMES, DIM)).astype(np.float16)
-    path = tmp_path_factory.mktemp("feats") / "f.zarr"
-    st = FeatureStore.create(path, [f"v{i:010d}" for i in range(N)], frames=FRAMES, dim=DIM, attrs={})
-    for i in range(N):
-        st.write_row(i, data[i], FRAMES)
-    return FeatureStore.open(path), data
+    data = np.random.default_rng(0).standard_normal((N, FRAMES, DIM)).astype(np.float16)
+    return random_store(tmp_path_factory.mktemp("feats") / "f.zarr", data), data
 
 
 def _targets(n: int) -> np.ndarray:
@@ -80,21 +75,30 @@ def test_chunks_keep_last_partial_batch():
     np.testing.assert_array_equal(np.concatenate(chunks(10, 4)), np.arange(10))
 
 
-def _epoch(source, workers: int) -> list[torch.Tensor]:
-    rows = np.arange(N)[::-1].copy()
-    ds = TrainClips(source, rows, _targets(N), seed=3, epoch=1)
-    return [torch.cat([x.reshape(len(x), -1).float(), y], 1) for x, y, _ in
-            BatchLoader(ds, chunks(N, 8), workers=workers)]
+def _epoch(source, workers: int, world: int = 1) -> torch.Tensor:
+    """One epoch's clips and targets in epoch order, read by `world` ranks that split every batch."""
+    order = np.random.default_rng(0).permutation(N)
+    ds = TrainClips(source, np.arange(N), _targets(N), seed=3, epoch=1, order=order)
+    parts = []
+    for rank in range(world):
+        shares = [rank_share(b, rank, world) for b in chunks(N, 8)]
+        parts += [(pos, torch.cat([x.reshape(len(x), -1).float(), y], 1))
+                  for x, y, pos in BatchLoader(ds, shares, workers=workers)]
+    out = torch.empty(N, ds.clip_len * DIM + C)
+    for pos, rows in parts:
+        out[pos] = rows
+    return out
 
 
-def test_same_clips_with_any_worker_count_and_with_preload(store):
-    st, _ = store
+def test_same_clips_with_any_workers_world_size_and_cache(store):
+    st, data = store
     plain = _epoch(st, 0)
-    assert len(plain) == 5
-    for got in (_epoch(st, 2), _epoch(preload(st, np.arange(N)), 0)):
-        assert len(got) == len(plain)
-        for a, b in zip(plain, got):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    order = np.random.default_rng(0).permutation(N)
+    expected = np.stack([data[order[k]][clip_indices(3, 1, k)] for k in range(N)])  # hand-gathered from numpy
+    np.testing.assert_array_equal(plain[:, :-C].reshape(N, 60, DIM).numpy(), expected.astype(np.float32))
+    fp16 = open_sources(st, {"train": np.arange(N)}, "fp16", torch.device("cpu"))["train"]
+    for got in (_epoch(st, 2), _epoch(st, 0, world=2), _epoch(st, 2, world=3), _epoch(fp16, 0), _epoch(fp16, 2, world=2)):
+        torch.testing.assert_close(got, plain, rtol=0, atol=0)
 
 
 class _Slow(TrainClips):
@@ -118,15 +122,3 @@ def test_read_ahead_keeps_order_propagates_errors_and_stops_early(store):
     for _ in BatchLoader(ds, chunks(N, 8), workers=2):
         break                                    # an abandoned loader leaves no thread behind
     assert not [t for t in threading.enumerate() if t.name.startswith("videolt-loader")]
-
-
-def test_preloaded_subset_reads_like_store(store):
-    st, data = store
-    mem = preload(st, [9, 4, 30, 4])
-    assert isinstance(mem, InMemoryFrames) and mem.data.dtype == np.float16 and len(mem.rows) == 3
-    frame_idx = np.array([[0, 149, 3], [5, 5, 5]])
-    np.testing.assert_array_equal(mem.read_frames(np.array([30, 9]), frame_idx),
-                                  st.read_frames(np.array([30, 9]), frame_idx))
-    np.testing.assert_array_equal(mem.read_rows(np.array([4])), data[[4]])
-    with pytest.raises(KeyError):
-        mem.read_rows(np.array([5]))

@@ -88,7 +88,8 @@ def _torchrun(root, run: str, config: TrainConfig) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", "-m", "videolt", "--", "train", str(root), "--features", config.features,
            "--run", run, "--method", config.method, "--epochs", str(config.epochs), "--batch-size",
-           str(config.batch_size), "--lr", str(config.lr), "--workers", "0", "--device", "cpu", "--no-progress"]
+           str(config.batch_size), "--lr", str(config.lr), "--workers", "0", "--device", "cpu", "--cache", config.cache,
+           "--no-progress"]
     for key in ("eval_every", "clip_len", "group_head", "group_tail"):
         cmd += ["--set", f"{key}={getattr(config, key)}"]
     cmd += ["--set", f"model_opts.dropout={config.model_opts['dropout']}"]
@@ -102,13 +103,13 @@ def _last(root, run: str) -> dict:
     return torch.load(root / "runs" / run / "last.pt", weights_only=True)
 
 
-@pytest.mark.parametrize("method,batch_size,epochs", [
-    ("baseline", 16, 2),  # last batch 5 → shares 3 and 2
-    ("framestack", 20, 1),  # last batch 1 → rank 1's share is empty; epoch 0 measures the AP, mixes nothing
+@pytest.mark.parametrize("method,batch_size,epochs,cache", [
+    ("baseline", 16, 2, "int8"),  # last batch 5 → shares 3 and 2; the ranks share one int8 cache on disk
+    ("framestack", 20, 1, "stream"),  # last batch 1 → rank 1's share is empty; epoch 0 measures the AP, mixes nothing
 ])
-def test_two_ranks_match_one_process(synth, method, batch_size, epochs):
+def test_two_ranks_match_one_process(synth, method, batch_size, epochs, cache):
     root, syn = synth
-    config = _config(syn, method=method, batch_size=batch_size, epochs=epochs)
+    config = _config(syn, method=method, batch_size=batch_size, epochs=epochs, cache=cache)
     single = train_run(root, f"{method}-single", config, progress=False)
     _torchrun(root, f"{method}-ddp", config)
 

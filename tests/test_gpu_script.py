@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +39,11 @@ def test_gpu_script_dry_run(tmp_path: Path) -> None:
         assert result["stage"]["done"] == 2 and result["stage"]["split"]["selective_videos"] == 2
     else:
         assert "not installed" in result["stage"]["skipped"]
+    cache = result["cache"]  # the VideoLT-sized int8 cache part, at dry-run sizes
+    assert cache["clips_same_on_cpu_and_device"] and cache["host_cache_reads_like_device_cache"]
+    assert cache["step_ms"] > 0 and cache["evaluation_s"] > 0
+    assert cache["run_minutes"] > 0 and cache["table1_hours"] == pytest.approx(27 * cache["run_minutes"] / 60)
     table = (tmp_path / "gpu.md").read_text()
+    assert "| projected epoch / 100-epoch run (20 evaluations) / Table 1 (27 runs) |" in table
     assert "| resnet50 | False | fp32 |" in table and "(dry run: CPU, tiny sizes)" in table
     assert (tmp_path / "log.txt").is_file() and (tmp_path / "nvidia-smi.txt").is_file()

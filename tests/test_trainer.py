@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from videolt.train import trainer
 from videolt.train.config import TrainConfig
 from videolt.train.decoupling import crt_run, lws_run, tau_norm_run
 from videolt.train.evaluation import EvaluateConfig, evaluate_run
+from videolt.train.methods import METHODS
 from videolt.train.model import build_model
 from videolt.train.trainer import train_run
 
@@ -133,13 +135,15 @@ def test_methods_learn(synth, base_config, method, model, opts):
     assert result["acc1"] > 1.5 / C
 
 
-# AP vector / EQL's drop generator / MOVE's frame-draw and expansion generators in the checkpoint
-@pytest.mark.parametrize("method", ["framestack", "eql", "move"])
-def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_config, monkeypatch, method):
+# AP vector / EQL's drop generator / MOVE's frame-draw and expansion generators in the checkpoint; an int8 cache
+@pytest.mark.parametrize("method,cache", [("framestack", "auto"), ("eql", "auto"), ("move", "auto"),
+                                          ("framestack", "int8")])
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_config, monkeypatch, method, cache):
     root, _ = synth
     model = "move" if method == "move" else base_config.model
     config = dataclasses.replace(base_config, method=method, epochs=4, eval_every=2, workers=0, model=model,
-                                 model_opts=SMALL_MODEL_OPTS.get(model, {}))
+                                 model_opts=SMALL_MODEL_OPTS.get(model, {}), cache=cache)
+    method = f"{method}-{cache}"
     straight = train_run(root, f"{method}-straight", config, progress=False)
 
     real_epoch = trainer._train_epoch
@@ -155,9 +159,9 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_conf
     monkeypatch.setattr(trainer, "_train_epoch", real_epoch)
     killed = torch.load(root / "runs" / f"{method}-resumed" / "last.pt", weights_only=True)
     assert killed["epoch"] == 1
-    if method == "framestack":
+    if method.startswith("framestack"):
         assert killed["batch_mix"]["running_ap"]["value"].any()  # the AP vector is in the checkpoint
-    if method == "move":
+    if method.startswith("move"):
         assert killed["model"]["_extra_state"]["generator"].dtype == torch.uint8  # the frame draws' generator
     with pytest.raises(UsageError):
         train_run(root, f"{method}-resumed", config, progress=False)  # exists: must be resumed
@@ -385,3 +389,60 @@ def test_lws_and_tau_norm_leave_every_ap_unchanged(synth, baseline, capsys):
     assert (scale > 0).all() and not torch.equal(scale, torch.ones_like(scale))
     np.testing.assert_allclose(per_class_ap("lws-inv"), source, atol=1e-6)
     assert "only Acc@k can change" in lws["note"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root, syn = make_workdir(tmp_path_factory.mktemp("tiny"), num_classes=6, videos=(48, 12, 24), dim=16, frames=30,
+                              signal=1.5)
+    return root, TrainConfig(features="syn", epochs=2, batch_size=16, lr=1e-2, eval_every=1, workers=0, clip_len=10,
+                             group_head=syn.head, group_tail=syn.tail)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_fp16_cache_gives_the_streaming_bits_for_every_method(tiny, method):
+    """The same clips, mixes and draws (FrameStack's running AP, MOVE's frame sampling, CBS's masks) from a
+    cache as from the store: identical metrics, scores and weights."""
+    root, base = tiny
+    model = METHODS.get(method).model or "nonlinear"
+    opts = {"drw_epoch": 1} if method == "ldam_drw" else {}
+    runs = {}
+    for cache in ("stream", "fp16"):
+        config = dataclasses.replace(base, method=method, method_opts=opts, model=model, cache=cache,
+                                     model_opts=SMALL_MODEL_OPTS.get(model, {}))
+        runs[cache] = (train_run(root, f"{method}-{cache}", config, progress=False),
+                       np.load(root / "runs" / f"{method}-{cache}" / "scores_test.npy"),
+                       torch.load(root / "runs" / f"{method}-{cache}" / "last.pt", weights_only=True))
+    assert runs["fp16"][0] == runs["stream"][0]
+    np.testing.assert_array_equal(runs["fp16"][1], runs["stream"][1])
+    for k, v in runs["stream"][2]["model"].items():
+        torch.testing.assert_close(runs["fp16"][2]["model"][k], v, rtol=0, atol=0)
+    torch.testing.assert_close(runs["fp16"][2]["batch_mix"], runs["stream"][2]["batch_mix"], rtol=0, atol=0)
+    logs = [(root / "runs" / f"{method}-{c}" / "train_log.csv").read_text().splitlines() for c in ("stream", "fp16")]
+    assert [line.split(",")[1] for line in logs[0]] == [line.split(",")[1] for line in logs[1]]  # the epoch losses
+
+
+def test_a_cache_that_does_not_fit_streams_with_the_same_result(tiny, monkeypatch, caplog):
+    from videolt.train import memory
+
+    root, base = tiny
+    config = dataclasses.replace(base, method="framestack", cache="fp16")
+    cached = train_run(root, "fits", config, progress=False)
+    monkeypatch.setattr(memory, "host_available", lambda: 0)
+    with caplog.at_level(logging.WARNING, logger="videolt.train.cache"):
+        streamed = train_run(root, "does-not-fit", config, progress=False)
+    assert streamed == cached
+    lines = [r.getMessage() for r in caplog.records if "does not fit" in r.getMessage()]
+    assert [line.split(" (")[0] for line in lines] == ["cache fp16 of train", "cache fp16 of test", "cache fp16 of val"]
+
+
+def test_preload_is_read_as_cache_fp16_and_int8_is_a_setting_change():
+    from videolt.config import from_dict
+    from videolt.train.config import RUNTIME_FIELDS, setting_changes
+
+    assert from_dict(TrainConfig, {"features": "f", "preload": True}).cache == "fp16"  # an older config
+    with pytest.raises(ConfigError, match="preload: superseded by cache"):
+        TrainConfig(features="f", preload=True, cache="int8")
+    old = {"features": "f", "preload": False, "lr": 1e-4}  # an older run's config.json: no cache key
+    assert setting_changes(old, {"features": "f", "cache": "fp16", "lr": 1e-4}, RUNTIME_FIELDS) == []
+    assert setting_changes(old, {"features": "f", "cache": "int8", "lr": 1e-4}, RUNTIME_FIELDS) == ["cache"]

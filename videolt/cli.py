@@ -443,7 +443,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _key(p, "--seed", config, "seed", type=int, metavar="N")
     _key(p, "--select-on", config, "select_on", choices=("test", "val"))
     _key(p, "--workers", config, "workers", type=int, metavar="N")
-    _key(p, "--preload", config, "preload", action="store_true")
+    _key(p, "--cache", config, "cache", choices=("auto", "stream", "fp16", "int8"))
     _key(p, "--device", config, "device", metavar="auto|cpu|cuda|cuda:N")
     _key(p, "--amp", config, "amp", choices=("off", "bf16", "fp16"))
     _config_args(p, "method_opts.eta=0.3 or milestones=[30,60]")

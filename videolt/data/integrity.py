@@ -24,7 +24,7 @@ from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.errors import WorkdirError
 
-__all__ = ["damaged_rows", "ids_mismatch", "lists_mismatch", "redo_damaged", "require_consistent"]
+__all__ = ["chunk_damage", "damaged_rows", "ids_mismatch", "lists_mismatch", "redo_damaged", "require_consistent"]
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,20 @@ def damaged_rows(store: FeatureStore, rows: Sequence[int] | np.ndarray | None = 
     rows = done if rows is None else np.intersect1d(np.asarray(rows, dtype=np.int64), done)
     if not store.row_chunks or not len(rows):
         return {}
-    sizes = store.chunk_stats(rows)[:, 0]
-    want = store.row_bytes
+    return {int(rows[k]): what for k, what in chunk_damage(store.chunk_stats(rows)[:, 0], store.row_bytes).items()}
+
+
+def chunk_damage(sizes: np.ndarray, want: int | None) -> dict[int, str]:
+    """{position: what is wrong} for chunk-file sizes (-1: missing) against one row's bytes (`want`;
+    None for a compressed set, where any non-empty size will do)."""
     bad = {}
-    for row, size in zip(rows.tolist(), sizes.tolist()):
+    for k, size in enumerate(sizes.tolist()):
         if size < 0:
-            bad[row] = "missing"
+            bad[k] = "missing"
         elif want is not None and size != want:
-            bad[row] = f"{size} of {want} bytes long"
+            bad[k] = f"{size} of {want} bytes long"
         elif size == 0:
-            bad[row] = "empty"
+            bad[k] = "empty"
     return bad
 
 

@@ -34,8 +34,8 @@ from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError, VideoltError, describe, write_traceback
 from videolt.evaluate import report, tables
 from videolt.pipeline.lifeline import exit_with
-from videolt.train import preflight, rundir
-from videolt.train.config import TrainConfig
+from videolt.train import cache, preflight, rundir
+from videolt.train.config import TrainConfig, setting_changes
 from videolt.train.aggregators import aggregator_defaults
 from videolt.train.methods import create_method, method_model, resolve_method, setting_key
 from videolt.train.trainer import train_run
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 TableKind = Literal["table1", "table2", "table3", "table4", "table5", "table6", "custom"]
 GRID_KEYS = ("features", "model", "model_opts", "method", "method_opts", "loss", "loss_opts", "seed")
 # Fields that may differ between a finished run and the grid without making it another experiment.
-_RUNTIME_KEYS = {"workers", "preload", "device"}
+_RUNTIME_KEYS = {"workers", "preload", "cache", "device"}
 _MAX_OPTS = 32  # longer option strings in run names are shortened and given a hash
 
 
@@ -302,10 +302,11 @@ def _train_all(wd: Workdir, cells: list[Cell], status: dict[str, str], *, jobs: 
     work = [(str(wd.root), c.run, to_dict(c.config), status[c.run] == "partial") for c in cells]
     failures: dict[str, str] = {}
     if jobs <= 1:
-        for item in work:
-            error = _train_cell(*item, progress=progress)
-            if error:
-                failures[item[1]] = error
+        with cache.shared():  # each feature set's caches are built once and serve all its runs
+            for item in work:
+                error = _train_cell(*item, progress=progress)
+                if error:
+                    failures[item[1]] = error
         return failures
     # spawn, not fork: torch's threads and CUDA do not survive a fork.
     # Each training process ends with this one (`exit_with`): none outlives a killed benchmark.
@@ -335,7 +336,7 @@ def _train_cell(root: str, run: str, config: dict, resume: bool, *, progress: bo
 def _check_same(run_dir: Path, cell: Cell) -> None:
     """A finished run is reused only if it was trained with this cell's settings."""
     saved, now = rundir.read_config(run_dir), to_dict(cell.config)
-    changed = sorted(k for k in now if k not in _RUNTIME_KEYS and saved.get(k) != now[k])
+    changed = setting_changes(saved, now, _RUNTIME_KEYS)
     if changed:
         raise ConfigError(f"{run_dir}: finished with other settings ({', '.join(changed)}); "
                           f"rename the benchmark's runs or remove that run")

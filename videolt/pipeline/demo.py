@@ -48,7 +48,7 @@ def demo_settings(workdir: str | Path = DEMO_WORKDIR, *, seed: int = 0, weights:
                         {"method": "framestack", "label": "FrameStack"}],
             "seeds": [seed],
             "train": {"epochs": 40, "batch_size": 32, "lr": 1.0e-4, "milestones": [30], "eval_every": 5,
-                      "clip_len": 6, "workers": 0, "preload": True, "group_head": 20, "group_tail": 8},
+                      "clip_len": 6, "workers": 0, "cache": "fp16", "group_head": 20, "group_tail": 8},
             "comparisons": [{"treatment": "FrameStack", "control": "baseline (BCE)"}],
             "bootstrap": 200}},
     }

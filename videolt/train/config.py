@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Collection, Literal, Mapping
 
 from videolt.config import field, from_dict
 from videolt.errors import ConfigError
 from videolt.train import rundir
 from videolt.train.methods import method_model
 
-__all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_from_run"]
+__all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_from_run", "setting_changes"]
 
-RUNTIME_FIELDS = {"workers", "preload", "device", "epochs", "eval_every"}  # may change on resume
+RUNTIME_FIELDS = {"workers", "preload", "cache", "device", "epochs", "eval_every"}  # may change on resume
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +42,11 @@ class TrainConfig:
     group_head: int = field(500, "head classes have more train videos than this")
     group_tail: int = field(100, "tail classes have at most this many train videos")
     workers: int = field(2, "threads reading batches ahead (0: read in the training loop)")
-    preload: bool = field(False, "load the train split into RAM (float16) once, onto the GPU when it fits")
+    cache: Literal["auto", "stream", "fp16", "int8"] = field(
+        "auto", "hold the splits in memory (GPU, else pinned host RAM; see train/cache.py): fp16 (the stored values, "
+                "results identical to stream), int8 (half of fp16, quantised per row and channel; opt-in), stream "
+                "(read the store every batch); auto: fp16 where it fits, else stream")
+    preload: bool = field(False, "superseded by cache: true means cache fp16 (kept so older configs and runs load)")
     amp: Literal["off", "bf16", "fp16"] = field("off", "mixed precision of the training forward (off: fp32); "
                                                 "evaluation is always fp32; bf16 also on the CPU, fp16 on CUDA only")
     tf32: bool = field(True, "allow TF32 matrix products on CUDA in fp32 training (storage stays fp32)")
@@ -64,8 +68,21 @@ class TrainConfig:
         if not 0 <= self.group_tail <= self.group_head:
             raise ConfigError(f"group_head, group_tail: expected 0 <= group_tail <= group_head (train videos), got "
                               f"{self.group_head}, {self.group_tail}")
+        if self.preload:
+            if self.cache not in ("auto", "fp16"):
+                raise ConfigError(f"preload: superseded by cache; drop it (cache: {self.cache} is set)")
+            object.__setattr__(self, "cache", "fp16")
         # '' becomes the method's aggregator (MOVE's for --method move) or nonlinear; recorded resolved.
         object.__setattr__(self, "model", method_model(self.method, self.model))
+
+
+def setting_changes(saved: Mapping[str, Any], now: Mapping[str, Any], runtime: Collection[str]) -> list[str]:
+    """Keys whose values differ between a recorded config and a new one, `runtime` keys aside, except
+    that the cache counts when it changes the features a run reads (int8 against exact fp16)."""
+    changed = {k for k in now if k not in runtime and saved.get(k) != now[k]}
+    if (saved.get("cache") == "int8") != (now.get("cache") == "int8"):
+        changed.add("cache")
+    return sorted(changed)
 
 
 def config_from_run(run_dir: Path) -> TrainConfig:

@@ -2,9 +2,11 @@
 
 The fast path reads a whole batch with one `read_frames` call (`__getitems__`, which `BatchLoader`
 calls once per batch), instead of loading each video's whole [150, D] array per item as the
-reference does. Every training item draws its frames from its own generator, seeded by (seed,
-epoch, position in the epoch), so the clips are the same whatever the number of loader workers and
-a resumed run sees exactly the clips of an uninterrupted one.
+reference does. A training item's frames are a pure function of (seed, epoch, position in the
+epoch), drawn for a whole batch by a counter-based generator (`philox.clip_frames`) on the device
+the source reads to, so the clips are the same whatever the number of loader workers or DDP ranks,
+a resumed run sees exactly the clips of an uninterrupted one, and streaming from the store and
+reading from a cache (`cache.py`) see the same clips.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from torch.utils.data import Dataset
 from videolt.data.manifest import VideoRow
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.errors import UsageError
+from videolt.train.philox import clip_frames
 
-__all__ = ["BatchLoader", "FrameSource", "InMemoryFrames", "TestClips", "TrainClips", "chunks", "clip_indices",
-           "preload", "rank_share", "split_rows"]
+__all__ = ["BatchLoader", "FrameSource", "TestClips", "TrainClips", "chunks", "clip_indices", "rank_share",
+           "source_device", "split_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -32,62 +35,24 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x [B, T, D], y [B, C]
 
 
 class FrameSource(Protocol):
-    """What the datasets read from: a `FeatureStore` or an `InMemoryFrames`."""
+    """What the datasets read from: a `FeatureStore` (numpy) or a `FeatureCache` (torch, on its `device`)."""
 
     frames: int
     dim: int
 
-    def read_frames(self, indices: np.ndarray, frame_idx: np.ndarray) -> np.ndarray: ...
+    def read_frames(self, indices: np.ndarray, frame_idx: np.ndarray) -> np.ndarray | torch.Tensor: ...
 
-    def read_rows(self, indices: np.ndarray) -> np.ndarray: ...
-
-
-class InMemoryFrames:
-    """Some store rows held in RAM (float16 numpy) or on a device (torch tensor), read like a store."""
-
-    def __init__(self, rows: np.ndarray, data: np.ndarray | torch.Tensor):
-        self.rows = np.asarray(rows, dtype=np.int64)
-        self.data = data  # [len(rows), frames, dim]
-        self.frames, self.dim = int(data.shape[1]), int(data.shape[2])
-        self._order = np.argsort(self.rows)
-
-    def _positions(self, indices: np.ndarray) -> np.ndarray:
-        pos = self._order[np.searchsorted(self.rows, indices, sorter=self._order)]
-        if not np.array_equal(self.rows[pos], indices):
-            raise KeyError(f"rows {np.setdiff1d(indices, self.rows)[:5].tolist()} were not preloaded")
-        return pos
-
-    def read_frames(self, indices: np.ndarray, frame_idx: np.ndarray) -> np.ndarray | torch.Tensor:
-        pos = self._positions(np.asarray(indices, dtype=np.int64))
-        if isinstance(self.data, torch.Tensor):
-            p = torch.as_tensor(pos, device=self.data.device)[:, None]
-            return self.data[p, torch.as_tensor(frame_idx, device=self.data.device)]
-        return self.data[pos[:, None], frame_idx]
-
-    def read_rows(self, indices: np.ndarray) -> np.ndarray | torch.Tensor:
-        pos = self._positions(np.asarray(indices, dtype=np.int64))
-        if isinstance(self.data, torch.Tensor):
-            return self.data[torch.as_tensor(pos, device=self.data.device)]
-        return self.data[pos]
+    def read_rows(self, indices: np.ndarray) -> np.ndarray | torch.Tensor: ...
 
 
-def preload(store: FrameSource, rows: Sequence[int], device: torch.device | None = None,
-            max_device_fraction: float = 0.5) -> InMemoryFrames:
-    """Load `rows` into RAM as float16 once; onto `device` (CUDA) too when it takes < half its free memory."""
-    rows = np.unique(np.asarray(rows, dtype=np.int64))
-    data = np.asarray(store.read_rows(rows), dtype=np.float16)
-    if device is not None and device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if data.nbytes < max_device_fraction * free:
-            return InMemoryFrames(rows, torch.from_numpy(data).to(device))
-        log.info("preload: %.1f GB does not fit on %s; keeping it in RAM", data.nbytes / 1e9, device)
-    return InMemoryFrames(rows, data)
+def source_device(source: FrameSource) -> torch.device | None:
+    """Where a cache is held (its indices go there), or None for a store (numpy reads on the host)."""
+    return getattr(source, "device", None)
 
 
 def clip_indices(seed: int, epoch: int, position: int, frames: int = 150, clip_len: int = 60) -> np.ndarray:
-    """`clip_len` frame indices drawn uniformly with replacement from [0, frames), sorted (semantics §3)."""
-    rng = np.random.default_rng([seed, epoch, position])
-    return np.sort(rng.integers(0, frames, size=clip_len))
+    """One clip's `clip_len` sorted frame indices (semantics §3); `philox.clip_frames` draws whole batches."""
+    return clip_frames(seed, epoch, np.array([position]), frames, clip_len)[0].numpy()
 
 
 def _tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -95,27 +60,38 @@ def _tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 class TrainClips(Dataset):
-    """Item k = a clip of the video at store row `indices[k]`, with multi-hot `targets[k]`.
+    """Item k = a clip of the video at store row `indices[order[k]]`, with multi-hot `targets[order[k]]`.
 
-    `indices` is this epoch's order (it may repeat videos, e.g. under class-balanced sampling);
-    item k's frames depend only on (seed, epoch, k).
+    `order` is this epoch's order of the train list (it may repeat videos, e.g. under class-balanced
+    sampling; default: the list as given). Item k's frames depend only on (seed, epoch, k), drawn by
+    the counter-based generator on the device the source reads to: per batch from a store, for the
+    whole epoch at once from a cache (one call, so a GPU launches the generator's ~200 small kernels
+    once per epoch, not per step). Both give the same integers.
     """
 
     def __init__(self, store: FrameSource, indices: Sequence[int], targets: np.ndarray, *, clip_len: int = 60,
-                 seed: int, epoch: int):
+                 seed: int, epoch: int, order: Sequence[int] | None = None):
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.targets = np.asarray(targets, dtype=np.float32)
         if len(self.targets) != len(self.indices):
             raise ValueError(f"{len(self.indices)} indices but {len(self.targets)} targets")
+        self.order = np.arange(len(self.indices)) if order is None else np.asarray(order, dtype=np.int64)
         self.clip_len, self.seed, self.epoch = clip_len, seed, epoch
+        device = source_device(store)
+        self._epoch_frames = None if device is None else clip_frames(
+            seed, epoch, np.arange(len(self.order)), store.frames, clip_len, device)  # [len, clip_len]
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.order)
 
-    def frame_idx(self, positions: Sequence[int]) -> np.ndarray:
-        idx = [clip_indices(self.seed, self.epoch, int(k), self.store.frames, self.clip_len) for k in positions]
-        return np.array(idx, dtype=np.int64).reshape(len(idx), self.clip_len)  # [B, T]; B = 0 for an empty DDP share
+    def frame_idx(self, positions: Sequence[int]) -> torch.Tensor:
+        """[B, clip_len] on the source's device (B = 0 for an empty DDP share)."""
+        if self._epoch_frames is not None:
+            pos = torch.as_tensor(np.asarray(positions, dtype=np.int64)).to(self._epoch_frames.device, non_blocking=True)
+            return self._epoch_frames.index_select(0, pos)
+        return clip_frames(self.seed, self.epoch, np.asarray(positions, dtype=np.int64), self.store.frames,
+                           self.clip_len, device=source_device(self.store) or "cpu")
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y, _ = self.__getitems__([k])
@@ -123,8 +99,12 @@ class TrainClips(Dataset):
 
     def __getitems__(self, positions: Sequence[int]) -> Batch:
         pos = np.asarray(positions, dtype=np.int64)
-        x = self.store.read_frames(self.indices[pos], self.frame_idx(pos))  # [B, T, D], one read
-        return _tensor(x), torch.from_numpy(self.targets[pos]), torch.from_numpy(pos)
+        item = self.order[pos]
+        frame_idx = self.frame_idx(pos)
+        if source_device(self.store) is None:
+            frame_idx = frame_idx.numpy()
+        x = self.store.read_frames(self.indices[item], frame_idx)  # [B, T, D], one read
+        return _tensor(x), torch.from_numpy(self.targets[item]), torch.from_numpy(pos)
 
 
 class TestClips(Dataset):
@@ -156,7 +136,7 @@ class BatchLoader:
     With `workers` > 0, up to 2 x `workers` batches are read ahead on threads of this process
     rather than in DataLoader worker processes: handing a ~30 MB batch from a worker process costs
     3-4x its raw read (benchmarks/RESULTS.md "## train"), while the reads (positioned file reads,
-    zstd decoding, numpy gathers) release the GIL. A preloaded source is gathered on demand.
+    zstd decoding, numpy gathers) release the GIL. A cache on a GPU is gathered on demand there.
     """
 
     def __init__(self, dataset: TrainClips | TestClips, batches: Sequence[Sequence[int]], *, workers: int = 0,
@@ -165,9 +145,10 @@ class BatchLoader:
             raise ValueError(f"workers must be >= 0, got {workers}")
         self.dataset = dataset
         self.batches = [np.asarray(b, dtype=np.int64) for b in batches]
-        in_memory = isinstance(dataset.store, InMemoryFrames)
-        self.workers = 0 if in_memory else workers
-        self.pin_memory = pin_memory and not (in_memory and isinstance(dataset.store.data, torch.Tensor))
+        held = source_device(dataset.store)
+        lands = getattr(dataset.store, "out_device", held)  # where a cache's reads land
+        self.workers = 0 if held is not None and held.type != "cpu" else workers
+        self.pin_memory = pin_memory and (lands is None or lands.type == "cpu")
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
 from videolt.errors import ConfigError, UsageError
 from videolt.train import rundir
+from videolt.train.cache import open_sources
 from videolt.train.config import TrainConfig, config_from_run
 from videolt.train.datasets import BatchLoader, FrameSource, TestClips, chunks, split_rows
 from videolt.train.model import build_model
@@ -53,19 +54,19 @@ def predict(model: nn.Module, source: FrameSource, rows: Sequence[int], *, num_c
     """
     was_training = model.training
     model.eval()
-    dataset = TestClips(source, rows, np.zeros((len(rows), num_classes), dtype=np.float32))
-    out = np.empty((len(rows), num_classes), dtype=np.float32)
+    dataset = TestClips(source, rows, np.zeros((len(rows), 0), dtype=np.float32))
+    out = torch.empty((len(rows), num_classes), dtype=torch.float32, device=device)  # copied to the host once
     loader = BatchLoader(dataset, chunks(len(rows), batch_size), workers=workers, pin_memory=device.type == "cuda")
     for x, _, pos in loader:
         logits = model(x.to(device, non_blocking=True).float())
-        out[pos.numpy()] = torch.sigmoid(logits.float()).cpu().numpy()
+        out[pos.to(device, non_blocking=True)] = torch.sigmoid(logits.float())
     model.train(was_training)
-    return out
+    return out.cpu().numpy()
 
 
 def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", checkpoint: str = "best",
                         device: str | None = None, batch_size: int | None = None, group_head: int | None = None,
-                        group_tail: int | None = None) -> dict:
+                        group_tail: int | None = None, sources: Mapping[str, FrameSource] | None = None) -> dict:
     """A run's checkpoint scored on `split`; writes metrics, per-class AP and scores into the run dir.
 
     The model is rebuilt from the run's config.json, so any run (decoupled ones too) can be re-scored.
@@ -73,7 +74,9 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
     the epoch the other split picked (`best_val.pt` when the run selects on test), so every report can
     show the test-selected number next to the validation-selected one. `group_head`/`group_tail`
     replace the run's class-group thresholds (to compare it with a run scored under others); the ones
-    used are recorded in the metrics.
+    used are recorded in the metrics. `sources` (the training run's caches) are read where they hold
+    `split`; otherwise an int8 run reads its int8 cache (features as it trained and selected on them)
+    and any other run streams from the store (bit-identical to fp16).
     """
     if split not in SPLIT_FILES:
         raise UsageError(f"split must be one of {', '.join(SPLIT_FILES)}, got {split!r}")
@@ -85,7 +88,8 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
         alternative = "best_val" if config.select_on == "test" else "best_test"
         if rundir.checkpoint_path(run_dir, alternative).is_file():
             scored = evaluate_checkpoint(wd, run_name, split="test", checkpoint=alternative, device=device,
-                                         batch_size=batch_size, group_head=group_head, group_tail=group_tail)
+                                         batch_size=batch_size, group_head=group_head, group_tail=group_tail,
+                                         sources=sources)
             extra["other_selection"] = {k: scored[k] for k in ("select_on", "epoch", *rundir.METRIC_KEYS)}
     state = rundir.load_checkpoint(rundir.checkpoint_path(run_dir, checkpoint))
     labels = wd.labels()
@@ -96,7 +100,10 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
     model.load_state_dict(state["model"])
     with wd.manifest() as m:
         rows, row_labels = split_rows(m.videos([split]), store, split=split)
-    scores = predict(model.to(dev), store, rows, num_classes=labels.num_classes,
+    source = (sources or {}).get(split)
+    if source is None:
+        source = open_sources(store, {split: rows}, "int8" if config.cache == "int8" else "stream", dev)[split]
+    scores = predict(model.to(dev), source, rows, num_classes=labels.num_classes,
                      batch_size=batch_size or config.batch_size, device=dev, workers=config.workers)
     if config.decouple in RESCALING:
         extra["note"] = RESCALING_NOTE

@@ -43,10 +43,12 @@ from videolt.devices import resolve_device
 from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import metrics
 from videolt.train import preflight, rundir
-from videolt.train.config import RUNTIME_FIELDS, TrainConfig
-from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, preload, rank_share, split_rows
+from videolt.train.cache import open_sources
+from videolt.train.config import RUNTIME_FIELDS, TrainConfig, setting_changes
+from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, rank_share, split_rows
 from videolt.train.evaluation import evaluate_checkpoint, predict
 from videolt.train.losses import create_loss, loss_options
+from videolt.train.memory import device_reserve
 from videolt.train.methods import MethodSpec, resolve_method
 from videolt.train.mixes import BatchMix, Gather, create_batch_mix
 from videolt.train.model import Decoupled, autocast, build_model, resolve_amp
@@ -57,6 +59,7 @@ __all__ = ["DistEnv", "rank_loss_weight", "train_run"]
 log = logging.getLogger(__name__)
 
 LOG_HEADER = ("epoch", "loss", "lr", "seconds", "clips_per_s", *rundir.METRIC_KEYS)
+PROGRESS_EVERY = 50  # steps between reads of the running loss for the progress bar (each read waits for the GPU)
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,11 @@ class _Run:
     amp_dtype: torch.dtype | None
     labels: LabelSet
     store: FeatureStore
-    source: FrameSource
+    sources: dict[str, FrameSource]  # split -> its cache, or the store (streaming)
     recipe: MethodSpec
     train_rows: np.ndarray
     train_labels: list[tuple[int, ...]]
+    train_targets: np.ndarray  # [N, C] multi-hot of the train list
     selection: dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (store rows, targets): select_on first
     model: nn.Module
     net: nn.Module  # `model`, DDP-wrapped under torchrun
@@ -132,8 +136,9 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.tf32
     return _Run(
         config=config, env=env, device=device, amp_dtype=amp_dtype, labels=labels, store=store,
-        source=preload(store, train_rows, device) if config.preload else store, recipe=recipe,
-        train_rows=train_rows, train_labels=train_labels,
+        sources=_sources(config, env, store, model, device, amp_dtype, labels.num_classes, train_rows, selection),
+        recipe=recipe, train_rows=train_rows, train_labels=train_labels,
+        train_targets=multi_hot(train_labels, labels.num_classes),
         selection={split: (rows, multi_hot(row_labels, labels.num_classes)) for split, (rows, row_labels)
                    in selection.items()}, model=model, net=net,
         loss=create_loss(recipe.loss, labels.counts, train_videos=len(labels.splits["train"]), **loss_opts).to(device),
@@ -143,6 +148,30 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
         scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
     )
+
+
+def _sources(config: TrainConfig, env: DistEnv, store: FeatureStore, model: nn.Module, device: torch.device,
+             amp_dtype: torch.dtype | None, num_classes: int, train_rows: np.ndarray,
+             selection: dict[str, tuple[np.ndarray, list]]) -> dict[str, FrameSource]:
+    """Each split's cache or the store (`config.cache`); only rank 0 evaluates, so only it caches the
+    evaluation splits. The GPU room the run needs besides is measured first (model, optimizer, one
+    step's activations), plus what it keeps on the device: an epoch of clean-clip scores and targets
+    for a running AP (float32 + bool) and an evaluation's scores (float32)."""
+    splits = {"train": train_rows, **({split: rows for split, (rows, _) in selection.items()} if env.rank == 0 else {})}
+    reserve = 0
+    if config.cache != "stream":
+        reserve = device_reserve(model, batch=-(-config.batch_size // env.world), clip_len=config.clip_len,
+                                 frames=store.frames, dim=store.dim, num_classes=num_classes, device=device,
+                                 amp_dtype=amp_dtype)
+        reserve += num_classes * (5 * len(train_rows) + 4 * max(len(rows) for rows in splits.values()))
+    return open_sources(store, splits, config.cache, device, reserve, agree=_all_ranks if env.world > 1 else None)
+
+
+def _all_ranks(flag: bool) -> bool:
+    """True when `flag` is true on every DDP rank."""
+    flags: list = [None] * dist.get_world_size()
+    dist.all_gather_object(flags, flag)
+    return all(flags)
 
 
 def _epoch_order(run: _Run, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -158,19 +187,20 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
     run.loss.set_epoch(epoch)
     mix.start_epoch(epoch)
     order, drawn = _epoch_order(run, epoch)
-    dataset = TrainClips(run.source, run.train_rows[order],
-                         multi_hot([run.train_labels[i] for i in order], run.labels.num_classes),
-                         clip_len=cfg.clip_len, seed=cfg.seed, epoch=epoch)
+    dataset = TrainClips(run.sources["train"], run.train_rows, run.train_targets, order=order, clip_len=cfg.clip_len,
+                         seed=cfg.seed, epoch=epoch)
     global_batches = chunks(len(order), cfg.batch_size)
     shares = [rank_share(b, run.env.rank, run.env.world) for b in global_batches]
     loader = BatchLoader(dataset, shares, workers=cfg.workers, pin_memory=dev.type == "cuda")
     run.net.train()
-    total, seen, tic = 0.0, 0, time.perf_counter()
+    # The loss is summed on the device and read every PROGRESS_EVERY steps (for the bar) and at the end:
+    # a step waits for nothing on the GPU.
+    total, seen, tic = torch.zeros((), dtype=torch.float64, device=dev), 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
-    for (x, y, pos), batch in zip(bar, global_batches):
+    for step, ((x, y, pos), batch) in enumerate(zip(bar, global_batches)):
         x = x.to(dev, non_blocking=True).float()  # [B, T, D]
         y = y.to(dev, non_blocking=True)  # [B, C]
-        mask = None if drawn is None else sample_mask(y, torch.as_tensor(drawn[pos.numpy()], device=dev))
+        mask = None if drawn is None else sample_mask(y, torch.from_numpy(drawn[pos.numpy()]).to(dev, non_blocking=True))
         xin, yin = mix.mix_clips(x, y)
 
         def mix_embeddings(e: torch.Tensor) -> torch.Tensor:  # runs inside the forward, between embed and head
@@ -193,12 +223,14 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[float, int]:
             nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad)
         run.scaler.step(run.optimizer)
         run.scaler.update()
-        total += loss.item() * len(x) if len(x) else 0.0
+        if len(x):
+            total += loss.detach().double() * len(x)
         seen += len(x)
-        bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", clips_s=f"{seen / (time.perf_counter() - tic):.0f}")
+        if progress and (step % PROGRESS_EVERY == 0 or step == len(loader) - 1):
+            bar.set_postfix(loss=f"{total.item() / max(seen, 1):.4f}", clips_s=f"{seen / (time.perf_counter() - tic):.0f}")
     run.scheduler.step()
     mix.end_epoch(_epoch_gather(np.concatenate(shares), len(order)) if run.env.world > 1 else None)
-    return total / max(seen, 1), seen
+    return total.item() / max(seen, 1), seen
 
 
 def rank_loss_weight(n_share: int, n_batch: int, world: int) -> float:
@@ -260,7 +292,7 @@ def _provenance(run: _Run) -> dict:
 def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
     saved = rundir.read_config(run_dir)
     now = to_dict(config)
-    changed = sorted(k for k in now if k not in RUNTIME_FIELDS and saved.get(k) != now[k])
+    changed = setting_changes(saved, now, RUNTIME_FIELDS)
     if changed:
         raise ConfigError(f"{run_dir}: cannot resume with a changed config ({', '.join(changed)})")
 
@@ -348,7 +380,7 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
             rundir.write_csv(run_dir / "train_log.csv", header, log_rows)
             if (epoch + 1) % config.checkpoint_every == 0 or final:
                 rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
-    return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best") if writer else None
+    return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best", sources=run.sources) if writer else None
 
 
 def _preflight(wd: Workdir, config: TrainConfig, env: DistEnv) -> None:
@@ -364,7 +396,7 @@ def _preflight(wd: Workdir, config: TrainConfig, env: DistEnv) -> None:
 
 def _evaluate(run: _Run, split: str) -> dict:
     rows, targets = run.selection[split]
-    scores = predict(run.model, run.store, rows, num_classes=run.labels.num_classes,
+    scores = predict(run.model, run.sources[split], rows, num_classes=run.labels.num_classes,
                      batch_size=run.config.batch_size, device=run.device, workers=run.config.workers)
     groups = run.labels.groups(run.config.group_head, run.config.group_tail)
     return metrics.summarize(scores, targets, groups)

@@ -45,24 +45,31 @@ class RunningAP:
 
     `update` collects a batch, `compute` gives the AP [C] of what was collected, `end_epoch` makes
     that the current `value` and starts a new collection. `value` is 0 before the first epoch ends.
+    Batches stay where they were scored (on the GPU in training) until `compute` or `state_dict`
+    copies them to the host at once: a step never waits for the device.
     """
 
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
         self.value = np.zeros(num_classes, dtype=np.float64)  # [C]
-        self._scores: list[np.ndarray] = []
-        self._targets: list[np.ndarray] = []
+        self._scores: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
 
     def update(self, scores: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray) -> None:
         """Add a batch: sigmoid scores [B, C] and targets [B, C] (positive where > 0.5)."""
-        self._scores.append(_numpy(scores).astype(np.float32, copy=False))
-        self._targets.append(_numpy(targets) > 0.5)
+        self._scores.append(torch.as_tensor(scores).detach().to(torch.float32, copy=True))
+        self._targets.append(torch.as_tensor(targets).detach() > 0.5)
+
+    def _collected(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores float32 [N, C] and targets bool [N, C] collected so far, on the host."""
+        return torch.cat(self._scores).cpu().numpy(), torch.cat(self._targets).cpu().numpy()
 
     def compute(self) -> np.ndarray:
         """AP [C] over everything collected since the last `end_epoch` (zeros if nothing)."""
         if not self._scores:
             return np.zeros(self.num_classes, dtype=np.float64)
-        return average_precision(np.concatenate(self._scores), np.concatenate(self._targets).astype(np.float32))
+        scores, targets = self._collected()
+        return average_precision(scores, targets.astype(np.float32))
 
     def end_epoch(self) -> np.ndarray:
         """Close the epoch: `value` becomes its AP, the collection restarts; returns `value`."""
@@ -71,23 +78,15 @@ class RunningAP:
         return self.value
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        collected = bool(self._scores)
         empty = np.zeros((0, self.num_classes))
-        return {
-            "value": self.value.copy(),
-            "scores": np.concatenate(self._scores) if collected else empty.astype(np.float32),
-            "targets": np.concatenate(self._targets) if collected else empty.astype(bool),
-        }
+        scores, targets = self._collected() if self._scores else (empty.astype(np.float32), empty.astype(bool))
+        return {"value": self.value.copy(), "scores": scores, "targets": targets}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.value = np.asarray(state["value"], dtype=np.float64)
-        scores = np.asarray(state["scores"], dtype=np.float32)
+        scores = torch.as_tensor(np.asarray(state["scores"], dtype=np.float32))
         self._scores = [scores] if len(scores) else []
-        self._targets = [np.asarray(state["targets"], dtype=bool)] if len(scores) else []
-
-
-def _numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
-    return a.detach().float().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        self._targets = [torch.as_tensor(np.asarray(state["targets"], dtype=bool))] if len(scores) else []
 
 
 def class_scores_for(beta_rule: str, ap: np.ndarray, class_counts: np.ndarray) -> torch.Tensor:
@@ -132,19 +131,27 @@ def framestack_mix(
     m = int(eta * b)
     if m == 0:
         return x, y
-    perm_cpu = torch.randperm(m, generator=generator)  # [m]
-    perm = perm_cpu.to(x.device)
+    perm = torch.randperm(m, generator=generator).to(x.device)  # [m]
     beta = _betas(y[:m], perm, class_score.to(y), beta_rule)  # [m]
-    n_partner = torch.floor(beta * t).long().tolist()  # F_p per clip
+    f_p = torch.floor(beta * t).long()[:, None]  # [m, 1] partner frames per clip
+    j = torch.arange(t, device=x.device)[None, :]  # [1, T] place in the mixed clip
+    partner = j < f_p  # [m, T]
+    frame = _linspace_index(torch.where(partner, j, j - f_p), torch.where(partner, f_p, t - f_p), t)  # [m, T]
+    own = torch.arange(m, device=x.device)[:, None]
+    src = torch.where(partner, perm[:, None], own) * t + frame  # [m, T] flat frame index
     # One gather over the flattened frames [B·T, D] builds the whole batch; rows ≥ m gather themselves.
-    src = np.arange(b * t, dtype=np.int64).reshape(b, t)  # [B, T] flat frame index
-    for n, f_p, partner in zip(range(m), n_partner, perm_cpu.tolist()):
-        src[n, :f_p] = partner * t + np.linspace(0, t - 1, f_p).astype(np.int64)
-        src[n, f_p:] = n * t + np.linspace(0, t - 1, t - f_p).astype(np.int64)
-    index = torch.from_numpy(src.reshape(-1)).to(x.device)
+    index = torch.cat([src.reshape(-1), torch.arange(m * t, b * t, device=x.device)])
     mixed_x = x.reshape(b * t, d).index_select(0, index).reshape(b, t, d)  # [B, T, D]
     mixed_y = (1.0 - beta)[:, None] * y[:m] + beta[:, None] * y[perm]  # [m, C]
     return mixed_x, torch.cat([mixed_y, y[m:]])
+
+
+def _linspace_index(k: torch.Tensor, f: torch.Tensor, t: int) -> torch.Tensor:
+    """trunc(linspace(0, t − 1, f))[k] elementwise, computed on the device as numpy computes it:
+    k · ((t − 1) / (f − 1)) in float64, the last point exactly t − 1, and [0] for f = 1."""
+    step = torch.full_like(f, t - 1, dtype=torch.float64) / (f - 1).clamp(min=1)  # a true division, as numpy's
+    value = (k.double() * step).long()
+    return torch.where((k == f - 1) & (f > 1), t - 1, value)
 
 
 def _betas(y: torch.Tensor, perm: torch.Tensor, score: torch.Tensor, beta_rule: str) -> torch.Tensor:
