@@ -55,7 +55,8 @@ SOURCES = {
     "h264_high_720p": ((1280, 720), 30, _X264_HIGH + ["-b:v", "1500k", "-maxrate", "2M", "-bufsize", "4M"], "mp4"),
     "h264_main_720p": ((1280, 720), 25, _X264_MAIN + ["-b:v", "1500k", "-maxrate", "2M", "-bufsize", "4M"], "mp4"),
     "vp9_720p": ((1280, 720), 30, _VP9 + ["-b:v", "1000k"], "webm"),
-    "h264_high10_360p": ((640, 360), 30, _X264_HIGH10 + ["-b:v", "300k", "-maxrate", "450k", "-bufsize", "900k"], "mp4"),
+    "h264_high10_360p": ((640, 360), 30, _X264_HIGH10 + ["-b:v", "300k", "-maxrate", "450k", "-bufsize", "900k"],
+                         "mp4"),
     "vp9_profile2_360p": ((640, 360), 30, _VP9 + ["-profile:v", "2", "-b:v", "250k"], "webm"),
 }
 PIX_FMT = {"h264_high10_360p": "yuv420p10le", "vp9_profile2_360p": "yuv420p10le"}  # others: yuv420p
