@@ -85,7 +85,7 @@ def preload(store: FrameSource, rows: Sequence[int], device: torch.device | None
 
 
 def clip_indices(seed: int, epoch: int, position: int, frames: int = 150, clip_len: int = 60) -> np.ndarray:
-    """`clip_len` frame indices drawn uniformly with replacement from [0, frames), sorted (semantics §3)."""
+    """`clip_len` frame indices drawn uniformly with replacement from [0, frames), sorted (docs/semantics.md §3)."""
     rng = np.random.default_rng([seed, epoch, position])
     return np.sort(rng.integers(0, frames, size=clip_len))
 
@@ -128,7 +128,7 @@ class TrainClips(Dataset):
 
 
 class TestClips(Dataset):
-    """Item k = all frames of the video at store row `indices[k]` (semantics §3: test on all 150)."""
+    """Item k = all frames of the video at store row `indices[k]` (docs/semantics.md §3: test on all 150)."""
 
     __test__ = False  # not a pytest class, despite the name
 
