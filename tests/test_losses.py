@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.lists import official_labels
 from videolt.errors import ConfigError
 from videolt.train.losses import LOSSES, class_balanced_weights, create_loss
 
@@ -150,7 +149,7 @@ def test_eql_options_have_one_meaning_each() -> None:
     assert "lambda_" not in loss_options("eql") and "train_videos" not in loss_options("eql")
 
 
-LABELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "videolt-labels"
+LABELS_DIR = official_labels()
 
 
 @pytest.mark.skipif(not LABELS_DIR.is_dir(), reason="the official label lists are not here")

@@ -81,6 +81,9 @@ LABELS = [[0, 1], [2], [1], [9], [0], [5, 7]]
 # The end-to-end set and recipe of benchmarks/RESULTS.md ("End to end on a synthetic ... 2048-d set").
 E2E_SET = dict(num_classes=20, videos=(600, 100, 300), dim=2048, frames=150, seed=0, signal=0.04)
 E2E = dict(epochs=12, batch=16, eval_every=4, clusters=16, hidden=256, key_dim=128, lb=3.0, calib_bias=0.5)
+# --smoke: the same code paths in seconds (their classes still take 2048-d features).
+SMOKE_SET = dict(num_classes=6, videos=(48, 12, 24), signal=1.0)
+SMOKE = dict(epochs=2, batch=8, eval_every=1, clusters=2, hidden=16, key_dim=8)
 METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 
 
@@ -96,6 +99,8 @@ def main() -> None:
         if name == "e2e":
             p.add_argument("--seeds", type=int, nargs="+", default=[2021, 2022, 2023])
             p.add_argument("--only", choices=["theirs", "ours"], help="train one side only (the other is read)")
+        if name in ("e2e", "_theirs"):
+            p.add_argument("--smoke", action="store_true", help="a tiny set and 2 epochs: checks the harness runs")
         if name in ("lockstep", "_theirs"):
             p.add_argument("--seed", type=int, default=2021)
         if name == "lockstep":
@@ -104,6 +109,9 @@ def main() -> None:
             p.add_argument("--forwards", type=int, default=3000)
             p.add_argument("--batches", type=int, default=20000)
     args = parser.parse_args()
+    if getattr(args, "smoke", False):
+        E2E_SET.update(SMOKE_SET)
+        E2E.update(SMOKE)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     work = checkout(MOVE, args.source, clone=args.clone, cache=args.cache)
     {"components": components, "sampling": sampling, "e2e": e2e, "lockstep": lockstep,
@@ -398,7 +406,8 @@ def e2e(work: Path, args: argparse.Namespace) -> None:
             log = out / f"theirs_s{seed}.log"
             with open(log, "w") as f:
                 subprocess.run([PYTHON, __file__, "_theirs", "--source", str(work), "--work", str(args.work),
-                                "--lr", str(args.lr), "--seed", str(seed)], check=True, stdout=f, stderr=f)
+                                "--lr", str(args.lr), "--seed", str(seed), *(["--smoke"] if args.smoke else [])],
+                               check=True, stdout=f, stderr=f)
             print(f"theirs seed {seed}: {time.time() - tic:.0f} s", file=sys.stderr)
         run = f"move_lr{args.lr:g}_s{seed}"
         if args.only != "theirs" and not (Path(made["workdir"]) / "runs" / run / "metrics.json").is_file():

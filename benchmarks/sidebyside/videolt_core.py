@@ -76,6 +76,9 @@ VIDEOLT = Reference(
 COUNTS = np.array([900, 400, 150, 90, 40, 20, 12, 8])  # the components' train counts (tail: ≤ 100)
 E2E_SET = dict(num_classes=20, videos=(600, 100, 300), dim=2048, frames=150, seed=0, signal=0.04)
 E2E = dict(epochs=12, batch=16, eval_every=4, lr=1e-4)
+# --smoke: the same code paths in seconds.
+SMOKE_SET = dict(num_classes=6, videos=(48, 12, 24), signal=1.0)
+SMOKE = dict(epochs=2, batch=8, eval_every=1)
 # method → (their main script, its flags beyond the shared ones, our --method)
 E2E_METHODS = {
     "baseline": ("base_main", ["--loss_func", "BCELoss"], "baseline"),
@@ -97,9 +100,14 @@ def main() -> None:
         if name == "e2e":
             p.add_argument("--seeds", type=int, nargs="+", default=[2021, 2022, 2023])
             p.add_argument("--only", choices=["theirs", "ours"], help="train one side only (the other is read)")
+        if name in ("e2e", "_theirs"):
+            p.add_argument("--smoke", action="store_true", help="a tiny set and 2 epochs: checks the harness runs")
         if name == "_theirs":
             p.add_argument("--seed", type=int, default=2021)
     args = parser.parse_args()
+    if getattr(args, "smoke", False):
+        E2E_SET.update(SMOKE_SET)
+        E2E.update(SMOKE)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     work = checkout(VIDEOLT, args.source, clone=args.clone, cache=args.cache)
     {"components": components, "e2e": e2e, "_theirs": run_theirs_main}[args.command](work, args)
@@ -254,7 +262,8 @@ def e2e(work: Path, args: argparse.Namespace) -> None:
             tic = time.time()
             with open(out / f"theirs_s{seed}.log", "w") as f:
                 subprocess.run([PYTHON, __file__, "_theirs", "--source", str(work), "--work", str(args.work),
-                                "--method", args.method, "--seed", str(seed)], check=True, stdout=f, stderr=f)
+                                "--method", args.method, "--seed", str(seed), *(["--smoke"] if args.smoke else [])],
+                               check=True, stdout=f, stderr=f)
             print(f"theirs seed {seed}: {time.time() - tic:.0f} s", file=sys.stderr)
         run = f"{args.method}_s{seed}"
         run_dir = Path(made["workdir"]) / "runs" / run
