@@ -136,6 +136,38 @@ def run_videolt(*args: str, log: Path | None = None) -> None:
             out.close()
 
 
+METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
+
+
+def print_runs(rows: dict[str, dict[int, dict]], seeds: list[int]) -> None:
+    """The per-seed table of both codes ({"theirs" | "ours": {seed: metrics + "epoch"}}), then the means ± std,
+    their difference and Welch's p over the seeds both have."""
+    print("| seed | code | mAP | head | medium | tail | Acc@1 | Acc@5 | best epoch |\n|---|---|---|---|---|---|---|---|---|")
+    for seed in seeds:
+        for code in ("theirs", "ours"):
+            if seed in rows[code]:
+                r = rows[code][seed]
+                print(f"| {seed} | {code} | " + " | ".join(f"{r[k]:.4f}" for k in METRICS) + f" | {r['epoch']} |")
+    shared = [s for s in seeds if s in rows["theirs"] and s in rows["ours"]]
+    if shared:
+        print(f"\nseeds {', '.join(map(str, shared))}:\n\n| metric | theirs | ours | ours − theirs | Welch p |"
+              "\n|---|---|---|---|---|")
+        for k in METRICS:
+            a, b = [rows["theirs"][s][k] for s in shared], [rows["ours"][s][k] for s in shared]
+            print(f"| {k} | {mean_std(a)} | {mean_std(b)} | {statistics.mean(b) - statistics.mean(a):+.4f} | "
+                  f"{welch_p(a, b):.2f} |")
+
+
+def best_test(tests: list[tuple[str, ...]], groups: list[tuple[str, ...]]) -> dict:
+    """The best of their `Test Epoch` lines (epoch, Acc@1 %, Acc@5 %, mAP), with its group mAPs (the line their
+    validate printed before it: overall, head, medium, tail)."""
+    best = max(range(len(tests)), key=lambda i: (float(tests[i][3]), -i))
+    epoch, acc1, acc5, overall = tests[best]
+    _, head, medium, tail = groups[best]
+    return {"overall_map": float(overall), "head_map": float(head), "medium_map": float(medium),
+            "tail_map": float(tail), "acc1": float(acc1) / 100, "acc5": float(acc5) / 100, "epoch": int(epoch) + 1}
+
+
 def mean_std(values: list[float]) -> str:
     if len(values) < 2:
         return f"{values[0]:.4f}" if values else "–"

@@ -4,6 +4,7 @@
     python benchmarks/sidebyside/move.py sampling --source DIR       # distributions of the random draws (~3 min)
     python benchmarks/sidebyside/move.py e2e --source DIR --seeds 2021 2022 2023 [--lr 1e-4] [--work DIR]
     python benchmarks/sidebyside/move.py lockstep --source DIR --seed 2021 [--lr 1e-4] [--diag]
+    python benchmarks/sidebyside/move.py probe [--work DIR]        # how learnable the e2e set is (no DIR needed)
 
 DIR is a checkout of their repository at 7928daa (its root or its `VideoLT/` folder); without
 `--source` the harness reads `$VIDEOLT_SIDEBYSIDE_SOURCE_MOVE`, or clones it with `--clone`. Their files
@@ -31,6 +32,9 @@ run unmodified: a CPU shim turns `.cuda()` into a no-op and stubs `tensorboardX`
   replayed into our aggregator, our expansion, our BCE and an Adam over our parameters, from their
   initial weights; test mAP of both at every evaluation (`--diag`: the largest parameter difference
   after every step).
+- probe: a logistic regression per class on each video's mean frame, fitted to convergence
+  (scikit-learn, L2, C = 1), on the e2e set: its test mAP says how far 12 short epochs are from what
+  the set allows.
 """
 
 from __future__ import annotations
@@ -50,18 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import (
-    PYTHON,
-    ROOT,
-    add_source_args,
-    checkout,
-    import_from,
-    install_cpu_shim,
-    make_set,
-    mean_std,
-    run_videolt,
-    welch_p,
-)
+from _common import PYTHON, add_source_args, best_test, checkout, import_from, make_set, print_runs, run_videolt
 from _move import (
     MOVE,
     RecordedCalls,
@@ -84,16 +77,15 @@ E2E = dict(epochs=12, batch=16, eval_every=4, clusters=16, hidden=256, key_dim=1
 # --smoke: the same code paths in seconds (their classes still take 2048-d features).
 SMOKE_SET = dict(num_classes=6, videos=(48, 12, 24), signal=1.0)
 SMOKE = dict(epochs=2, batch=8, eval_every=1, clusters=2, hidden=16, key_dim=8)
-METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("components", "sampling", "e2e", "lockstep", "_theirs"):
+    for name in ("components", "sampling", "e2e", "lockstep", "probe", "_theirs"):
         p = sub.add_parser(name)
         add_source_args(p, MOVE)
-        if name in ("e2e", "lockstep", "_theirs"):
+        if name in ("e2e", "lockstep", "probe", "_theirs"):
             p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "videolt-sidebyside-move")
             p.add_argument("--lr", type=float, default=1e-4)
         if name == "e2e":
@@ -113,6 +105,9 @@ def main() -> None:
         E2E_SET.update(SMOKE_SET)
         E2E.update(SMOKE)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    if args.command == "probe":
+        probe(args)
+        return
     work = checkout(MOVE, args.source, clone=args.clone, cache=args.cache)
     {"components": components, "sampling": sampling, "e2e": e2e, "lockstep": lockstep,
      "_theirs": run_theirs_main}[args.command](work, args)
@@ -476,11 +471,7 @@ def _theirs_metrics(out: Path) -> dict | None:
     tests, groups = _TEST.findall(text), _GROUPS.findall(text)
     if len(tests) < E2E["epochs"] // E2E["eval_every"] or len(groups) != len(tests):
         return None
-    best = max(range(len(tests)), key=lambda i: (float(tests[i][3]), -i))
-    epoch, acc1, acc5, overall = tests[best]
-    _, head, medium, tail = groups[best]
-    return {"overall_map": float(overall), "head_map": float(head), "medium_map": float(medium),
-            "tail_map": float(tail), "acc1": float(acc1) / 100, "acc5": float(acc5) / 100, "epoch": int(epoch) + 1}
+    return best_test(tests, groups)
 
 
 def collect(mapmeter: object, made: dict, out: Path, seeds: list[int], lr: float) -> None:
@@ -494,19 +485,7 @@ def collect(mapmeter: object, made: dict, out: Path, seeds: list[int], lr: float
         if (run_dir / "metrics.json").is_file():
             rows["ours"][seed] = {**json.loads((run_dir / "metrics.json").read_text()), "epoch": _best_epoch(run_dir)}
     print(f"lr {lr:g}; set {E2E_SET}; head > {made['head']}, tail <= {made['tail']}\n")
-    print("| seed | code | mAP | head | medium | tail | Acc@1 | Acc@5 | best epoch |\n|---|---|---|---|---|---|---|---|---|")
-    for seed in seeds:
-        for code in ("theirs", "ours"):
-            if seed in rows[code]:
-                r = rows[code][seed]
-                print(f"| {seed} | {code} | " + " | ".join(f"{r[k]:.4f}" for k in METRICS) + f" | {r['epoch']} |")
-    shared = [s for s in seeds if s in rows["theirs"] and s in rows["ours"]]
-    if shared:
-        print(f"\nseeds {shared[0]}-{shared[-1]} ({len(shared)}):\n\n| metric | theirs | ours | ours − theirs | Welch p |"
-              "\n|---|---|---|---|---|")
-        for k in METRICS:
-            a, b = [rows["theirs"][s][k] for s in shared], [rows["ours"][s][k] for s in shared]
-            print(f"| {k} | {mean_std(a)} | {mean_std(b)} | {np.mean(b) - np.mean(a):+.4f} | {welch_p(a, b):.2f} |")
+    print_runs(rows, seeds)
     _their_map_on_ours(mapmeter, made, [s for s in seeds if s in rows["ours"]], lr)
 
 
@@ -644,6 +623,32 @@ def lockstep(work: Path, args: argparse.Namespace) -> None:
             ours_map = summarize(np.concatenate(scores), np.concatenate(targets), groups)["overall_map"]
             print(f"epoch {epoch + 1}: test mAP theirs {float(their_map):.4f} / ours {ours_map:.4f}; largest logit "
                   f"difference so far {logit_diff:.2g} over {step} steps", flush=True)
+
+
+
+def probe(args: argparse.Namespace) -> None:
+    """Test mAP of per-class logistic regressions on the mean frame (the e2e set's learnability)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from videolt.data.labels import multi_hot
+    from videolt.data.store import FeatureStore
+    from videolt.data.workdir import Workdir
+    from videolt.evaluate.metrics import summarize
+
+    made = make_set(args.work / "set", features="r2048", **E2E_SET)
+    wd = Workdir.open(made["workdir"])
+    store = FeatureStore.open(wd.features_path("r2048"))
+    labels = wd.labels()
+    data = {}
+    for split in ("train", "test"):
+        videos = wd.manifest().videos([split])
+        x = store.read_rows([v.index for v in videos]).astype(np.float64).mean(axis=1)  # [N, D] mean frames
+        data[split] = (x, multi_hot([v.labels for v in videos], labels.num_classes))
+    model = OneVsRestClassifier(LogisticRegression(C=1.0, max_iter=10000)).fit(*data["train"])
+    scores = model.predict_proba(data["test"][0])
+    result = summarize(scores, data["test"][1], labels.groups(made["head"], made["tail"]))
+    print("logistic-regression probe on the mean frame, test: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
 
 
 if __name__ == "__main__":

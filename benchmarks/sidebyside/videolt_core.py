@@ -44,13 +44,13 @@ from _common import (
     PYTHON,
     Reference,
     add_source_args,
+    best_test,
     checkout,
     import_from,
     install_cpu_shim,
     make_set,
-    mean_std,
+    print_runs,
     run_videolt,
-    welch_p,
 )
 
 VIDEOLT = Reference(
@@ -85,7 +85,6 @@ E2E_METHODS = {
     "framestack": ("dy_main", ["--loss_func", "FocalLoss", "--gamma", "1", "--clip_length", "60", "--warm_epoch", "0",
                                "--ratio", "0.5"], "framestack"),
 }
-METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 
 
 def main() -> None:
@@ -318,11 +317,7 @@ def _theirs_metrics(log: Path) -> dict | None:
     tests, groups = _TEST.findall(text), _GROUPS.findall(text)
     if len(tests) < E2E["epochs"] // E2E["eval_every"] or len(groups) != len(tests):
         return None
-    best = max(range(len(tests)), key=lambda i: (float(tests[i][3]), -i))
-    epoch, acc1, acc5, overall = tests[best]
-    _, head, medium, tail = groups[best]
-    return {"overall_map": float(overall), "head_map": float(head), "medium_map": float(medium),
-            "tail_map": float(tail), "acc1": float(acc1) / 100, "acc5": float(acc5) / 100, "epoch": int(epoch) + 1}
+    return best_test(tests, groups)
 
 
 def collect(made: dict, out: Path, method: str, seeds: list[int]) -> None:
@@ -338,19 +333,7 @@ def collect(made: dict, out: Path, method: str, seeds: list[int]) -> None:
             epoch = int(rundir.load_checkpoint(rundir.checkpoint_path(run_dir, "best"))["epoch"]) + 1
             rows["ours"][seed] = {**json.loads((run_dir / "metrics.json").read_text()), "epoch": epoch}
     print(f"{method}; set {E2E_SET}; head > {made['head']}, tail <= {made['tail']}; recipe {E2E}\n")
-    print("| seed | code | mAP | head | medium | tail | Acc@1 | Acc@5 | best epoch |\n|---|---|---|---|---|---|---|---|---|")
-    for seed in seeds:
-        for code in ("theirs", "ours"):
-            if seed in rows[code]:
-                r = rows[code][seed]
-                print(f"| {seed} | {code} | " + " | ".join(f"{r[k]:.4f}" for k in METRICS) + f" | {r['epoch']} |")
-    shared = [s for s in seeds if s in rows["theirs"] and s in rows["ours"]]
-    if shared:
-        print(f"\nseeds {', '.join(map(str, shared))}:\n\n| metric | theirs | ours | ours − theirs | Welch p |"
-              "\n|---|---|---|---|---|")
-        for k in METRICS:
-            a, b = [rows["theirs"][s][k] for s in shared], [rows["ours"][s][k] for s in shared]
-            print(f"| {k} | {mean_std(a)} | {mean_std(b)} | {np.mean(b) - np.mean(a):+.4f} | {welch_p(a, b):.2f} |")
+    print_runs(rows, seeds)
 
 
 if __name__ == "__main__":
