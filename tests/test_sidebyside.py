@@ -68,3 +68,14 @@ def test_videolt_components_are_identical() -> None:
     for line in table:
         for value in line.rstrip(" |").rsplit(" | ", 1)[1].replace(";", ",").split(","):
             assert float(value) < 1e-6, line
+
+
+@pytest.mark.slow
+def test_move_lockstep_smoke(tmp_path: Path) -> None:
+    """Both MOVE codes trained on one set of random streams give the same test mAP at every evaluation."""
+    res = _run("move.py", "lockstep", "--smoke", "--source", _source("VIDEOLT_SIDEBYSIDE_SOURCE_MOVE"),
+               "--work", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    evaluations = [line.split("test mAP theirs ")[1].split(";")[0].split(" / ")
+                   for line in res.stdout.splitlines() if "test mAP theirs" in line]
+    assert len(evaluations) == 2 and all(a == b for a, b in evaluations), res.stdout

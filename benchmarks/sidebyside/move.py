@@ -91,7 +91,7 @@ def main() -> None:
         if name == "e2e":
             p.add_argument("--seeds", type=int, nargs="+", default=[2021, 2022, 2023])
             p.add_argument("--only", choices=["theirs", "ours"], help="train one side only (the other is read)")
-        if name in ("e2e", "_theirs"):
+        if name in ("e2e", "lockstep", "_theirs"):
             p.add_argument("--smoke", action="store_true", help="a tiny set and 2 epochs: checks the harness runs")
         if name in ("lockstep", "_theirs"):
             p.add_argument("--seed", type=int, default=2021)
@@ -561,6 +561,7 @@ def lockstep(work: Path, args: argparse.Namespace) -> None:
     mods["MHA"].register_forward_pre_hook(lambda m, a: states.__setitem__("attention", torch.get_rng_state()))
     mods["cls"].register_forward_pre_hook(lambda m, a: states.__setitem__("classifier", torch.get_rng_state()))
     move_module.criterion, move_module.tf_writer = criterion, None
+    move_module.LTAverageMeter, move_module.LTconfMeter = lt_meters(c)
     logit_diff, step = 0.0, 0
     for epoch in range(E2E["epochs"]):
         move_module.adjust_learning_rate(optimizer, epoch, their_args.lr_type, their_args.lr_steps)
