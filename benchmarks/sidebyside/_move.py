@@ -15,6 +15,17 @@ import torch
 
 from _common import Reference, import_from, install_cpu_shim
 
+# The components' class counts and clip labels (label 0 is the most frequent class, 8 and 9 the rarest).
+COUNTS = np.array([175, 66, 31, 22, 16, 12, 9, 7, 5, 4])
+LABELS = [[0, 1], [2], [1], [9], [0], [5, 7]]
+# The end-to-end set and recipe of benchmarks/RESULTS.md ("End to end on a synthetic ... 2048-d set").
+E2E_SET = dict(num_classes=20, videos=(600, 100, 300), dim=2048, frames=150, seed=0, signal=0.04)
+E2E = dict(epochs=12, batch=16, eval_every=4, clusters=16, hidden=256, key_dim=128, lb=3.0, calib_bias=0.5)
+# --smoke: the same code paths in seconds (their classes still take 2048-d features).
+SMOKE_SET = dict(num_classes=6, videos=(48, 12, 24), signal=1.0)
+SMOKE = dict(epochs=2, batch=8, eval_every=1, clusters=2, hidden=16, key_dim=8)
+
+
 MOVE = Reference(
     repo="wjun0830/MOVE", commit="7928daae58d4197660a8d1ed70f8815836c280ac", subdir="VideoLT",
     env="VIDEOLT_SIDEBYSIDE_SOURCE_MOVE",
@@ -224,3 +235,34 @@ def lt_meters(num_classes: int) -> tuple[type, type]:
             return {**out, **{f"{g}_c": v for g, v in out.items()}}
 
     return LTAverageMeter, LTconfMeter
+
+
+def their_modules(their: dict, d: int, c: int, *, dynamic: bool = True) -> dict[str, torch.nn.Module]:
+    m = their["models"]
+    if dynamic:
+        return {"MHA": m.MultiHeadAttention_Dynamic_Aggregator(n_head=4, d_model=d, d_k=512, d_v=512, dropout=0.1),
+                "vlad": m.NetVLAD_Dynamic_Aggregator(d, c), "cls": m.NonlinearClassifier(d + 1024, c)}
+    return {"MHA": m.MultiHeadAttention_Aggregator(n_head=4, d_model=d, d_k=512, d_v=512, dropout=0.1),
+            "vlad": m.NetVLADModel_Aggregator(d, c), "cls": m.NonlinearClassifier(d + 1024, c)}
+
+
+def their_views(mods: dict, x: torch.Tensor, prob: np.ndarray, labels: list[str]) -> torch.Tensor:
+    """MOVE.py:214-219: the two views [B, 2, E] of a training batch (attention first)."""
+    v1, v2 = mods["vlad"](x, prob, label=labels, train=True)
+    q, _ = mods["MHA"](x, x, x, prob, label=labels, train=True)
+    return torch.stack([torch.cat([q[:, 0], v1], dim=1), torch.cat([q[:, 1], v2], dim=1)], dim=1)
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.detach() - b.detach()).abs().max())
+
+
+def their_args(made: dict, seed: int, lr: float, out: Path) -> list[str]:
+    """Their MOVE.py flags for the same recipe (scripts/MOVE.sh, shrunk as in benchmarks/RESULTS.md)."""
+    return ["--feature_name", "ResNet101", "--num_class", str(E2E_SET["num_classes"]), "--lr", str(lr),
+            "--lr_steps", "30", "60", "--epochs", str(E2E["epochs"]), "-b", str(E2E["batch"]), "-j", "0",
+            "--eval-freq", str(E2E["eval_every"]), "--model_name", "NonlinearClassifier", "--train_num_frames", "60",
+            "--val_num_frames", "150", "--loss_func", "BCELoss", "--lb", str(E2E["lb"]),
+            "--calib_bias", str(E2E["calib_bias"]), "--head", str(made["head"]), "--tail", str(made["tail"]),
+            "--seed", str(seed), "--root_log", str(out / "log"), "--root_model", str(out / "model"),
+            "--store_name", f"s{seed}", "--print-freq", "100000"]
