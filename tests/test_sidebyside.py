@@ -76,6 +76,6 @@ def test_move_lockstep_smoke(tmp_path: Path) -> None:
     res = _run("move.py", "lockstep", "--smoke", "--source", _source("VIDEOLT_SIDEBYSIDE_SOURCE_MOVE"),
                "--work", str(tmp_path))
     assert res.returncode == 0, res.stderr[-3000:]
-    evaluations = [line.split("test mAP theirs ")[1].split(";")[0].split(" / ")
+    evaluations = [line.split("test mAP theirs ")[1].split(";")[0].split(" / ours ")
                    for line in res.stdout.splitlines() if "test mAP theirs" in line]
     assert len(evaluations) == 2 and all(a == b for a, b in evaluations), res.stdout
