@@ -71,12 +71,15 @@ def load_theirs(work: Path) -> dict[str, Any]:
 
 def sized_classes(models: Any, *, clusters: int, hidden: int, key_dim: int) -> dict[str, type]:
     """Their three classes at other sizes, built by their own code: NetVLAD clusters and hidden size
-    (hard-coded 64 and 1024 in models.py:102-103), attention key/value size (MOVE.py:119 passes 512), and
-    the classifier's input D + hidden (MOVE.py:115 passes 3072). Subclasses, so their forwards run as written."""
+    (hard-coded 64 and 1024 in models.py:102-103: built as written, then replaced), attention key/value size
+    (MOVE.py:119 passes 512), and the classifier's input D + hidden (MOVE.py:115 passes 3072). Subclasses, so
+    their forwards run as written."""
 
     class NetVLAD(models.NetVLAD_Dynamic_Aggregator):
         def __init__(self, feature_dim: int = 2048, num_class: int = 1004):
-            torch.nn.Module.__init__(self)
+            # Their own __init__ first, at their sizes, then the layers at ours: the random draws of those
+            # initialisations are part of a seed's stream (with them the recorded runs' figures come back exactly).
+            super().__init__(feature_dim, num_class)
             self.feature_size, self.add_batch_norm, self.relu = feature_dim, True, True
             self.vlad = models.NetVLAG_Dynamic_AGG(feature_size=feature_dim, cluster_size=clusters,
                                                    add_batch_norm=True, add_bias=False)
