@@ -1,6 +1,7 @@
 """1-fps decoding against the bare decode floor, selective and full, on streaming-like sources.
 
     python benchmarks/decode.py [--repeats 3] [--cache DIR] [--sources a,b] [--routes r1,r2] [--threads 0]
+    python benchmarks/decode.py --convert [--repeats 5] [--sources a,b]
 
 Generates (once, cached) 150-s sources at streaming bitrates: 640×360 and 1280×720 H.264 (x264 high
 profile, 3 B-frames with a B-pyramid, 30 fps; x264 main profile, 2 B-frames, 25 fps) and VP9
@@ -14,6 +15,10 @@ routes interleaved and their order rotated every repeat, all at the caller's `ni
   → uint8 [150, 3, 256, 256];
 - ffmpeg_cli: `ffmpeg -vf fps=fps=1:round=up,scale=W:256:flags=bilinear` piping rgb24 into numpy
   → the same sampling and centre crop (not in the default routes).
+`--convert` times the RGB conversion alone, in this process, on each source's 1-fps frames (decoded
+once): PyAV's `VideoReformatter` (the route before issue 25) against videolt's `RgbConverter` (the
+CLI's filter graph, what `read_frames` runs); `h264_high10_360p` and `vp9_profile2_360p` are 10-bit
+sources for it (x264 High 10 and VP9 profile 2, the format of HDR on YouTube).
 Every decoder uses FFmpeg's automatic threading (cores + 1 frame threads), or `--threads N` for all
 (the floor gets `-threads N`). Each measurement records wall time and CPU time (user + system of
 the child and of the ffmpeg it runs): on a shared, loaded machine CPU time is the steadier measure
@@ -38,6 +43,7 @@ from pathlib import Path
 SECONDS = 150
 FRAMES, SIDE = 150, 256
 _X264_HIGH = ["-c:v", "libx264", "-profile:v", "high", "-preset", "fast", "-bf", "3", "-b_strategy", "1"]
+_X264_HIGH10 = ["-c:v", "libx264", "-profile:v", "high10", "-preset", "fast", "-bf", "3", "-b_strategy", "1"]
 _X264_MAIN = ["-c:v", "libx264", "-profile:v", "main", "-preset", "fast", "-bf", "2"]
 _VP9 = ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "5", "-row-mt", "1", "-auto-alt-ref", "1",
         "-lag-in-frames", "16"]
@@ -49,7 +55,12 @@ SOURCES = {
     "h264_high_720p": ((1280, 720), 30, _X264_HIGH + ["-b:v", "1500k", "-maxrate", "2M", "-bufsize", "4M"], "mp4"),
     "h264_main_720p": ((1280, 720), 25, _X264_MAIN + ["-b:v", "1500k", "-maxrate", "2M", "-bufsize", "4M"], "mp4"),
     "vp9_720p": ((1280, 720), 30, _VP9 + ["-b:v", "1000k"], "webm"),
+    "h264_high10_360p": ((640, 360), 30, _X264_HIGH10 + ["-b:v", "300k", "-maxrate", "450k", "-bufsize", "900k"],
+                         "mp4"),
+    "vp9_profile2_360p": ((640, 360), 30, _VP9 + ["-profile:v", "2", "-b:v", "250k"], "webm"),
 }
+PIX_FMT = {"h264_high10_360p": "yuv420p10le", "vp9_profile2_360p": "yuv420p10le"}  # others: yuv420p
+DEFAULT_SOURCES = [name for name in SOURCES if name not in PIX_FMT]
 
 
 def make_source(cache: Path, name: str) -> Path:
@@ -62,7 +73,8 @@ def make_source(cache: Path, name: str) -> Path:
         subprocess.run(
             ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
              f"testsrc2=size={width}x{height}:rate={fps}:duration={SECONDS}",
-             "-vf", "noise=alls=5:allf=t", *codec, "-g", str(10 * fps), "-pix_fmt", "yuv420p", str(tmp)],
+             "-vf", "noise=alls=5:allf=t", *codec, "-g", str(10 * fps), "-pix_fmt", PIX_FMT.get(name, "yuv420p"),
+             str(tmp)],
             check=True,
         )
         tmp.rename(path)
@@ -194,6 +206,36 @@ def child(route: str, video: Path, threads: int) -> dict:
     }
 
 
+def convert_costs(videos: dict[str, Path], repeats: int) -> None:
+    """CPU ms per frame of each RGB conversion on the 1-fps frames of each source, interleaved per repeat."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from videolt.extract.decoders._rgb import RgbConverter
+
+    ways = {"reformatter": lambda: (lambda f, r=VideoReformatter(): r.reformat(f, format="rgb24").to_ndarray()),
+            "RgbConverter": RgbConverter}
+    print("| video | pixel format | way | CPU ms / frame (median) | × reformatter |")
+    print("|---|---|---|---|---|")
+    for name, video in videos.items():
+        with av.open(str(video)) as container:  # one frame a second, as many as a 1-fps decode converts
+            frames = [f for i, f in enumerate(container.decode(video=0)) if i % SOURCES[name][1] == 0]
+        costs: dict[str, list[float]] = {}
+        for rep in range(repeats):
+            for way in list(ways)[rep % len(ways):] + list(ways)[:rep % len(ways)]:
+                convert = ways[way]()
+                convert(frames[0])  # contexts and graphs are built before the clock
+                cpu = time.process_time()
+                for frame in frames:
+                    convert(frame)
+                costs.setdefault(way, []).append((time.process_time() - cpu) / len(frames) * 1e3)
+        base = costs["reformatter"]
+        for way, ms in costs.items():
+            ratio = statistics.median(a / b for a, b in zip(ms, base))
+            print(f"| {name} | {frames[0].format.name} | {way} | {statistics.median(ms):.3f} | {ratio:.2f} |",
+                  flush=True)
+
+
 def _median(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
@@ -209,9 +251,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "videolt-bench-decode")
-    parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated: " + ", ".join(SOURCES))
+    parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help="comma-separated: " + ", ".join(SOURCES))
     parser.add_argument("--routes", default=DEFAULT_ROUTES, help="comma-separated: " + ", ".join(ROUTES))
     parser.add_argument("--threads", type=int, default=0, help="decoder threads for every route (0: FFmpeg's)")
+    parser.add_argument("--convert", action="store_true", help="time the RGB conversion alone (see above)")
     parser.add_argument("--child", choices=list(ROUTES), help=argparse.SUPPRESS)
     parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,6 +264,9 @@ def main() -> None:
 
     routes, sources = args.routes.split(","), args.sources.split(",")
     videos = {name: make_source(args.cache, name) for name in sources}
+    if args.convert:
+        convert_costs(videos, args.repeats)
+        return
     load_before, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M %Z")
     results: dict[tuple[str, str], list[dict]] = {}
     for rep in range(args.repeats):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Sequence
 
 Row = tuple[str, Sequence[int]]
+
+
+def official_labels() -> Path:
+    """The official label lists (never in this repository): $VIDEOLT_LABELS, else ../shared/videolt-labels
+    beside the repository's root. Tests using them skip when the folder is absent."""
+    return Path(os.environ.get("VIDEOLT_LABELS") or Path(__file__).resolve().parents[2] / "shared" / "videolt-labels")
 
 
 def write_lists(root: Path, train: Sequence[Row], val: Sequence[Row], test: Sequence[Row],

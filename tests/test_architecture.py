@@ -1,4 +1,4 @@
-"""The layering of ../shared/DESIGN.md, enforced on the source (every import, function-level ones too).
+"""The layering of docs/architecture.md, enforced on the source (every import, function-level ones too).
 
 cli → pipeline → {extract, train} → evaluate → data: `evaluate` never imports `train`, `data` imports
 no stage, only `cli` and `__main__` import `cli`, only `cli` and `pipeline` import `pipeline`, and no

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.lists import write_lists
+from tests.lists import official_labels, write_lists
 from videolt import cli
 from videolt.data.availability import (
     CSV_COLUMNS,
@@ -23,7 +23,7 @@ from videolt.data.simulate import simulate_outcomes
 from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 
-OFFICIAL = Path("/work/shared/videolt-labels")
+OFFICIAL = official_labels()
 SECRET = "s3cret-token-in-a-message"
 
 # class 0: head-like (6 train videos), class 1: medium, class 2: tail (counts given below)

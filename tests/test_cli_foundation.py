@@ -1,14 +1,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
 
-from tests.lists import small_lists
+from tests.lists import official_labels, small_lists
 from videolt.cli import main
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "videolt-labels"
+OFFICIAL = official_labels()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -110,6 +110,7 @@ def test_every_method_trains_and_evaluates(synth, chance, method, model):
     config = json.loads((wd / "runs" / run / "config.json").read_text())["config"]
     assert (config["method"], config["model"], config["epochs"]) == (method, model or "move", 3)
     assert config["method_opts"] == METHOD_OPTS.get(method, {})
+    assert config["clip_grad"] == (0.0 if method == "move" else 20.0)  # the method's recipe, recorded resolved
 
 
 def test_baseline_through_subprocesses(synth, chance):

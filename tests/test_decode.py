@@ -15,10 +15,11 @@ import av
 import numpy as np
 import pytest
 
-from tests.videos import h264_references, make_video, read_counter, vfr_intervals_ms
+from tests.videos import cli_encoder_formats, frame_image, h264_references, make_cli_video, make_video, read_counter, \
+    vfr_intervals_ms
 from videolt.errors import StageError, UnknownNameError, UsageError, VideoFailure
 from videolt.extract.decoders import DECODERS, DecodedVideo, DecodeError, iter_frames, read_frames
-from videolt.extract.decoders import _selective, pyav as pyav_decoder
+from videolt.extract.decoders import _rgb, _selective, pyav as pyav_decoder
 from videolt.extract.failures import ExtractFailure
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
@@ -205,6 +206,84 @@ def test_selective_decodes_again_when_the_decoder_surprises(videos: dict[str, Pa
     assert not stream.report.selective and "decoded again in full" in stream.report.fallback
     assert [t for t, _ in items] == [0.0, 1.0, 2.0]
     assert np.array_equal(np.stack([f for _, f in items]), ffmpeg_frames(path))
+
+
+# ---- 10-bit sources (HDR on YouTube is VP9 profile 2) and other pixel formats: the CLI's conversion --------
+
+_709 = ("-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709")
+# name → (encoders, first available; pixel format; suffix; CLI args; the PyAV decoders that read it)
+CLI_ENCODED = {
+    "h264_high10_pyramid": (("libx264",), "yuv420p10le", ".mp4",
+                            ("-qp", "12", "-bf", "3", "-x264-params", "b-pyramid=strict:b-adapt=0"), ("h264",)),
+    "h264_high10_full_range_709": (("libx264",), "yuv420p10le", ".mkv", ("-qp", "12", "-color_range", "pc", *_709),
+                                   ("h264",)),
+    "h264_high422_10": (("libx264",), "yuv422p10le", ".mp4", ("-qp", "12"), ("h264",)),
+    "vp9_profile2": (("libvpx-vp9",), "yuv420p10le", ".webm",
+                     ("-deadline", "realtime", "-cpu-used", "8", "-crf", "10", "-b:v", "0"), ("vp9",)),
+    "vp9_profile2_hdr_pq": (("libvpx-vp9",), "yuv420p10le", ".webm",
+                            ("-deadline", "realtime", "-cpu-used", "8", "-crf", "10", "-b:v", "0", "-color_range", "tv",
+                             "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc"),
+                            ("vp9",)),
+    "av1_10bit": (("libaom-av1", "libsvtav1"), "yuv420p10le", ".mkv", (), ("libdav1d", "av1", "libaom-av1")),
+    "h264_high444_8bit": (("libx264",), "yuv444p", ".mp4", ("-qp", "12"), ("h264",)),
+    "h264_full_range_8bit": (("libx264",), "yuvj420p", ".mp4", ("-qp", "12"), ("h264",)),
+}
+_AV1_ARGS = {"libaom-av1": ("-cpu-used", "8", "-crf", "30", "-b:v", "0"), "libsvtav1": ("-preset", "12", "-crf", "30")}
+
+
+@pytest.fixture(scope="module")
+def cli_video(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """case → its video, encoded once; skips, naming what is missing, where the CLI or PyAV cannot."""
+    root, made = tmp_path_factory.mktemp("cli_encoded"), {}
+
+    def get(case: str) -> Path:
+        encoders, pix_fmt, suffix, args, decoders = CLI_ENCODED[case]
+        encoder = next((e for e in encoders if pix_fmt in cli_encoder_formats(e)), None)
+        if encoder is None:
+            pytest.skip(f"the ffmpeg CLI has no {' or '.join(encoders)} encoder for {pix_fmt}")
+        if not set(decoders) & set(av.codecs_available):
+            pytest.skip(f"PyAV has no {' or '.join(decoders)} decoder")
+        if case not in made:
+            made[case] = make_cli_video(root / f"{case}{suffix}", encoder, pix_fmt,
+                                        args=(*args, *_AV1_ARGS.get(encoder, ())))
+        return made[case]
+
+    return get
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("case", list(CLI_ENCODED))
+@pytest.mark.parametrize("selective", [True, False], ids=["selective", "full"])
+def test_pixel_formats_match_ffmpeg_cli(cli_video, case: str, selective: bool) -> None:  # type: ignore[no-untyped-def]
+    path = cli_video(case)
+    decoded = read_frames(path, selective=selective)
+    reference = ffmpeg_frames(path)
+    assert decoded.report.selective is (selective and case.startswith("h264"))
+    assert decoded.frames.shape == reference.shape
+    assert np.array_equal(decoded.frames, reference)
+
+
+@needs_ffmpeg
+def test_ten_bit_needs_the_cli_conversion(cli_video) -> None:  # type: ignore[no-untyped-def]
+    """PyAV's plain reformat (the route before issue 25) is far off on a 10-bit source: the test above can fail."""
+    path = cli_video("h264_high10_pyramid")
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    plain = frame.reformat(format="rgb24").to_ndarray().astype(int)
+    assert np.abs(plain - ffmpeg_frames(path)[0].astype(int)).max() > 10
+    assert np.array_equal(_rgb.RgbConverter()(frame), ffmpeg_frames(path)[0])
+
+
+def test_converter_follows_a_change_of_size_or_format() -> None:
+    """A stream that changes size or pixel format mid-way gets a new graph, as the CLI reconfigures its filters."""
+    frames = []
+    for size, pix_fmt in [((64, 48), "yuv420p"), ((32, 24), "yuv420p"), ((32, 24), "yuv420p10le")]:
+        frame = av.VideoFrame.from_ndarray(frame_image(3, size), format="rgb24").reformat(format=pix_fmt)
+        frame.pts, frame.time_base = 0, Fraction(1, 25)
+        frames.append(frame)
+    one = _rgb.RgbConverter()
+    for frame in frames:
+        assert np.array_equal(one(frame), _rgb.RgbConverter()(frame))
 
 
 def expected_indices(pts_seconds: list[float], end: float, fps: float = 1.0) -> list[int]:

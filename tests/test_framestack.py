@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
+from tests.lists import official_labels
 from videolt.errors import ConfigError
 from videolt.train.mixes.framestack import (
     RunningAP,
@@ -150,7 +149,7 @@ def test_running_ap_matches_sklearn_and_checkpoints() -> None:
     assert restored.value == pytest.approx(expected, abs=1e-9)
 
 
-LABELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "videolt-labels"
+LABELS_DIR = official_labels()
 
 
 def _official_pairs(rule: str, n_clips: int = 20000) -> dict[str, float]:

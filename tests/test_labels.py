@@ -1,14 +1,12 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from tests.lists import write_lists
+from tests.lists import official_labels, write_lists
 from videolt.data.ids import is_valid_id
 from videolt.data.labels import load_labels, multi_hot, summary
 from videolt.errors import InputFileError, UsageError
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "videolt-labels"
+OFFICIAL = official_labels()
 
 
 def test_ids():

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.lists import official_labels
 from videolt.errors import ConfigError
 from videolt.train.losses import LOSSES, class_balanced_weights, create_loss
 
@@ -150,7 +149,7 @@ def test_eql_options_have_one_meaning_each() -> None:
     assert "lambda_" not in loss_options("eql") and "train_videos" not in loss_options("eql")
 
 
-LABELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "videolt-labels"
+LABELS_DIR = official_labels()
 
 
 @pytest.mark.skipif(not LABELS_DIR.is_dir(), reason="the official label lists are not here")
@@ -248,6 +247,41 @@ def test_asl_by_hand() -> None:
     assert zero.item() == 0.0
 
 
+def _asl_grad(z: float, y: float, gp: float, gn: float, m: float, full: bool) -> float:
+    """d/dz of one ASL element by hand; `full` differentiates the focusing weights too."""
+    p = sigmoid(z)
+    if y:  # −(1 − p)^γ+ · log p
+        return (1 - p) ** gp * ((gp * p * math.log(p) if full else 0.0) - (1 - p))
+    pm = max(p - m, 0.0)
+    if pm == 0.0:
+        return 0.0  # within the margin: no loss, no gradient
+    dpm = p * (1 - p)  # d p_m / dz above the margin
+    return pm**gn * dpm / (1 - pm) - (gn * pm ** (gn - 1) * dpm * math.log(1 - pm) if full else 0.0)
+
+
+@pytest.mark.parametrize("gp", [0.0, 1.0])
+def test_asl_gradient_by_hand(gp: float) -> None:
+    """Default: the authors' gradient (Alibaba-MIIL/ASL losses.py computes the focusing weights under no_grad);
+    `focusing_grad: true`: the formula's full gradient, on negatives 1 + γ−·(1 − p_m)·(−log(1 − p_m))/p_m times
+    larger. One element (p = 0.04) sits within the margin m = 0.05."""
+    z_rows = [*Z, [math.log(0.04 / 0.96), 3.0, -2.5]]
+    y_rows = [*Y, [0.0, 0.0, 1.0]]
+    grads = {}
+    for full in (False, True):
+        z = torch.tensor(z_rows, dtype=torch.float64, requires_grad=True)
+        opts = {"focusing_grad": True} if full else {}
+        create_loss("asl", COUNTS, gamma_pos=gp, **opts)(z, torch.tensor(y_rows, dtype=torch.float64)).backward()
+        want = [[_asl_grad(zz, yy, gp, 4.0, 0.05, full) / 9 for zz, yy in zip(zr, yr)] for zr, yr in zip(z_rows, y_rows)]
+        np.testing.assert_allclose(z.grad.numpy(), want, rtol=1e-9, atol=1e-15)
+        grads[full] = z.grad
+    for (i, c), y in np.ndenumerate(np.array(y_rows)):
+        pm = sigmoid(z_rows[i][c]) - 0.05
+        if y == 0 and pm > 0:
+            ratio = (grads[True][i, c] / grads[False][i, c]).item()
+            assert ratio == pytest.approx(1 + 4 * (1 - pm) * -math.log(1 - pm) / pm, rel=1e-9)
+    assert grads[True][2, 0] == grads[False][2, 0] == 0.0
+
+
 def _db_weights() -> list[list[float]]:
     """w = α + σ(β·(r − μ)), r_c = (1/n_c) / Σ_j y_j / n_j, with α, β, μ = 0.1, 10, 0.2."""
     out = []
@@ -267,7 +301,7 @@ def test_db_by_hand() -> None:
         z = Z[i][c] + b[c]
         return w[i][c] * (softplus(-z) if Y[i][c] else softplus(2 * z) / 2)
 
-    assert run("db", train_videos=N_TRAIN) == pytest.approx(mean6(elems(db)), rel=1e-6)
+    assert run("db", train_videos=N_TRAIN, focal_gamma=0.0) == pytest.approx(mean6(elems(db)), rel=1e-6)
 
     def db_focal(i: int, c: int) -> float:  # DB-Focal: × 2·(1 − p_t)^2, p_t of the (scaled) logit
         z = Z[i][c] + b[c]
@@ -275,12 +309,14 @@ def test_db_by_hand() -> None:
             return w[i][c] * softplus(-z) * 2 * (1 - sigmoid(z)) ** 2
         return w[i][c] * softplus(2 * z) / 2 * 2 * sigmoid(2 * z) ** 2
 
-    assert run("db", train_videos=N_TRAIN, focal_gamma=2.0) == pytest.approx(mean6(elems(db_focal)), rel=1e-6)
+    assert run("db", train_videos=N_TRAIN) == pytest.approx(mean6(elems(db_focal)), rel=1e-6)  # the default
 
 
-def test_db_follows_the_authors_code_path() -> None:
+@pytest.mark.parametrize("focal", [True, False], ids=["db_focal", "db"])
+def test_db_follows_the_authors_code_path(focal: bool) -> None:
     """The same number as `ResampleLoss.forward` (rebalance weights, logit_reg with neg_scale and init_bias,
-    binary_cross_entropy with weights, mean), written out with torch as that code writes it."""
+    binary_cross_entropy with weights; with `focal`, as the authors' config ships it, × balance·(1 − pt)^γ with
+    pt = exp(−BCE) of the unweighted logits), mean, written out with torch as that code writes it."""
     counts = torch.tensor([300.0, 40.0, 5.0, 1.0])
     n = 320.0
     torch.manual_seed(0)
@@ -293,8 +329,12 @@ def test_db_follows_the_authors_code_path() -> None:
     z = logits + init_bias
     z = z * (1 - labels) * 2.0 + z * labels
     weight = weight / 2.0 * (1 - labels) + weight * labels
-    want = F.binary_cross_entropy_with_logits(z, labels, weight=weight, reduction="mean")
-    got = create_loss("db", counts.numpy(), train_videos=int(n))(logits, labels)
+    loss = F.binary_cross_entropy_with_logits(z, labels, weight=weight, reduction="none")
+    if focal:
+        pt = torch.exp(-F.binary_cross_entropy_with_logits(z, labels, reduction="none"))
+        loss = 2.0 * (1 - pt) ** 2 * loss
+    want = loss.mean()
+    got = create_loss("db", counts.numpy(), train_videos=int(n), **({} if focal else {"focal_gamma": 0.0}))(logits, labels)
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
 
 

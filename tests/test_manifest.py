@@ -1,15 +1,13 @@
 import multiprocessing as mp
 import sqlite3
-from pathlib import Path
-
 import pytest
 
-from tests.lists import small_lists
+from tests.lists import official_labels, small_lists
 from videolt.data.manifest import Manifest
 from videolt.data.workdir import Workdir
 from videolt.errors import UsageError, WorkdirError
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "videolt-labels"
+OFFICIAL = official_labels()
 
 
 @pytest.fixture

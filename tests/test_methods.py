@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from videolt.config import to_dict
 from videolt.errors import ConfigError, UnknownNameError
 from videolt.train.aggregators import AGGREGATORS, create_aggregator
-from videolt.train.losses import create_loss
+from videolt.train.losses import create_loss, loss_defaults
 from videolt.train.config import TrainConfig
-from videolt.train.methods import METHODS, MethodSpec, create_method, method_model, resolve_method, setting_key
+from videolt.train.methods import (
+    METHODS,
+    RECIPE,
+    MethodSpec,
+    create_method,
+    method_model,
+    method_recipe,
+    resolve_method,
+    setting_key,
+)
 from videolt.train.mixes import create_batch_mix
 from videolt.train.mixes.mixup import mixup
 from videolt.train.samplers import create_sampler, sample_mask
@@ -39,10 +51,47 @@ EXPECTED = {
 }
 
 
+# Where a method's reference trains otherwise than VideoLT's recipe (clip 20 over every parameter).
+EXPECTED_RECIPE = {name: {"clip_grad": 20.0} for name in EXPECTED} | {"move": {"clip_grad": 0.0}}
+FILE_LINE = re.compile(r"\S+\.(py|sh):\d+")  # a file and a line (or range) of the reference
+
+
 def test_specs() -> None:
     assert METHODS.names() == sorted(EXPECTED)
     for name, spec in EXPECTED.items():
-        assert create_method(name) == spec
+        assert dataclasses.replace(create_method(name), train={}, source="") == spec
+
+
+def test_each_method_resolves_its_references_defaults() -> None:
+    """The paper's methods keep VideoLT's recipe; MOVE clips nothing, as its scripts/MOVE.sh; each departure
+    from the recipe cites the file and line it comes from, every spec names its reference, and a setting
+    given explicitly wins. The resolved value is what config.json records."""
+    assert RECIPE == {"clip_grad": 20.0}
+    for name in EXPECTED:
+        spec = METHODS.get(name)
+        assert method_recipe(name) == EXPECTED_RECIPE[name]
+        config = TrainConfig(features="f", method=name)
+        assert {key: getattr(config, key) for key in RECIPE} == EXPECTED_RECIPE[name]
+        assert spec.source and (FILE_LINE.search(spec.source) or name == "logit_adjusted"), name
+        for key, (value, citation) in spec.train.items():
+            assert key in RECIPE and value != RECIPE[key] and FILE_LINE.search(citation), (name, key)
+    assert "MOVE.sh" in METHODS.get("move").train["clip_grad"][1]
+    assert TrainConfig(features="f", method="move", clip_grad=20.0).clip_grad == 20.0
+    assert TrainConfig(features="f", clip_grad=0.0).clip_grad == 0.0
+    assert to_dict(TrainConfig(features="f", method="move"))["clip_grad"] == 0.0
+    assert resolve_method("move", loss="focal").train == METHODS.get("move").train  # a loss swap keeps the recipe
+
+
+def test_losses_default_to_what_their_authors_ship() -> None:
+    """DB is DB-Focal (γ 2, balance 2: DistributionBalancedLoss configs/coco/LT_resnet50_pfc_DB.py:25); ASL's
+    focusing weights get no gradient (Alibaba-MIIL/ASL losses.py:38-47, train.py:93)."""
+    assert {k: loss_defaults("db")[k] for k in ("focal_gamma", "focal_balance", "kappa", "lam", "alpha", "beta",
+                                                 "mu")} == {"focal_gamma": 2.0, "focal_balance": 2.0, "kappa": 0.05,
+                                                            "lam": 2.0, "alpha": 0.1, "beta": 10.0, "mu": 0.2}
+    assert "LT_resnet50_pfc_DB.py" in METHODS.get("db").source
+    assert loss_defaults("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05, "eps": 1e-8,
+                                    "focusing_grad": False, "reduction": "mean"}
+    assert "train.py:93" in METHODS.get("asl").source
 
 
 def test_overrides_go_to_loss_or_mix() -> None:

@@ -266,7 +266,7 @@ def test_a_run_folder_of_an_older_videolt_is_refused_with_one_line(synth, baseli
 
 def test_the_trained_recipe_is_the_one_the_benchmark_matches(synth, base_config):
     """Training and the benchmark's paper matching resolve method + loss + options in one function."""
-    from videolt.train.methods import MethodSpec, resolve_method, setting_key
+    from videolt.train.methods import METHODS, MethodSpec, resolve_method, setting_key
 
     root, _ = synth
     config = dataclasses.replace(base_config, epochs=1, method="framestack", loss="focal", loss_opts={"gamma": 1.0},
@@ -275,7 +275,8 @@ def test_the_trained_recipe_is_the_one_the_benchmark_matches(synth, base_config)
     recorded = json.loads((root / "runs" / "recipe" / "config.json").read_text())["provenance"]["recipe"]
     assert recorded == {"model": "", "loss": "focal", "loss_opts": {"gamma": 1.0}, "sampler": "none",
                         "batch_mix": "framestack",
-                        "mix_opts": {"eta": 0.5, "beta_rule": "ap", "warmup_epochs": 1}}
+                        "mix_opts": {"eta": 0.5, "beta_rule": "ap", "warmup_epochs": 1},
+                        "train": {}, "source": METHODS.get("framestack").source}
     assert setting_key(MethodSpec(**recorded)) == setting_key(resolve_method("framestack"))  # the paper's row
     assert setting_key(MethodSpec(**recorded)) != setting_key(resolve_method("framestack", loss="bce"))
 

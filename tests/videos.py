@@ -8,11 +8,18 @@ different classes are visibly different for the demo and the extraction tests.
     make_video(tmp_path / "a.mp4", fps=29.97, seconds=2.0)
     make_video(tmp_path / "b.mkv", start_offset=0.7)
     make_video(tmp_path / "c.mp4", rotate=90, vfr=True)
+
+10-bit sources (H.264 High 10, VP9 profile 2, AV1) are encoded by the ffmpeg CLI (`make_cli_video`):
+PyAV's wheels lack some of those encoders (libvpx without high bit depth, no libaom).
 """
 
 from __future__ import annotations
 
 import colorsys
+import functools
+import re
+import shutil
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,7 +27,8 @@ import av
 import numpy as np
 from av.video.reformatter import Colorspace
 
-__all__ = ["CODECS", "as_rate", "frame_image", "make_video", "read_counter", "vfr_intervals_ms"]
+__all__ = ["CODECS", "as_rate", "cli_encoder_formats", "frame_image", "make_cli_video", "make_video", "read_counter",
+           "vfr_intervals_ms"]
 
 CODECS = {"h264": "libx264", "vp9": "libvpx-vp9", "mpeg4": "mpeg4"}
 _COUNTER_BITS = 8
@@ -130,6 +138,30 @@ whole frame of a constant-rate video: 0.7 s at 25 fps becomes 0.72 s); `vfr`
             frame.time_base = time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    return path
+
+
+@functools.cache
+def cli_encoder_formats(encoder: str) -> frozenset[str]:
+    """The pixel formats the ffmpeg CLI's `encoder` takes (empty without the CLI or the encoder)."""
+    if shutil.which("ffmpeg") is None:
+        return frozenset()
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-h", f"encoder={encoder}"], capture_output=True, text=True).stdout
+    found = re.search(r"Supported pixel formats:(.*)", out)
+    return frozenset(found.group(1).split()) if found else frozenset()
+
+
+def make_cli_video(path: str | Path, encoder: str, pix_fmt: str, *, fps: int = 25, seconds: float = 2.0,
+                   size: tuple[int, int] = (64, 48), args: tuple[str, ...] = ()) -> Path:
+    """`frame_image` frames encoded by the ffmpeg CLI's `encoder` in `pix_fmt` (e.g. yuv420p10le), with its `args`.
+
+    Callers skip first when `pix_fmt not in cli_encoder_formats(encoder)`.
+    """
+    path = Path(path)
+    frames = b"".join(frame_image(i, size).tobytes() for i in range(int(round(seconds * fps))))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}",
+                    "-r", str(fps), "-i", "-", "-c:v", encoder, "-pix_fmt", pix_fmt, "-g", "12", *args, str(path)],
+                   input=frames, check=True, capture_output=True)
     return path
 
 

@@ -9,7 +9,7 @@ from typing import Any, Collection, Literal, Mapping
 from videolt.config import field, from_dict
 from videolt.errors import ConfigError
 from videolt.train import rundir
-from videolt.train.methods import method_model
+from videolt.train.methods import method_model, method_recipe
 
 __all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_from_run", "setting_changes"]
 
@@ -35,7 +35,8 @@ class TrainConfig:
     lr: float = field(1e-4, "Adam learning rate")
     milestones: tuple[int, ...] = field((30, 60), "epochs at which the learning rate is multiplied by gamma")
     gamma: float = field(0.1, "learning-rate decay factor at each milestone")
-    clip_grad: float = field(20.0, "gradient-norm clip (0 disables)")
+    clip_grad: float | None = field(None, "gradient-norm clip, 0 disables (unset: the method's: 20, VideoLT's "
+                                          "recipe, or its reference's, e.g. 0 for move; recorded resolved)")
     seed: int = field(2021, "seed of the model init, shuffles, clips, mixing and samplers")
     eval_every: int = field(5, "evaluate on the selection split every N epochs (and at the last epoch)")
     select_on: Literal["test", "val"] = field("test", "split picking best.pt: test (the reference's protocol) or val")
@@ -74,6 +75,10 @@ class TrainConfig:
             object.__setattr__(self, "cache", "fp16")
         # '' becomes the method's aggregator (MOVE's for --method move) or nonlinear; recorded resolved.
         object.__setattr__(self, "model", method_model(self.method, self.model))
+        # Settings left unset take the method's recipe (VideoLT's, or its reference's); recorded resolved.
+        for key, value in method_recipe(self.method).items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
 
 
 def setting_changes(saved: Mapping[str, Any], now: Mapping[str, Any], runtime: Collection[str]) -> list[str]:

@@ -51,7 +51,7 @@ def source_device(source: FrameSource) -> torch.device | None:
 
 
 def clip_indices(seed: int, epoch: int, position: int, frames: int = 150, clip_len: int = 60) -> np.ndarray:
-    """One clip's `clip_len` sorted frame indices (semantics §3); `philox.clip_frames` draws whole batches."""
+    """One clip's `clip_len` sorted frame indices (docs/semantics.md §3); `philox.clip_frames` draws whole batches."""
     return clip_frames(seed, epoch, np.array([position]), frames, clip_len)[0].numpy()
 
 
@@ -108,7 +108,7 @@ class TrainClips(Dataset):
 
 
 class TestClips(Dataset):
-    """Item k = all frames of the video at store row `indices[k]` (semantics §3: test on all 150)."""
+    """Item k = all frames of the video at store row `indices[k]` (docs/semantics.md §3: test on all 150)."""
 
     __test__ = False  # not a pytest class, despite the name
 

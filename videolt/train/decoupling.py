@@ -1,4 +1,4 @@
-"""Decoupling baselines on a trained run (semantics §6), each producing a new run directory.
+"""Decoupling baselines on a trained run (docs/semantics.md §6), each producing a new run directory.
 
 - cRT: re-initialise the classifier and retrain only it, with class-balanced sampling (the `cbs`
   method: a class drawn uniformly, then one of its videos), the rest of the model frozen.

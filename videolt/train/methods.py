@@ -12,6 +12,13 @@ A method's `model` names the aggregator it needs ("" = any): `--method move` tra
 aggregator. `TrainConfig` fills that in when no aggregator is asked for and refuses another one
 (`method_model`); the aggregator's own options (MOVE's `lb`, ...) stay aggregator options
 (`model_opts`), with their defaults in the aggregator's signature.
+
+A method's default is its reference's behaviour. The paper's methods keep VideoLT's training
+recipe (`RECIPE`: gradient-norm clip 20, as every script of the reference passes `--gd 20`); a
+method whose reference trains otherwise overrides those settings in its spec's `train`, each with
+the file and line it comes from, and `TrainConfig` resolves them when the run leaves them unset
+(`method_recipe`; recorded resolved in config.json, and the spec itself in its provenance). Every
+spec's `source` names the reference it follows (docs/semantics.md and docs/beyond.md say more).
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from videolt.train.aggregators import aggregator_defaults
 from videolt.train.losses import loss_defaults, loss_options
 from videolt.train.mixes import BATCH_MIXES, mix_defaults
 
-__all__ = ["METHODS", "MethodSpec", "create_method", "method_model", "resolve_method", "setting_key"]
+__all__ = ["METHODS", "RECIPE", "MethodSpec", "create_method", "method_model", "method_recipe", "resolve_method",
+           "setting_key"]
 
 # A loss's generator seed is the run's seed, not a setting of the method.
 _RUNTIME_LOSS_OPTS = ("seed",)
@@ -36,7 +44,9 @@ _RUNTIME_LOSS_OPTS = ("seed",)
 @dataclass(frozen=True)
 class MethodSpec:
     """One long-tail method: loss (+ options), sampler ("none" | "cbs" | "srs"), batch mix (+ options),
-    and the aggregator it is built around ("" = any)."""
+    the aggregator it is built around ("" = any), the training settings where its reference departs
+    from VideoLT's recipe (`train`: setting → (value, the file and line it comes from)), and the
+    reference it follows (`source`)."""
 
     loss: str
     loss_opts: dict[str, Any] = field(default_factory=dict)
@@ -44,29 +54,52 @@ class MethodSpec:
     batch_mix: str = "none"
     mix_opts: dict[str, Any] = field(default_factory=dict)
     model: str = ""
+    train: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    source: str = ""
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
 
+# VideoLT's training recipe for the TrainConfig settings a method may set otherwise (docs/semantics.md §5):
+# every script of the reference (VideoLT@1732d5c scripts/*.sh:7-8) passes --gd 20 to clip_grad_norm_ over
+# all parameters (base_main.py:208-209, opts.py:35).
+RECIPE: dict[str, Any] = {"clip_grad": 20.0}
+
+_VLT = "17Skye17/VideoLT@1732d5c"
 _RESAMPLED = {"reduction": "sum_classes"}  # the loss of resampling: sum over classes, mean over batch
 for _name, _spec in {
-    "baseline": MethodSpec("bce"),
-    "focal": MethodSpec("focal"),
-    "cb": MethodSpec("cb"),
-    "ldam_drw": MethodSpec("ldam"),
-    "eql": MethodSpec("eql"),
-    "mixup": MethodSpec("bce", batch_mix="mixup"),
-    "cbs": MethodSpec("bce", dict(_RESAMPLED), sampler="cbs"),
-    "srs": MethodSpec("bce", dict(_RESAMPLED), sampler="srs"),
-    "framestack": MethodSpec("focal", {"gamma": 1.0}, batch_mix="framestack"),
-    # MOVE (AAAI 2023): its aggregator, its vicinity expansion, BCE (MOVE.py:111, opts.py:61).
-    "move": MethodSpec("bce", batch_mix="vicinity", model="move"),
-    # Losses made for multi-label long tails, as methods of their own (plain sampling, no mix).
-    "db": MethodSpec("db"),
-    "asl": MethodSpec("asl"),
-    "logit_adjusted": MethodSpec("logit_adjusted"),
+    "baseline": MethodSpec("bce", source=f"{_VLT} scripts/baseline.sh:4-18 (base_main.py, BCELoss)"),
+    "focal": MethodSpec("focal", source=f"{_VLT} ops/losses.py FocalLoss as scripts/framestack.sh:14,19 trains it "
+                                        "(γ 1), alone: FrameStack's loss as a control (issue 9)"),
+    "cb": MethodSpec("cb", source=f"{_VLT} scripts/cbloss.sh:4-18 (CBLoss)"),
+    "ldam_drw": MethodSpec("ldam", source=f"{_VLT} scripts/ldamloss.sh:4-18 (LDAM)"),
+    "eql": MethodSpec("eql", source=f"{_VLT} scripts/EQL.sh:4-18 (EQL)"),
+    "mixup": MethodSpec("bce", batch_mix="mixup", source=f"{_VLT} scripts/mixup.sh:4-5 (--augment mixup)"),
+    "cbs": MethodSpec("bce", dict(_RESAMPLED), sampler="cbs", source=f"{_VLT} scripts/CBS.sh:4-5 (--resample CBS)"),
+    "srs": MethodSpec("bce", dict(_RESAMPLED), sampler="srs", source=f"{_VLT} scripts/SRS.sh:4-5 (--resample SRS)"),
+    "framestack": MethodSpec("focal", {"gamma": 1.0}, batch_mix="framestack",
+                             source=f"{_VLT} scripts/framestack.sh:4-22 (dy_main.py, FocalLoss γ 1, ratio 0.5)"),
+    # MOVE (AAAI 2023): its aggregator, its vicinity expansion, BCE, and no gradient clipping.
+    "move": MethodSpec("bce", batch_mix="vicinity", model="move",
+                       train={"clip_grad": (0.0, "wjun0830/MOVE@7928daa VideoLT/scripts/MOVE.sh:3-13 passes no --gd "
+                                                 "(opts.py:34-35: default None) and MOVE.py:239-243 steps unclipped")},
+                       source="wjun0830/MOVE@7928daa VideoLT/scripts/MOVE.sh:3-13, MOVE.py:111 (BCE), 214-243"),
+    # Losses made for multi-label long tails, as methods of their own (plain sampling, no mix), trained in
+    # VideoLT's loop; each loss's defaults are its authors' (cited in its module).
+    "db": MethodSpec("db", source="wutong16/DistributionBalancedLoss@2567764 configs/coco/LT_resnet50_pfc_DB.py:22-28 "
+                                  "(DB-Focal: the defaults of losses/db.py)"),
+    "asl": MethodSpec("asl", source="Alibaba-MIIL/ASL@8c9e0bd train.py:93, src/loss_functions/losses.py:38-47 "
+                                    "(the defaults of losses/asl.py)"),
+    "logit_adjusted": MethodSpec("logit_adjusted", source="Menon et al., ICLR 2021 (logit-adjusted loss, τ 1), "
+                                                          "in its sigmoid form (losses/logit_adjusted.py)"),
 }.items():
     METHODS.register(_name)(_spec)
+
+
+def method_recipe(method: str) -> dict[str, Any]:
+    """The training settings `method` runs with when the run leaves them unset: VideoLT's recipe, with the
+    method's own where its reference departs from it."""
+    return {**RECIPE, **{key: value for key, (value, _) in METHODS.get(method).train.items()}}
 
 
 def create_method(name: str, **opts: Any) -> MethodSpec:

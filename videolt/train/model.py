@@ -1,6 +1,6 @@
 """The network a run trains: an aggregator, optionally wrapped for decoupling, and its precision.
 
-Decoupling (semantics §6) works on the aggregator's `.classifier`: cRT retrains it from scratch on
+Decoupling (docs/semantics.md §6) works on the aggregator's `.classifier`: cRT retrains it from scratch on
 a frozen model; LWS learns a per-class logit scale on a frozen model; τ-normalisation rescales its
 rows once. `Decoupled` keeps the frozen part in eval mode while training, so its dropout and batch
 norm statistics stay those of the trained model.

@@ -1,4 +1,4 @@
-"""Class-aware resampling of the training list (CBS and SRS, semantics §6).
+"""Class-aware resampling of the training list (CBS and SRS, docs/semantics.md §6).
 
 An epoch keeps N = len(train) draws. Each draw picks a class — uniformly over the classes that
 have train videos (CBS) or with p_c ∝ √n_c (SRS) — and then a video uniformly among that class's

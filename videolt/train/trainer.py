@@ -1,4 +1,4 @@
-"""The training loop (semantics §5–§6): one run = one `TrainConfig` → runs/<run>/ with checkpoints,
+"""The training loop (docs/semantics.md §5–§6): one run = one `TrainConfig` → runs/<run>/ with checkpoints,
 logs and metrics; a killed run resumes to exactly the result of an uninterrupted one.
 
 Per epoch: the loss's schedule (DRW) and the batch mix are told the epoch, the epoch's order is

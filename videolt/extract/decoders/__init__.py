@@ -6,7 +6,8 @@ whose timestamp (relative to the stream start) is ≤ t, for every t before the 
 `ffmpeg -i V -an -vf fps=fps=1:round=up -f rawvideo -pix_fmt rgb24 -` produces; plain `fps=1`
 rounds to the nearest tick and picks other frames.
 
-Backends: "pyav" (the default, `pyav.py`; selective decoding of H.264, exact, in `_selective.py`),
+Backends: "pyav" (the default, `pyav.py`; selective decoding of H.264, exact, in `_selective.py`;
+RGB as the CLI converts, 10-bit sources included, in `_rgb.py`),
 "decord" and "torchcodec" (optional extras, imported only when used). Each says in its
 `DecodeReport` which path ran (`FrameStream.report`, `DecodedVideo.report`). Every failure is a
 `DecodeError`, a per-video `VideoFailure` whose `failure` is an `ExtractFailure`, so the caller

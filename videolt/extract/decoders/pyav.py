@@ -1,7 +1,8 @@
 """The "pyav" decoder (the default): one sequential pass with PyAV, exactly ffmpeg's 1-fps frames.
 
 The stream is decoded once, front to back, keeping only the current candidate frame and converting
-to RGB only the frames it keeps (converting every frame would cost as much as decoding). With
+to RGB only the frames it keeps (converting every frame would cost as much as decoding), with the
+CLI's own conversion (`_rgb.py`: byte for byte on 10-bit sources too). With
 `selective` (the default), H.264 frames that no tick shows and no frame references are discarded
 before decoding (`_selective.py`: exact, about 0.7x the decode time of a full pass on streaming
 H.264 with B-frames); other codecs, and streams whose timestamps give no safe plan, are decoded in
@@ -28,12 +29,12 @@ from videolt.extract.decoders._base import (
     autorotate,
     register_decoder,
 )
+from videolt.extract.decoders._rgb import RgbConverter
 from videolt.extract.decoders._selective import Plan, PlanMismatch, plan_selection
 from videolt.extract.failures import ExtractFailure
 
 if TYPE_CHECKING:  # PyAV is imported where a video is decoded: the package imports without it (GPU benchmark box)
     import av
-    from av.video.reformatter import VideoReformatter
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ def decode_pyav(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOp
 def _decode(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOptions, report: DecodeReport,
             *, selective: bool) -> Iterator[tuple[float, np.ndarray]]:
     import av
-    from av.video.reformatter import VideoReformatter
 
     try:
         container = av.open(str(path), metadata_errors="ignore")
@@ -92,9 +92,7 @@ def _decode(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOption
         # k · tick < d · unit in integers (25× cheaper than Fractions; ~0.5 % of a 360p decode).
         tick = fps.denominator * time_base.denominator
         unit = fps.numerator * time_base.numerator
-        # One converter for the whole video: `frame.to_ndarray(format=...)` builds a new swscale
-        # context for every frame (0.4 ms a frame, about half the conversion at 360p).
-        to_rgb = VideoReformatter()
+        to_rgb = RgbConverter()  # one per video: the ffmpeg CLI's conversion (10-bit sources included)
 
         candidate: av.VideoFrame | None = None
         cand_d = 0
@@ -195,5 +193,5 @@ def _last_duration(
     return t - prev_t if prev_t is not None else Fraction(0)
 
 
-def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
-    return autorotate(reformatter.reformat(frame, format="rgb24").to_ndarray(), frame.rotation)
+def _to_rgb(frame: av.VideoFrame, converter: RgbConverter) -> np.ndarray:
+    return autorotate(converter(frame), frame.rotation)

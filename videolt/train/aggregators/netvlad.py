@@ -1,4 +1,4 @@
-"""NetVLAD (semantics §4): gated NetVLAD without cluster centres, as in the YouTube-8M entries."""
+"""NetVLAD (docs/semantics.md §4): gated NetVLAD without cluster centres, as in the YouTube-8M entries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""NonLinear (semantics §4): the same MLP on every frame, per-frame logits averaged over time."""
+"""NonLinear (docs/semantics.md §4): the same MLP on every frame, per-frame logits averaged over time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Multi-label (sigmoid) losses of the long-tail methods, one file each, one registry (semantics §6).
+"""Multi-label (sigmoid) losses of the long-tail methods, one file each, one registry (docs/semantics.md §6).
 
 `create_loss(name, class_counts, **opts)` builds one; `LOSSES.names()` lists them: the VideoLT
 paper's (bce, focal, cb, ldam, eql) and losses made for multi-label long tails since (db, asl,

@@ -1,4 +1,4 @@
-"""The loss registry and what every multi-label (sigmoid) loss shares (semantics §6).
+"""The loss registry and what every multi-label (sigmoid) loss shares (docs/semantics.md §6).
 
 Every loss maps logits [B, C] and float targets [B, C] (multi-hot, or soft after mixing) to a
 scalar. An optional mask [B, C] multiplies the element losses (resampling zeroes a video's other

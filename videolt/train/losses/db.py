@@ -1,10 +1,12 @@
 """Distribution-Balanced loss (Wu et al., ECCV 2020), as the authors' code computes it.
 
 Source: github.com/wutong16/DistributionBalancedLoss, `mllt/models/losses/resample_loss.py` @ 2567764
-(`ResampleLoss` with `reweight_func='rebalance'` and `logit_reg=dict(neg_scale, init_bias)`), defaults
-from `configs/coco/LT_resnet50_pfc_DB.py` (`map_param=dict(alpha=0.1, beta=10.0, gamma=0.2)`,
-`logit_reg=dict(neg_scale=2.0, init_bias=0.05)`). The paper's text was not reachable here; the
-formula below is the code's.
+(`ResampleLoss` with `reweight_func='rebalance'` and `logit_reg=dict(neg_scale, init_bias)`; unchanged
+on master, 14460d0). Defaults from the config the authors ship, `configs/coco/LT_resnet50_pfc_DB.py`
+lines 23-27: DB-Focal, `focal=dict(focal=True, balance_param=2.0, gamma=2)` (line 25),
+`logit_reg=dict(neg_scale=2.0, init_bias=0.05)` (26), `map_param=dict(alpha=0.1, beta=10.0, gamma=0.2)`
+(27). `focal_gamma: 0` is the plain DB loss (`focal=False`). The paper's text was not reachable here;
+the formula below is the code's.
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ class DBLoss(MultiLabelLoss):
     Negative-tolerant regularisation: logits shifted by b_c = (kappa/lam)·log(p_c/(1 − p_c)),
     p_c = n_c/N (`init_bias`), and negatives scaled by lam (`neg_scale`):
         element = y·w·softplus(−(z + b)) + (1 − y)·(w/lam)·softplus(lam·(z + b)).
-    focal_gamma > 0 gives DB-Focal: each term times focal_balance·(1 − p_t)^focal_gamma with p_t the
-    probability of the term's own label under its (scaled) logit. With soft targets the two terms are
+    DB-Focal (the default, focal_gamma > 0): each term times focal_balance·(1 − p_t)^focal_gamma with
+    p_t the probability of the term's own label under its (scaled) logit, differentiated as the code
+    does; focal_gamma = 0 is plain DB. With soft targets the two terms are
     weighted by y and 1 − y (the code scales a soft target's logit by a y-dependent factor instead;
     both agree on 0/1 targets). Test scores are sigmoid(z), the plain logits.
     """
 
     def __init__(self, class_counts: np.ndarray, *, alpha: float = 0.1, beta: float = 10.0, mu: float = 0.2,
-                 kappa: float = 0.05, lam: float = 2.0, focal_gamma: float = 0.0, focal_balance: float = 2.0,
+                 kappa: float = 0.05, lam: float = 2.0, focal_gamma: float = 2.0, focal_balance: float = 2.0,
                  train_videos: int | None = None, reduction: str = "mean"):
         super().__init__(reduction)
         if not lam > 0:

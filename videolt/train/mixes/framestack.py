@@ -1,4 +1,4 @@
-"""FrameStack (semantics §6): mix two clips along time, by how well their classes are learnt.
+"""FrameStack (docs/semantics.md §6): mix two clips along time, by how well their classes are learnt.
 
 A clip's score s_n is the mean over all C classes of y[n, c]·score[c], i.e. the sum of its labels'
 class scores (running AP by default) divided by C, as in the reference. Paired with a partner π(n),

@@ -1,4 +1,4 @@
-"""Feature-space mixup on frame-aligned clips (semantics §6)."""
+"""Feature-space mixup on frame-aligned clips (docs/semantics.md §6)."""
 
 from __future__ import annotations
 
