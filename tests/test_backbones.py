@@ -191,7 +191,7 @@ def test_unknown_names_list_known_ones(name, message):
 
 
 def test_unknown_options_are_config_errors():
-    with pytest.raises(ConfigError, match="resnet50 takes no option n_segment"):
+    with pytest.raises(ConfigError, match="backbone 'resnet50' has no option n_segment"):
         create_backbone("resnet50", weights="random", n_segment=8)
 
 
