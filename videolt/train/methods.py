@@ -60,14 +60,15 @@ class MethodSpec:
 
 def _summary(spec: MethodSpec) -> str:
     """What a method trains with and where it comes from, in one line, e.g. "loss focal {gamma: 1.0}; batch mix
-    framestack (from 17Skye17/VideoLT@1732d5c scripts/framestack.sh:4-22 ...)"."""
+    framestack; source: 17Skye17/VideoLT@1732d5c scripts/framestack.sh:4-22 (...)"."""
     parts = [f"loss {spec.loss}" + (f" {_opts(spec.loss_opts)}" if spec.loss_opts else "")]
     parts += [f"sampler {spec.sampler}"] if spec.sampler != "none" else []
     parts += [f"batch mix {spec.batch_mix}" + (f" {_opts(spec.mix_opts)}" if spec.mix_opts else "")
               ] if spec.batch_mix != "none" else []
     parts += [f"aggregator {spec.model}"] if spec.model else []
     parts += [f"{key} {value}" for key, (value, _) in spec.train.items()]
-    return "; ".join(parts) + (f" (from {spec.source})" if spec.source else "")
+    parts += [f"source: {spec.source}"] if spec.source else []
+    return "; ".join(parts)
 
 
 def _opts(opts: Mapping[str, Any]) -> str:
