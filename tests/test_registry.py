@@ -9,7 +9,6 @@ trains, shows in `videolt train --help` and in the components table, and leaves 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import sys
 import textwrap
@@ -76,20 +75,20 @@ def test_describe_gives_summaries_and_defaults() -> None:
     assert reg.names() == ["plain"]
 
 
-def _help(command: str) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+def _help(command: str, capsys) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
         main([command, "--help"])
     assert done.value.code == 0
-    return " ".join(out.getvalue().split())  # one line: argparse wraps the help at spaces
+    return " ".join(capsys.readouterr().out.split())  # one line: argparse wraps the help at spaces
 
 
-def test_help_and_config_docs_list_every_registered_name() -> None:
-    train = _help("train")
+def test_help_and_config_docs_list_every_registered_name(capsys) -> None:
+    train = _help("train", capsys)
     for flag, names in (("--model", AGGREGATORS.names()), ("--method", METHODS.names()), ("--loss", LOSSES.names())):
         listed = train.split(f"{flag} ", 2)[2].split(" [")[0]  # the flag's help, after its usage mention
         assert all(name in listed.replace(",", " ").split() for name in names), (flag, listed)
-    extract = _help("extract")
+    extract = _help("extract", capsys)
     assert ", ".join(list_backbones()) in extract and ", ".join(DECODERS.names()) in extract
 
 
@@ -138,17 +137,10 @@ def toy_loss_file(tmp_path: Path):
             LOSSES.unregister("toy_brier")
 
 
-def _run(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(list(args))
-    return code, out.getvalue()
-
-
 def test_a_new_loss_is_one_file_and_trains_shows_in_help_and_in_the_table(tmp_path, capsys) -> None:
     with toy_loss_file(tmp_path) as toy_loss:
         _check_toy_loss(toy_loss, tmp_path, capsys)
-    assert "toy_brier" not in LOSSES and "toy_brier" not in _help("train")
+    assert "toy_brier" not in LOSSES and "toy_brier" not in _help("train", capsys)
     assert "toy_brier" not in components_markdown()
 
 
@@ -157,19 +149,18 @@ def _check_toy_loss(toy_loss: str, tmp_path: Path, capsys) -> None:
     assert f"`{toy_loss}`" not in (REPO / "docs" / "components.md").read_text()
     row = next(line for line in components_markdown().splitlines() if line.startswith(f"| `{toy_loss}` |"))
     assert "Brier score" in row and "`weight=1.0`" in row and "`reduction='mean'`" in row
-    assert toy_loss in _help("train").split("--loss ", 2)[2].split(" [")[0]
+    assert toy_loss in _help("train", capsys).split("--loss ", 2)[2].split(" [")[0]
 
     wd, syn = make_workdir(tmp_path / "synth", num_classes=6, videos=(60, 20, 30), dim=16)
     base = ["train", str(wd), "--features", "syn", "--loss", toy_loss, "--epochs", "1", "--batch-size", "16",
             "--workers", "0", "--device", "cpu", "--no-progress", "--set", f"group_head={syn.head}",
             "--set", f"group_tail={syn.tail}"]
-    code, _ = _run(*base, "--run", "typo", "--set", "loss_opts.wieght=2.0")
-    assert code == 2
+    capsys.readouterr()
+    assert main([*base, "--run", "typo", "--set", "loss_opts.wieght=2.0"]) == 2
     assert ("loss_opts: loss 'toy_brier' has no option wieght; did you mean weight? (options: weight, reduction)"
             in capsys.readouterr().err)
-    code, out = _run(*base, "--run", "toy", "--set", "loss_opts.weight=2.0", "--json")
-    assert code == 0
-    metrics = json.loads(out)
+    assert main([*base, "--run", "toy", "--set", "loss_opts.weight=2.0", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
     assert metrics["split"] == "test" and 0.0 <= metrics["overall_map"] <= 1.0
     config = json.loads((wd / "runs" / "toy" / "config.json").read_text())["config"]
     assert (config["loss"], config["loss_opts"], config["method"]) == (toy_loss, {"weight": 2.0}, "baseline")
