@@ -21,8 +21,8 @@ from videolt.errors import ConfigError, UnknownNameError, UsageError
 from videolt.extract.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from videolt.registry import Registry
 
-__all__ = ["BACKBONES", "BACKBONE_PREFIXES", "PAPER_PREPROCESSING", "Backbone", "BackboneCfg", "create_backbone",
-           "list_backbones", "parse_backbone_name", "torchvision_reference"]
+__all__ = ["BACKBONES", "BACKBONE_PREFIXES", "PAPER_PREPROCESSING", "Backbone", "BackboneCfg", "backbone_options",
+           "create_backbone", "list_backbones", "parse_backbone_name", "torchvision_reference"]
 
 # The VideoLT paper's recipe, kept by its backbones (resnet50, resnet101, tsm_r50).
 PAPER_PREPROCESSING = Preprocessing(resize=256, crop=256, interpolation="bilinear", antialias=True,
@@ -172,6 +172,14 @@ class Backbone(nn.Module):
 def list_backbones() -> list[str]:
     """Registered plain names plus the prefix forms, e.g. ["resnet101", ..., "timm:<name>"]."""
     return [*BACKBONES.names(), *(f"{p}:<name>" for p in BACKBONE_PREFIXES.names())]
+
+
+def backbone_options(name: str) -> dict[str, Any]:
+    """The options backbone `name` takes (a prefix family's for "<prefix>:<model>"), with their defaults;
+    {} for a name not registered (`create_backbone` says what is wrong with it)."""
+    prefix, _ = parse_backbone_name(name)
+    registry, key = (BACKBONES, name) if prefix is None else (BACKBONE_PREFIXES, prefix)
+    return registry.options(key) if key in registry else {}
 
 
 def parse_backbone_name(name: str) -> tuple[str | None, str]:
