@@ -92,8 +92,10 @@ def test_help_and_config_docs_list_every_registered_name(capsys) -> None:
     assert ", ".join(list_backbones()) in extract and ", ".join(DECODERS.names()) in extract
 
 
-def test_docs_table_is_current() -> None:
+def test_docs_table_is_current(capsys) -> None:
     """docs/components.md is `videolt components`' output; regenerate it when a component changes."""
+    assert main(["components"]) == 0
+    assert capsys.readouterr().out == components_markdown()
     assert (REPO / "docs" / "components.md").read_text() == components_markdown(), \
         "docs/components.md is out of date: run `videolt components > docs/components.md`"
 

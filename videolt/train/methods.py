@@ -61,18 +61,21 @@ class MethodSpec:
 def _summary(spec: MethodSpec) -> str:
     """What a method trains with and where it comes from, in one line, e.g. "loss focal {gamma: 1.0}; batch mix
     framestack; source: 17Skye17/VideoLT@1732d5c scripts/framestack.sh:4-22 (...)"."""
-    parts = [f"loss {spec.loss}" + (f" {_opts(spec.loss_opts)}" if spec.loss_opts else "")]
-    parts += [f"sampler {spec.sampler}"] if spec.sampler != "none" else []
-    parts += [f"batch mix {spec.batch_mix}" + (f" {_opts(spec.mix_opts)}" if spec.mix_opts else "")
-              ] if spec.batch_mix != "none" else []
-    parts += [f"aggregator {spec.model}"] if spec.model else []
+    parts = [f"loss {spec.loss}{_opts(spec.loss_opts)}"]
+    if spec.sampler != "none":
+        parts.append(f"sampler {spec.sampler}")
+    if spec.batch_mix != "none":
+        parts.append(f"batch mix {spec.batch_mix}{_opts(spec.mix_opts)}")
+    if spec.model:
+        parts.append(f"aggregator {spec.model}")
     parts += [f"{key} {value}" for key, (value, _) in spec.train.items()]
-    parts += [f"source: {spec.source}"] if spec.source else []
+    if spec.source:
+        parts.append(f"source: {spec.source}")
     return "; ".join(parts)
 
 
 def _opts(opts: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}: {v}" for k, v in opts.items()) + "}"
+    return " {" + ", ".join(f"{k}: {v}" for k, v in opts.items()) + "}" if opts else ""
 
 
 METHODS: Registry[MethodSpec] = Registry("method", summary=_summary)
