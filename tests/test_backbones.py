@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchvision.models import resnet50
 
 from videolt.errors import ConfigError, StageError, UnknownNameError, UsageError
-from videolt.extract.backbones import BACKBONES, create_backbone, list_backbones, parse_backbone_name
+from videolt.extract.backbones import BACKBONES, backbone_options, create_backbone, list_backbones, parse_backbone_name
 from videolt.extract.backbones import PAPER_PREPROCESSING
 from videolt.extract.transforms import Preprocessing
 
@@ -190,8 +190,14 @@ def test_unknown_names_list_known_ones(name, message):
         create_backbone(name, weights="random")
 
 
+def test_options_come_from_the_factories():
+    """The stage passes `n_segment` to the backbones whose factory takes it (tsm_r50), whatever their name."""
+    assert backbone_options("tsm_r50") == {"n_segment": 8}
+    assert backbone_options("resnet50") == backbone_options("timm:resnet18") == backbone_options("tsm_r5") == {}
+
+
 def test_unknown_options_are_config_errors():
-    with pytest.raises(ConfigError, match="resnet50 takes no option n_segment"):
+    with pytest.raises(ConfigError, match="backbone 'resnet50' has no option n_segment"):
         create_backbone("resnet50", weights="random", n_segment=8)
 
 

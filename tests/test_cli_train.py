@@ -25,18 +25,22 @@ from tests.synthetic import Synthetic, make_synthetic
 from videolt.cli import main
 from videolt.data.labels import multi_hot
 from videolt.data.workdir import Workdir
+from videolt.train.methods import METHODS as REGISTERED
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 C = 10
-METHODS = ("baseline", "ldam_drw", "eql", "cbs", "srs", "cb", "mixup", "framestack", "focal", "db", "asl",
-           "logit_adjusted")
+# Every registered method; those built around an aggregator of their own (MOVE) train with it, the others with both
+# of VideoLT's.
+METHODS = tuple(m for m in REGISTERED.names() if not REGISTERED.get(m).model)
+OWN_MODEL = tuple(m for m in REGISTERED.names() if REGISTERED.get(m).model)
 MODELS = {"nonlinear": (), "netvlad": ("--set", "model_opts.clusters=8", "--set", "model_opts.hidden=32"),
           "move": ("--set", "model_opts.clusters=8", "--set", "model_opts.hidden=32", "--set", "model_opts.key_dim=8",
                    "--set", "model_opts.classifier_hidden=64")}
-# MOVE's own method with its aggregator (implied, or named), and a few methods on MOVE's aggregator.
-MOVE_CASES = [("move", ""), ("move", "move"), ("baseline", "move"), ("framestack", "move"), ("db", "move")]
+# Each method with its own aggregator (implied), MOVE's named too, and a few methods on MOVE's aggregator.
+MOVE_CASES = [(m, "") for m in OWN_MODEL] + [("move", "move"), ("baseline", "move"), ("framestack", "move"),
+                                              ("db", "move")]
 # Options that matter in 3 epochs on 240 videos: DRW's class-balanced weights from epoch 1; EQL's
 # default drop rate (0.18 % of tail negatives) gave the baseline's metrics to 3 decimals here.
 METHOD_OPTS = {"ldam_drw": {"drw_epoch": 1}, "eql": {"drop_prob": 0.3}}
@@ -80,7 +84,7 @@ def chance(synth) -> float:
 
 def _train_args(wd: Path, syn: Synthetic, run: str, method: str, model: str) -> list[str]:
     opts = [a for k, v in METHOD_OPTS.get(method, {}).items() for a in ("--set", f"method_opts.{k}={v}")]
-    sizes = MODELS[model or "move"]
+    sizes = MODELS[model or REGISTERED.get(method).model]
     return ["train", str(wd), "--features", "syn", "--run", run, "--method", method,
             *(["--model", model] if model else []), "--epochs", "3", "--batch-size", "32", "--workers", "0",
             "--device", "cpu", "--no-progress",
@@ -108,7 +112,7 @@ def test_every_method_trains_and_evaluates(synth, chance, method, model):
     _check_metrics(evaluated, chance)
     assert all(evaluated[k] == pytest.approx(trained[k]) for k in METRICS)  # best.pt re-scored
     config = json.loads((wd / "runs" / run / "config.json").read_text())["config"]
-    assert (config["method"], config["model"], config["epochs"]) == (method, model or "move", 3)
+    assert (config["method"], config["model"], config["epochs"]) == (method, model or REGISTERED.get(method).model, 3)
     assert config["method_opts"] == METHOD_OPTS.get(method, {})
     assert config["clip_grad"] == (0.0 if method == "move" else 20.0)  # the method's recipe, recorded resolved
 

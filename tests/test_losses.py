@@ -143,10 +143,8 @@ def test_eql_threshold_frequency_is_per_train_video() -> None:
 
 
 def test_eql_options_have_one_meaning_each() -> None:
-    from videolt.train.losses import loss_options
-
-    assert {"drop_prob", "freq_threshold", "tail_threshold"} <= set(loss_options("eql"))
-    assert "lambda_" not in loss_options("eql") and "train_videos" not in loss_options("eql")
+    assert {"drop_prob", "freq_threshold", "tail_threshold"} <= set(LOSSES.options("eql"))
+    assert "lambda_" not in LOSSES.options("eql") and "train_videos" not in LOSSES.options("eql")
 
 
 LABELS_DIR = official_labels()

@@ -13,7 +13,7 @@ import torch
 from videolt.config import to_dict
 from videolt.errors import ConfigError, UnknownNameError
 from videolt.train.aggregators import AGGREGATORS, create_aggregator
-from videolt.train.losses import create_loss, loss_defaults
+from videolt.train.losses import LOSSES, create_loss
 from videolt.train.config import TrainConfig
 from videolt.train.methods import (
     METHODS,
@@ -85,11 +85,11 @@ def test_each_method_resolves_its_references_defaults() -> None:
 def test_losses_default_to_what_their_authors_ship() -> None:
     """DB is DB-Focal (γ 2, balance 2: DistributionBalancedLoss configs/coco/LT_resnet50_pfc_DB.py:25); ASL's
     focusing weights get no gradient (Alibaba-MIIL/ASL losses.py:38-47, train.py:93)."""
-    assert {k: loss_defaults("db")[k] for k in ("focal_gamma", "focal_balance", "kappa", "lam", "alpha", "beta",
+    assert {k: LOSSES.options("db")[k] for k in ("focal_gamma", "focal_balance", "kappa", "lam", "alpha", "beta",
                                                  "mu")} == {"focal_gamma": 2.0, "focal_balance": 2.0, "kappa": 0.05,
                                                             "lam": 2.0, "alpha": 0.1, "beta": 10.0, "mu": 0.2}
     assert "LT_resnet50_pfc_DB.py" in METHODS.get("db").source
-    assert loss_defaults("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05, "eps": 1e-8,
+    assert LOSSES.options("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05, "eps": 1e-8,
                                     "focusing_grad": False, "reduction": "mean"}
     assert "train.py:93" in METHODS.get("asl").source
 

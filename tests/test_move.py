@@ -13,7 +13,7 @@ from scipy import stats
 
 from videolt.errors import ConfigError
 from videolt.train import rundir
-from videolt.train.aggregators import MoveAggregator, aggregator_defaults, create_aggregator
+from videolt.train.aggregators import AGGREGATORS, MoveAggregator, create_aggregator
 from videolt.train.aggregators._frame_sampling import (
     DRAW_ROLES,
     RandomFrameDraws,
@@ -95,7 +95,7 @@ def test_shapes_train_eval_and_any_feature_size() -> None:
 
 
 def test_defaults_are_moves() -> None:
-    assert aggregator_defaults("move") == {
+    assert AGGREGATORS.options("move") == {
         "sampling": "dynamic", "lb": 3.0, "key_mask": "drop_sampled", "heads": 4, "key_dim": 512,
         "attention_dropout": 0.1, "clusters": 64, "hidden": 1024, "classifier_hidden": 2048, "classifier_dropout": 0.5}
     model = create_aggregator("move", 8, 3, class_counts=np.arange(1, 4))  # MOVE's sizes around an 8-d input

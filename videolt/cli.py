@@ -331,14 +331,13 @@ def _output_file(path: str | None) -> None:
 def _extract_args(p: argparse.ArgumentParser) -> None:
     config = "videolt.extract.config:ExtractConfig"
     p.add_argument("workdir", metavar="WORKDIR")
-    _key(p, "--backbone", config, "backbones", type=_csv, metavar="NAMES",
-         help="comma-separated: resnet50, resnet101, tsm_r50, timm:<name>; each video is decoded once for all")
+    _key(p, "--backbone", config, "backbones", type=_csv, metavar="NAMES")
     _key(p, "--weights", config, "weights", metavar="imagenet|kinetics400|random|PATH")
     _key(p, "--name", config, "names", type=_csv, metavar="FEATURESETS")
     _key(p, "--device", config, "device", metavar="auto|cpu|cuda|cuda:N")
     _key(p, "--devices", config, "devices", metavar="auto|N|cuda:0,cuda:1|cpu,cpu")
     _key(p, "--batch-size", config, "batch_size", type=int, metavar="N")
-    _key(p, "--decoder", config, "decoder", metavar="pyav|decord|torchcodec")
+    _key(p, "--decoder", config, "decoder", metavar="NAME")
     _key(p, "--workers", config, "workers", type=int, metavar="N")
     _key(p, "--splits", config, "splits", type=_csv, metavar="A,B")
     _key(p, "--limit", config, "limit", type=int, metavar="N")
@@ -644,6 +643,20 @@ def _demo(args: argparse.Namespace) -> int:
         _print_json({k: v for k, v in result.items() if k != "summary"})
     else:
         print(format_demo(result))
+    return 0
+
+
+# -- components -----------------------------------------------------------------------------------
+def _components_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("components", "the registered backbones, decoders, aggregators, losses, batch mixes, samplers and methods "
+         "with their options, as the Markdown of docs/components.md", _components_args)
+def _components(args: argparse.Namespace) -> int:
+    from videolt.pipeline.components import components_markdown
+
+    print(components_markdown(), end="")
     return 0
 
 

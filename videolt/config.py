@@ -2,7 +2,8 @@
 
 One loader for every stage. Unknown keys and mistyped values are `ConfigError`s naming the key and
 saying what was expected; nothing is silently accepted or rewritten. Field docs live in each field's
-`metadata["doc"]` so `describe(cls)` can print them.
+`metadata["doc"]` so `describe(cls)` can print them; a field naming a registered component lists the
+registry's names, read when described, so a new component shows in the help without an edit here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -22,13 +23,14 @@ from videolt.errors import ConfigError
 C = TypeVar("C")
 
 
-def field(default: Any, doc: str, *, secret: bool = False) -> Any:
+def field(default: Any, doc: str, *, secret: bool = False, names: Callable[[], Sequence[str]] | None = None) -> Any:
     """A dataclass field with a one-line doc; mutable defaults become factories.
 
     A `secret` field (a credential, or a path to one) is left out of the dataclass's repr, so a
-    logged or raised config never shows it.
+    logged or raised config never shows it. `names` (e.g. `LOSSES.names`) gives the names `{names}`
+    in `doc` stands for, listed when the doc is described.
     """
-    meta = {"doc": doc, "secret": secret}
+    meta = {"doc": doc, "secret": secret, "names": names}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), repr=not secret, metadata=meta)
     return dataclasses.field(default=default, repr=not secret, metadata=meta)
@@ -149,7 +151,8 @@ def describe(cls: type) -> list[tuple[str, str, Any]]:
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-        out.append((f.name, f.metadata.get("doc", ""), default))
+        doc, names = f.metadata.get("doc", ""), f.metadata.get("names")
+        out.append((f.name, doc.replace("{names}", ", ".join(names())) if names else doc, default))
     return out
 
 

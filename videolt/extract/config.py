@@ -1,6 +1,7 @@
 """The extract stage's config: which backbones, how frames are decoded and prepared, where it runs.
 
-Kept apart from the stage code so the CLI can read the keys' docs and defaults without importing torch.
+Kept apart from the stage code so the CLI can read the keys' defaults without importing torch (the docs
+that list the registered backbones and decoders import their registries when shown).
 """
 
 from __future__ import annotations
@@ -14,11 +15,25 @@ from videolt.errors import ConfigError, UsageError
 __all__ = ["ExtractConfig", "feature_set_names"]
 
 
+def _backbone_names() -> list[str]:
+    """The registered backbones (their package, and torch, imported only when a doc lists them)."""
+    from videolt.extract.backbones import list_backbones
+
+    return list_backbones()
+
+
+def _decoder_names() -> list[str]:
+    from videolt.extract.decoders import DECODERS
+
+    return DECODERS.names()
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExtractConfig:
     """One extraction pass: every video is decoded once for all its backbones."""
 
-    backbones: tuple[str, ...] = field(("resnet50",), "backbones to run; each video is decoded once for all")
+    backbones: tuple[str, ...] = field(("resnet50",), "backbones to run: {names}; each video is decoded once for all",
+                                       names=_backbone_names)
     weights: str = field("imagenet", "imagenet (library download; for timm:<name> its pretrained tag from the hub), "
                          "kinetics400 (tsm_r50), random (seeded) or a .safetensors/.pth file")
     names: tuple[str, ...] = field((), "feature set names, one per backbone; default <backbone>[-<weights>]")
@@ -29,7 +44,7 @@ class ExtractConfig:
     batch_size: int = field(150, "frames per forward pass (with pack_videos, several whole videos up to this)")
     pack_videos: bool | None = field(None, "several whole videos per forward, up to batch_size frames; default: "
                                      "on CUDA only (on the CPU a batch's size can change the float sums)")
-    decoder: str = field("pyav", "decoding backend: pyav, decord or torchcodec")
+    decoder: str = field("pyav", "decoding backend: {names}", names=_decoder_names)
     selective: bool = field(True, "discard frames no tick shows and no frame references before decoding, where "
                             "exact (H.264 in mp4/mkv/webm/ts/flv); false: decode every frame")
     workers: int | None = field(None, "decoding processes (0: decode in the main process); default: sized from "

@@ -39,7 +39,7 @@ from videolt.data.workdir import Workdir
 from videolt.devices import resolve_devices
 from videolt.errors import StageError
 from videolt.executor import Executor, SinkPlan, SinksLost
-from videolt.extract.backbones import BackboneCfg, create_backbone, parse_backbone_name
+from videolt.extract.backbones import BackboneCfg, backbone_options, create_backbone, parse_backbone_name
 from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.extract.cores import keep_freed_memory
 from videolt.extract.decoders import DECODERS, Decoder, package_version
@@ -160,7 +160,7 @@ def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[
     built = []
     for backbone in cfg.backbones:
         parse_backbone_name(backbone)  # a malformed name fails before any work
-        opts = (("n_segment", cfg.n_segment),) if backbone.startswith("tsm") else ()
+        opts = (("n_segment", cfg.n_segment),) if "n_segment" in backbone_options(backbone) else ()
         bb = create_backbone(backbone, weights=cfg.weights, seed=cfg.seed, resize=cfg.resize, crop=cfg.crop,
                              **dict(opts))
         built.append((backbone, opts, bb.cfg, bb.preprocessing))

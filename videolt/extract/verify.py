@@ -32,7 +32,7 @@ import torch
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.errors import StageError
-from videolt.extract.backbones import Backbone, create_backbone
+from videolt.extract.backbones import Backbone, backbone_options, create_backbone
 from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.extract.transforms import Preprocessing
 
@@ -103,7 +103,7 @@ def verify_features(wd: Workdir, cfg: ExtractConfig, *, device: str | torch.devi
 
 def _reference_backbone(cfg: ExtractConfig, backbone: str, store: FeatureStore, device: torch.device) -> Backbone:
     """The run's backbone in fp32 on `device`, after checking that it is fed what the feature set records."""
-    opts = {"n_segment": cfg.n_segment} if backbone.startswith("tsm") else {}
+    opts = {"n_segment": cfg.n_segment} if "n_segment" in backbone_options(backbone) else {}
     bb = create_backbone(backbone, weights=cfg.weights, seed=cfg.seed, resize=cfg.resize, crop=cfg.crop, **opts)
     recorded = Preprocessing.from_dict(store.attrs.get("preprocessing", {}))
     if recorded != bb.preprocessing:

@@ -35,9 +35,10 @@ from videolt.errors import ConfigError, UsageError, VideoltError, describe, writ
 from videolt.evaluate import report, tables
 from videolt.pipeline.lifeline import exit_with
 from videolt.train import cache, preflight, rundir
+from videolt.train.aggregators import AGGREGATORS
 from videolt.train.config import TrainConfig, setting_changes
-from videolt.train.aggregators import aggregator_defaults
-from videolt.train.methods import create_method, method_model, resolve_method, setting_key
+from videolt.train.losses import LOSSES
+from videolt.train.methods import METHODS, create_method, method_model, resolve_method, setting_key
 from videolt.train.trainer import train_run
 
 __all__ = ["BenchmarkConfig", "BenchmarkError", "Cell", "ComparisonEntry", "FeatureEntry", "MethodEntry", "load_benchmark",
@@ -64,10 +65,9 @@ class FeatureEntry:
 class MethodEntry:
     """One row of a table: a method, optionally with its loss or options changed."""
 
-    method: str = field("", "method name: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack, move, "
-                            "db, asl, logit_adjusted")
+    method: str = field("", "method name: {names}", names=METHODS.names)
     label: str = field("", "display label in tables and plots (default: the run-name stem)")
-    loss: str = field("", "loss replacing the method's own ('' keeps it)")
+    loss: str = field("", "loss replacing the method's own ('' keeps it): {names}", names=LOSSES.names)
     options: dict = field({}, "method options (e.g. eta, beta_rule for framestack; gamma for focal)")
     loss_opts: dict = field({}, "loss options applied over the method's")
     model: str = field("", "an aggregator of this row's own instead of the grid's ('': the method's own if it has "
@@ -113,8 +113,8 @@ class BenchmarkConfig:
     name: str = field("", "benchmark name: the report goes to WORKDIR/reports/<name>/")
     table: TableKind = field("custom", "paper table this grid reproduces: table1 .. table5, or custom")
     features: tuple[FeatureEntry, ...] = field((), "feature sets, each with its backbone label")
-    aggregators: tuple[str, ...] = field(("nonlinear",), "aggregators: nonlinear, netvlad, move (rows with an "
-                                                        "aggregator of their own run once, with it)")
+    aggregators: tuple[str, ...] = field(("nonlinear",), "aggregators: {names} (rows with an aggregator of their own "
+                                                        "run once, with it)", names=AGGREGATORS.names)
     model_opts: dict = field({}, "options per aggregator, e.g. {netvlad: {clusters: 64, hidden: 1024}}")
     methods: tuple[MethodEntry, ...] = field((), "the table's rows")
     seeds: tuple[int, ...] = field((2021,), "one run per seed; tables show mean ± std over seeds")
@@ -213,7 +213,7 @@ def _without_defaults(entry: MethodEntry) -> MethodEntry:
     defaults = {**default.loss_opts, **default.mix_opts}
     options = {k: v for k, v in entry.options.items() if k not in defaults or defaults[k] != v}
     loss = "" if entry.loss == default.loss else entry.loss
-    agg_defaults = aggregator_defaults(entry.own_model) if entry.own_model else {}
+    agg_defaults = AGGREGATORS.options(entry.own_model) if entry.own_model else {}
     model_opts = {k: v for k, v in entry.model_opts.items() if k not in agg_defaults or agg_defaults[k] != v}
     return dataclasses.replace(entry, options=options, loss=loss, model_opts=model_opts, label=entry.display)
 

@@ -9,7 +9,9 @@ from typing import Any, Collection, Literal, Mapping
 from videolt.config import field, from_dict
 from videolt.errors import ConfigError
 from videolt.train import rundir
-from videolt.train.methods import method_model, method_recipe
+from videolt.train.aggregators import AGGREGATORS
+from videolt.train.losses import LOSSES
+from videolt.train.methods import METHODS, method_model, method_recipe
 
 __all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_from_run", "setting_changes"]
 
@@ -21,14 +23,12 @@ class TrainConfig:
     """One training run; every field is recorded in runs/<run>/config.json."""
 
     features: str = field("", "feature set name (WORKDIR/features/<name>.zarr)")
-    model: str = field("", "aggregator: nonlinear | netvlad | move ('': the method's own, else nonlinear)")
+    model: str = field("", "aggregator: {names} ('': the method's own, else nonlinear)", names=AGGREGATORS.names)
     model_opts: dict = field({}, "aggregator options, e.g. {clusters: 64, hidden: 1024} for netvlad, "
                                  "{lb: 3.0} for move")
-    method: str = field("baseline", "long-tail method: baseline, focal, cb, ldam_drw, eql, mixup, cbs, srs, framestack, "
-                                    "move, db, asl, logit_adjusted")
+    method: str = field("baseline", "long-tail method: {names}", names=METHODS.names)
     method_opts: dict = field({}, "method options (its loss or mixing options, e.g. eta for framestack)")
-    loss: str = field("", "loss overriding the method's own ('' keeps it): bce, focal, cb, ldam, eql, db, asl, "
-                          "logit_adjusted")
+    loss: str = field("", "loss overriding the method's own ('' keeps it): {names}", names=LOSSES.names)
     loss_opts: dict = field({}, "loss options, applied over the method's")
     epochs: int = field(100, "training epochs")
     batch_size: int = field(128, "global batch size (split between DDP ranks)")

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from videolt.errors import ConfigError
-from videolt.registry import Registry
-from videolt.train.aggregators import aggregator_defaults
-from videolt.train.losses import loss_defaults, loss_options
-from videolt.train.mixes import BATCH_MIXES, mix_defaults
+from videolt.registry import Registry, option_error
+from videolt.train.aggregators import AGGREGATORS
+from videolt.train.losses import LOSSES
+from videolt.train.mixes import BATCH_MIXES
 
 __all__ = ["METHODS", "RECIPE", "MethodSpec", "create_method", "method_model", "method_recipe", "resolve_method",
            "setting_key"]
@@ -58,7 +58,27 @@ class MethodSpec:
     source: str = ""
 
 
-METHODS: Registry[MethodSpec] = Registry("method")
+def _summary(spec: MethodSpec) -> str:
+    """What a method trains with and where it comes from, in one line, e.g. "loss focal {gamma: 1.0}; batch mix
+    framestack; source: 17Skye17/VideoLT@1732d5c scripts/framestack.sh:4-22 (...)"."""
+    parts = [f"loss {spec.loss}{_opts(spec.loss_opts)}"]
+    if spec.sampler != "none":
+        parts.append(f"sampler {spec.sampler}")
+    if spec.batch_mix != "none":
+        parts.append(f"batch mix {spec.batch_mix}{_opts(spec.mix_opts)}")
+    if spec.model:
+        parts.append(f"aggregator {spec.model}")
+    parts += [f"{key} {value}" for key, (value, _) in spec.train.items()]
+    if spec.source:
+        parts.append(f"source: {spec.source}")
+    return "; ".join(parts)
+
+
+def _opts(opts: Mapping[str, Any]) -> str:
+    return " {" + ", ".join(f"{k}: {v}" for k, v in opts.items()) + "}" if opts else ""
+
+
+METHODS: Registry[MethodSpec] = Registry("method", summary=_summary)
 
 # VideoLT's training recipe for the TrainConfig settings a method may set otherwise (docs/semantics.md §5):
 # every script of the reference (VideoLT@1732d5c scripts/*.sh:7-8) passes --gd 20 to clip_grad_norm_ over
@@ -106,16 +126,16 @@ def create_method(name: str, **opts: Any) -> MethodSpec:
     """The method `name` with `opts` overriding its loss or mix options (validated); the mix's
     options are complete (its defaults filled in)."""
     spec = METHODS.get(name)
-    loss_keys = set(loss_options(spec.loss))
-    mix_keys = set(mix_defaults(spec.batch_mix))
+    loss_keys = set(LOSSES.options(spec.loss))
+    mix_keys = set(BATCH_MIXES.options(spec.batch_mix))
     unknown = sorted(set(opts) - loss_keys - mix_keys)
     if unknown:
-        known = ", ".join(sorted(loss_keys | mix_keys))
-        hint = ""
-        if spec.model and set(unknown) <= set(aggregator_defaults(spec.model)):
-            hint = f"; {', '.join(unknown)}: option(s) of the {spec.model} aggregator, set in model_opts"
-        raise ConfigError(f"method {name!r} has no option {', '.join(unknown)} (options: {known}){hint}")
-    mix_opts = {**mix_defaults(spec.batch_mix), **spec.mix_opts, **{k: v for k, v in opts.items() if k in mix_keys}}
+        note = ""
+        if spec.model and set(unknown) <= set(AGGREGATORS.options(spec.model)):
+            note = f"; {', '.join(unknown)}: option(s) of the {spec.model} aggregator, set in model_opts"
+        raise option_error(f"method {name!r}", unknown, sorted(loss_keys | mix_keys), "method_opts", note)
+    mix_opts = {**BATCH_MIXES.options(spec.batch_mix), **spec.mix_opts,
+                **{k: v for k, v in opts.items() if k in mix_keys}}
     BATCH_MIXES.get(spec.batch_mix).check_options(**mix_opts)
     return dataclasses.replace(spec, loss_opts={**spec.loss_opts, **{k: v for k, v in opts.items() if k in loss_keys}},
                                mix_opts=mix_opts)
@@ -131,9 +151,7 @@ def resolve_method(method: str, method_opts: Mapping[str, Any] | None = None, lo
     opts = {**(spec.loss_opts if name == spec.loss else {}), **dict(loss_opts or {})}
     if spec.sampler != "none":
         opts.setdefault("reduction", "sum_classes")
-    unknown = sorted(set(opts) - set(loss_options(name)))
-    if unknown:
-        raise ConfigError(f"loss {name!r} has no option {', '.join(unknown)} (options: {', '.join(loss_options(name))})")
+    LOSSES.check_options(name, opts)
     return dataclasses.replace(spec, loss=name, loss_opts=opts)
 
 
@@ -156,14 +174,14 @@ def setting_key(spec: MethodSpec, model: str = "", model_opts: Mapping[str, Any]
     `model_opts` of aggregator `model` count only where they differ from its defaults (rows are
     matched on the aggregator's name separately); a method's own aggregator is part of its recipe.
     """
-    loss_opts = {**loss_defaults(spec.loss), **spec.loss_opts}
+    loss_opts = {**LOSSES.options(spec.loss), **spec.loss_opts}
     for key in _RUNTIME_LOSS_OPTS:
         loss_opts.pop(key, None)
     key = {"loss": spec.loss, "loss_opts": loss_opts, "sampler": spec.sampler, "batch_mix": spec.batch_mix,
-           "mix_opts": {**mix_defaults(spec.batch_mix), **spec.mix_opts}}
+           "mix_opts": {**BATCH_MIXES.options(spec.batch_mix), **spec.mix_opts}}
     if spec.model:
         key["model"] = spec.model
-    defaults = aggregator_defaults(model) if model else {}
+    defaults = AGGREGATORS.options(model) if model else {}
     changed = {k: v for k, v in (model_opts or {}).items() if k not in defaults or defaults[k] != v}
     if changed:
         key["model_opts"] = changed

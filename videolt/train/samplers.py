@@ -53,21 +53,24 @@ def create_sampler(
     name: str, labels: Sequence[tuple[int, ...]], num_classes: int, seed: int
 ) -> ClassSampler | None:
     """The sampler `name` ("none" → None: plain shuffled epochs) over the train labels."""
-    return SAMPLERS.get(name)(labels, num_classes, seed)
+    return SAMPLERS.create(name, labels, num_classes, seed)
 
 
 @SAMPLERS.register("none")
 def _no_sampler(labels: Sequence[tuple[int, ...]], num_classes: int, seed: int) -> None:
+    """Plain shuffled epochs: every train video once per epoch."""
     return None
 
 
 @SAMPLERS.register("cbs")
 def _class_balanced(labels: Sequence[tuple[int, ...]], num_classes: int, seed: int) -> ClassSampler:
+    """Class-balanced sampling (CBS): a class uniformly, then one of its videos."""
     return ClassSampler(labels, num_classes, seed, power=0.0)
 
 
 @SAMPLERS.register("srs")
 def _square_root(labels: Sequence[tuple[int, ...]], num_classes: int, seed: int) -> ClassSampler:
+    """Square-root sampling (SRS): a class with p_c ∝ √n_c, then one of its videos."""
     return ClassSampler(labels, num_classes, seed, power=0.5)
 
 

@@ -47,7 +47,7 @@ from videolt.train.cache import open_sources
 from videolt.train.config import RUNTIME_FIELDS, TrainConfig, setting_changes
 from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, rank_share, split_rows
 from videolt.train.evaluation import evaluate_checkpoint, predict
-from videolt.train.losses import create_loss, loss_options
+from videolt.train.losses import LOSSES, create_loss
 from videolt.train.memory import device_reserve
 from videolt.train.methods import MethodSpec, resolve_method
 from videolt.train.mixes import BatchMix, Gather, create_batch_mix
@@ -115,7 +115,7 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
             selection[other] = split_rows(manifest.videos([other]), store)
     recipe = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
     loss_opts = dict(recipe.loss_opts)
-    if "seed" in loss_options(recipe.loss):
+    if "seed" in LOSSES.options(recipe.loss):
         loss_opts.setdefault("seed", config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple,

@@ -11,7 +11,6 @@ transform of its own library (torchvision's weights transforms, timm's `create_t
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
@@ -22,8 +21,8 @@ from videolt.errors import ConfigError, UnknownNameError, UsageError
 from videolt.extract.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from videolt.registry import Registry
 
-__all__ = ["BACKBONES", "BACKBONE_PREFIXES", "PAPER_PREPROCESSING", "Backbone", "BackboneCfg", "create_backbone",
-           "parse_backbone_name", "torchvision_reference"]
+__all__ = ["BACKBONES", "BACKBONE_PREFIXES", "PAPER_PREPROCESSING", "Backbone", "BackboneCfg", "backbone_options",
+           "create_backbone", "list_backbones", "parse_backbone_name", "torchvision_reference"]
 
 # The VideoLT paper's recipe, kept by its backbones (resnet50, resnet101, tsm_r50).
 PAPER_PREPROCESSING = Preprocessing(resize=256, crop=256, interpolation="bilinear", antialias=True,
@@ -31,12 +30,11 @@ PAPER_PREPROCESSING = Preprocessing(resize=256, crop=256, interpolation="bilinea
 
 BackboneFactory = Callable[..., "Backbone"]
 # Plain names ("resnet50") → factory(weights=, seed=, crop=, **opts).
-BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+BACKBONES: Registry[BackboneFactory] = Registry("backbone", facts=("weights", "seed", "crop"))
 # "<prefix>:<name>" → factory(name, weights=, seed=, crop=, **opts), e.g. "timm:convnext_tiny".
 # `crop` is the square input side asked for (None: the weights' own); a factory whose model has a
 # fixed input size builds it at that size or raises a ConfigError naming the sizes it takes.
-BACKBONE_PREFIXES: Registry[BackboneFactory] = Registry("backbone prefix")
-_FACTORY_KEYWORDS = ("weights", "seed", "crop")  # passed by create_backbone itself, not options
+BACKBONE_PREFIXES: Registry[BackboneFactory] = Registry("backbone prefix", facts=("weights", "seed", "crop"))
 
 # A reference transform: one RGB frame (PIL image) → float32 [3, crop, crop], built by the
 # backbone's own library from a Preprocessing.
@@ -171,14 +169,26 @@ class Backbone(nn.Module):
         return out
 
 
+def list_backbones() -> list[str]:
+    """Registered plain names plus the prefix forms, e.g. ["resnet101", ..., "timm:<name>"]."""
+    return [*BACKBONES.names(), *(f"{p}:<name>" for p in BACKBONE_PREFIXES.names())]
+
+
+def backbone_options(name: str) -> dict[str, Any]:
+    """The options backbone `name` takes (a prefix family's for "<prefix>:<model>"), with their defaults;
+    {} for a name not registered (`create_backbone` says what is wrong with it)."""
+    prefix, _ = parse_backbone_name(name)
+    registry, key = (BACKBONES, name) if prefix is None else (BACKBONE_PREFIXES, prefix)
+    return registry.options(key) if key in registry else {}
+
+
 def parse_backbone_name(name: str) -> tuple[str | None, str]:
     """Split "timm:convnext_tiny" into ("timm", "convnext_tiny"); a plain name gives (None, name)."""
     prefix, sep, rest = name.partition(":")
     if not sep:
         return None, name
     if not prefix or not rest:
-        forms = ", ".join([*BACKBONES.names(), *(f"{p}:<name>" for p in BACKBONE_PREFIXES.names())])
-        raise UsageError(f"malformed backbone name {name!r} (expected one of: {forms})")
+        raise UsageError(f"malformed backbone name {name!r} (expected one of: {', '.join(list_backbones())})")
     return prefix, rest
 
 
@@ -192,19 +202,18 @@ def create_backbone(name: str, *, weights: str = "imagenet", seed: int = 0, resi
     input size is built at `crop` where its library can, else refused. Options the factory does
     not take are a ConfigError.
     """
+    for key, value in (("resize", resize), ("crop", crop)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key} must be a positive number of pixels, got {value!r}")
     prefix, rest = parse_backbone_name(name)
+    facts = {"weights": weights, "seed": seed, "crop": crop}
     if prefix is None:
         if name not in BACKBONES:
             hint = ", ".join(f"{p}:<name>" for p in BACKBONE_PREFIXES.names())
             raise UnknownNameError(f"{BACKBONES.unknown_message(name)}; or {hint}")
-        factory, args = BACKBONES.get(name), ()
+        backbone = BACKBONES.create(name, facts=facts, **opts)
     else:
-        factory, args = BACKBONE_PREFIXES.get(prefix), (rest,)
-    _check_opts(name, factory, opts)
-    for key, value in (("resize", resize), ("crop", crop)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{key} must be a positive number of pixels, got {value!r}")
-    backbone = factory(*args, weights=weights, seed=seed, crop=crop, **opts)
+        backbone = BACKBONE_PREFIXES.create(prefix, rest, facts=facts, **opts)
     own = backbone.cfg.preprocessing
     if resize is None and crop is None:
         return backbone
@@ -215,11 +224,3 @@ def create_backbone(name: str, *, weights: str = "imagenet", seed: int = 0, resi
                           f"pass --resize at least the crop")
     backbone.cfg = replace(backbone.cfg, preprocessing=own.override(resize=resize, crop=crop))
     return backbone
-
-
-def _check_opts(name: str, factory: BackboneFactory, opts: dict[str, Any]) -> None:
-    params = inspect.signature(factory).parameters
-    known = sorted(p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p not in _FACTORY_KEYWORDS)
-    unknown = sorted(set(opts) - set(known))
-    if unknown:
-        raise ConfigError(f"backbone {name} takes no option {', '.join(unknown)} (known: {', '.join(known) or 'none'})")

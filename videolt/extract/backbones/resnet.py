@@ -59,9 +59,11 @@ def build_resnet(
 
 @BACKBONES.register("resnet50")
 def resnet50(*, weights: str, seed: int, crop: int | None = None) -> Backbone:
+    """torchvision ResNet-50, 2048-d pooled features; weights "imagenet" (IMAGENET1K_V1), the paper's input."""
     return build_resnet("resnet50", tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1, weights=weights, seed=seed)
 
 
 @BACKBONES.register("resnet101")
 def resnet101(*, weights: str, seed: int, crop: int | None = None) -> Backbone:
+    """torchvision ResNet-101, 2048-d pooled features; weights "imagenet" (IMAGENET1K_V1), the paper's input."""
     return build_resnet("resnet101", tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V1, weights=weights, seed=seed)

@@ -35,7 +35,9 @@ from videolt.extract.transforms import Preprocessing
 
 @BACKBONE_PREFIXES.register("timm")
 def timm_backbone(model_name: str, *, weights: str, seed: int, crop: int | None = None) -> Backbone:
-    """weights "imagenet" = timm's default pretrained weights for the name (Hugging Face hub)."""
+    """Any timm model, as timm:<name>; weights "imagenet": timm's default pretrained weights for the name.
+
+    Those weights come from the Hugging Face hub."""
     name = f"timm:{model_name}"
     if not timm.is_model(model_name):
         close = difflib.get_close_matches(model_name, timm.list_models(), n=3)

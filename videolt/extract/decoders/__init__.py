@@ -14,7 +14,6 @@ RGB as the CLI converts, 10-bit sources included, in `_rgb.py`),
 records it and goes on. Importing this package registers them all.
 """
 
-from videolt.extract.decoders import decord, pyav, torchcodec  # noqa: F401  (register on import)
 from videolt.extract.decoders._base import (
     DECODERS,
     Deadline,
@@ -30,6 +29,7 @@ from videolt.extract.decoders._base import (
     read_frames,
     register_decoder,
 )
+from videolt.registry import import_modules
 
 __all__ = [
     "DECODERS",
@@ -46,3 +46,5 @@ __all__ = [
     "read_frames",
     "register_decoder",
 ]
+
+import_modules(__name__, __path__)  # every module registers its components: a new one is a new file

@@ -21,7 +21,7 @@ import numpy as np
 
 from videolt.errors import UsageError, VideoFailure
 from videolt.extract.failures import ExtractFailure
-from videolt.registry import Registry
+from videolt.registry import Registry, docstring_summary
 
 # A backend: (path, fps, deadline, options, report) -> iterator of (t seconds, uint8 [H, W, 3]) in
 # tick order; it fills `report` as it goes.
@@ -67,7 +67,7 @@ class Decoder:
         return package_version(self.package)
 
 
-DECODERS: Registry[Decoder] = Registry("decoder")
+DECODERS: Registry[Decoder] = Registry("decoder", summary=lambda d: f"with {d.package}: {docstring_summary(d.decode)}")
 
 
 def register_decoder(name: str, *, package: str) -> Callable[[DecodeFn], DecodeFn]:

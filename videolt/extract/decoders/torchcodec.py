@@ -34,6 +34,7 @@ from videolt.extract.failures import ExtractFailure
 @register_decoder("torchcodec", package="torchcodec")
 def decode_torchcodec(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOptions,
                       report: DecodeReport) -> Iterator[tuple[float, np.ndarray]]:
+    """torchcodec's VideoDecoder, every frame decoded (extra videolt[torchcodec]); differs from pyav on a few files."""
     decoders = require("torchcodec.decoders", "torchcodec")
     start_full_decode("torchcodec", path, options, report)
     try:

@@ -14,19 +14,18 @@ aggregator exposes `.classifier`, its final `nn.Linear`, for the decoupling meth
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from videolt.errors import ConfigError
 from videolt.registry import Registry
 
-__all__ = ["AGGREGATORS", "Aggregator", "EmbeddingHook", "aggregator_defaults", "create_aggregator"]
+__all__ = ["AGGREGATORS", "Aggregator", "EmbeddingHook", "create_aggregator"]
 
-AGGREGATORS: Registry[Callable[..., "Aggregator"]] = Registry("aggregator")
+AGGREGATORS: Registry[Callable[..., "Aggregator"]] = Registry("aggregator", facts=("class_counts", "seed"),
+                                                               key="model_opts")
 
 EmbeddingHook = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,15 +51,6 @@ class Aggregator(nn.Module):
         return self.head(e)
 
 
-_RUN_FACTS = ("class_counts", "seed")  # given by the trainer, never options
-
-
-def aggregator_defaults(name: str) -> dict[str, Any]:
-    """Every option of aggregator `name` with its default (run-time facts left out)."""
-    params = list(inspect.signature(AGGREGATORS.get(name)).parameters.values())[2:]
-    return {p.name: p.default for p in params if p.name not in _RUN_FACTS}
-
-
 def create_aggregator(name: str, in_dim: int, num_classes: int, *, class_counts: np.ndarray | None = None,
                       seed: int = 0, **opts: Any) -> Aggregator:
     """Build the aggregator `name`; unknown option keys are a `ConfigError`.
@@ -68,16 +58,4 @@ def create_aggregator(name: str, in_dim: int, num_classes: int, *, class_counts:
     `class_counts` (train videos per class) and `seed` (the run's seed, for aggregators that draw
     random numbers) reach the aggregators that take them and no other.
     """
-    factory = AGGREGATORS.get(name)
-    params = list(inspect.signature(factory).parameters)[2:]
-    unknown = sorted(set(opts) - set(params) | (set(_RUN_FACTS) & set(opts)))
-    if unknown:
-        options = ", ".join(p for p in params if p not in _RUN_FACTS)
-        raise ConfigError(f"aggregator {name!r} has no option {', '.join(unknown)} (options: {options})")
-    if "class_counts" in params:
-        if class_counts is None:
-            raise ConfigError(f"aggregator {name!r} needs the train class counts")
-        opts["class_counts"] = class_counts
-    if "seed" in params:
-        opts["seed"] = seed
-    return factory(in_dim, num_classes, **opts)
+    return AGGREGATORS.create(name, in_dim, num_classes, facts={"class_counts": class_counts, "seed": seed}, **opts)

@@ -9,7 +9,6 @@ averages over the batch. Class weights are buffers, so `.to(device)` moves them.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any, Callable
 
@@ -20,42 +19,23 @@ from torch import nn
 from videolt.errors import ConfigError
 from videolt.registry import Registry
 
-__all__ = ["LOSSES", "REDUCTIONS", "MultiLabelLoss", "class_balanced_weights", "create_loss", "loss_defaults",
-           "loss_options", "prior_log_odds", "safe_counts"]
+__all__ = ["LOSSES", "REDUCTIONS", "MultiLabelLoss", "class_balanced_weights", "create_loss", "prior_log_odds",
+           "safe_counts"]
 
 log = logging.getLogger(__name__)
 
-LOSSES: Registry[Callable[..., "MultiLabelLoss"]] = Registry("loss")
+# train_videos: the number of train videos (which multi-label counts do not give), the trainer's run-time fact.
+LOSSES: Registry[Callable[..., "MultiLabelLoss"]] = Registry("loss", facts=("train_videos",), key="loss_opts")
 REDUCTIONS = ("mean", "sum_classes")
-_RUN_FACTS = ("train_videos",)  # filled in by the trainer from the label lists, never a setting
 
 
 def create_loss(name: str, class_counts: np.ndarray, *, train_videos: int | None = None,
                 **opts: Any) -> "MultiLabelLoss":
     """Build the loss `name` for train class counts [C]; unknown option keys are a `ConfigError`.
 
-    `train_videos` (the number of train videos, which multi-label counts do not give) reaches the
-    losses that take it, as the trainer's run-time fact rather than a setting.
+    `train_videos` reaches the losses that take it, as the trainer's run-time fact rather than a setting.
     """
-    factory = LOSSES.get(name)
-    known = loss_options(name)
-    unknown = sorted(set(opts) - set(known))
-    if unknown:
-        raise ConfigError(f"loss {name!r} has no option {', '.join(unknown)} (options: {', '.join(known)})")
-    if "train_videos" in inspect.signature(factory).parameters:
-        opts["train_videos"] = train_videos
-    return factory(class_counts, **opts)
-
-
-def loss_options(name: str) -> list[str]:
-    """The option keys that loss `name` accepts (everything after `class_counts` but run-time facts)."""
-    return [p for p in list(inspect.signature(LOSSES.get(name)).parameters)[1:] if p not in _RUN_FACTS]
-
-
-def loss_defaults(name: str) -> dict[str, Any]:
-    """Every option of loss `name` with its default."""
-    params = list(inspect.signature(LOSSES.get(name)).parameters.values())[1:]
-    return {p.name: p.default for p in params if p.name not in _RUN_FACTS}
+    return LOSSES.create(name, class_counts, facts={"train_videos": train_videos}, **opts)
 
 
 def class_balanced_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:

@@ -21,18 +21,16 @@ whose defaults are the only place they are written.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from videolt.errors import ConfigError
 from videolt.registry import Registry
 
-__all__ = ["BATCH_MIXES", "BatchMix", "Gather", "create_batch_mix", "mix_defaults"]
+__all__ = ["BATCH_MIXES", "BatchMix", "Gather", "create_batch_mix"]
 
-BATCH_MIXES: Registry[type["BatchMix"]] = Registry("batch mix")
+BATCH_MIXES: Registry[type["BatchMix"]] = Registry("batch mix", key="method_opts")
 
 Gather = Callable[[np.ndarray], np.ndarray]
 
@@ -76,17 +74,6 @@ class BatchMix:
 BATCH_MIXES.register("none")(BatchMix)
 
 
-def mix_defaults(name: str) -> dict[str, Any]:
-    """The options of batch mix `name` and their defaults (its keyword-only parameters)."""
-    params = inspect.signature(BATCH_MIXES.get(name)).parameters.values()
-    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
-
-
 def create_batch_mix(name: str, class_counts: np.ndarray, seed: int, **opts: Any) -> BatchMix:
     """The batch mix `name` for the train class counts [C]; unknown option keys are a `ConfigError`."""
-    known = mix_defaults(name)
-    unknown = sorted(set(opts) - set(known))
-    if unknown:
-        raise ConfigError(f"batch mix {name!r} has no option {', '.join(unknown)} "
-                          f"(options: {', '.join(known) or 'none'})")
-    return BATCH_MIXES.get(name)(class_counts, seed, **opts)
+    return BATCH_MIXES.create(name, class_counts, seed, **opts)
