@@ -49,6 +49,7 @@ from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
 from videolt import __version__ as _videolt_version
+from videolt.data.protocol import FRAMES
 from videolt.errors import FeatureSetNotFound, IntegrityError, UsageError
 
 __all__ = ["STATUS_DONE", "STATUS_FAILED", "STATUS_MISSING", "FeatureStore"]
@@ -102,7 +103,7 @@ class FeatureStore:
         path: str | Path,
         video_ids: Sequence[str],
         *,
-        frames: int = 150,
+        frames: int = FRAMES,
         dim: int = 2048,
         dtype: str = "float16",
         compression: str = "none",

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from videolt.data import protocol
 from videolt.data.labels import multi_hot
 from videolt.data.workdir import Workdir
 from videolt.errors import InputFileError, UsageError
@@ -29,7 +30,7 @@ __all__ = ["GROUPS", "RunResult", "check_same_groups", "compare_runs", "format_c
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("overall", "head", "medium", "tail")
+GROUPS = ("overall", *protocol.GROUPS)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from videolt.config import field
+from videolt.data.protocol import FPS, FRAMES
 from videolt.errors import ConfigError, UsageError
 
 __all__ = ["ExtractConfig", "feature_set_names"]
@@ -41,8 +42,8 @@ class ExtractConfig:
     ray_address: str | None = field(None, "Ray cluster to join (executor ray; default: start a local one)")
     splits: tuple[str, ...] = field((), "only these splits (default: all)")
     limit: int | None = field(None, "at most this many videos this run")
-    fps: float = field(1.0, "decoding rate")
-    frames: int = field(150, "frames per video after uniform temporal sampling")
+    fps: float = field(FPS, "decoding rate")
+    frames: int = field(FRAMES, "frames per video after uniform temporal sampling")
     resize: int | None = field(None, "short side after resizing, for every backbone of the run (default: each "
                                "backbone's own: 256 for resnet50/101 and tsm_r50, timm's pretrained config for timm:)")
     crop: int | None = field(None, "square centre crop fed to every backbone of the run (default: each backbone's "

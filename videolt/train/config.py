@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Collection, Literal, Mapping
 
 from videolt.config import field, from_dict
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL
 from videolt.errors import ConfigError
 from videolt.train import rundir
 from videolt.train.methods import method_model, method_recipe
@@ -40,8 +41,8 @@ class TrainConfig:
     seed: int = field(2021, "seed of the model init, shuffles, clips, mixing and samplers")
     eval_every: int = field(5, "evaluate on the selection split every N epochs (and at the last epoch)")
     select_on: Literal["test", "val"] = field("test", "split picking best.pt: test (the reference's protocol) or val")
-    group_head: int = field(500, "head classes have more train videos than this")
-    group_tail: int = field(100, "tail classes have at most this many train videos")
+    group_head: int = field(GROUP_HEAD, "head classes have more train videos than this")
+    group_tail: int = field(GROUP_TAIL, "tail classes have at most this many train videos")
     workers: int = field(2, "threads reading batches ahead (0: read in the training loop)")
     cache: Literal["auto", "stream", "fp16", "int8"] = field(
         "auto", "hold the splits in memory (GPU, else pinned host RAM; see train/cache.py): fp16 (the stored values, "

@@ -12,16 +12,15 @@ import csv
 import io
 import json
 import logging
-import os
 import pickle
 import random
 from pathlib import Path
-from typing import Any, Callable, Collection, Literal, Sequence
+from typing import Any, Collection, Literal, Sequence
 
 import numpy as np
 import torch
 
-from videolt import jsonio
+from videolt import atomic, jsonio
 from videolt.data.labels import LabelSet
 from videolt.errors import UsageError
 from videolt.evaluate import metrics
@@ -31,18 +30,9 @@ __all__ = ["CHECKPOINTS", "CHECKPOINT_FORMAT", "capture_rng", "checkpoint_path",
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
-
-
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Strict JSON (`jsonio`): an empty class group's NaN mAP is written as null."""
-    _replace(path, lambda tmp: tmp.write_text(jsonio.dumps(obj) + "\n"))
+    atomic.replace(path, lambda tmp: tmp.write_text(jsonio.dumps(obj) + "\n"))
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -50,7 +40,7 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    _replace(path, lambda tmp: tmp.write_text(buf.getvalue()))
+    atomic.replace(path, lambda tmp: tmp.write_text(buf.getvalue()))
 
 
 # last: the end of the last finished epoch; best: the epoch the run's selection split picks;
@@ -71,7 +61,7 @@ CHECKPOINT_FORMAT = 2
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    _replace(path, lambda tmp: torch.save({**state, "format": CHECKPOINT_FORMAT}, tmp))
+    atomic.replace(path, lambda tmp: torch.save({**state, "format": CHECKPOINT_FORMAT}, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -210,7 +200,7 @@ def write_metrics(run_dir: Path, *, split: str, scores: np.ndarray, targets: np.
     groups = labels.groups(head, tail)
     summary = metrics.summarize(scores, targets, groups)
     ap = metrics.average_precision(scores, targets)
-    result = {k: float(summary[k]) for k in METRIC_KEYS} | {"split": split, "videos": int(len(rows))} | extra
+    result = {k: float(summary[k]) for k in metrics.METRIC_KEYS} | {"split": split, "videos": int(len(rows))} | extra
     suffix = ("" if split == "test" else f"_{split}") + tag
     write_json(run_dir / f"metrics{suffix}.json", result)
     group_of = labels.group_of(head, tail)
@@ -226,4 +216,4 @@ def save_npy(path: Path, array: np.ndarray) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
             np.save(f, array)
 
-    _replace(path, write)
+    atomic.replace(path, write)

@@ -58,7 +58,7 @@ __all__ = ["DistEnv", "rank_loss_weight", "train_run"]
 
 log = logging.getLogger(__name__)
 
-LOG_HEADER = ("epoch", "loss", "lr", "seconds", "clips_per_s", *rundir.METRIC_KEYS)
+LOG_HEADER = ("epoch", "loss", "lr", "seconds", "clips_per_s", *metrics.METRIC_KEYS)
 PROGRESS_EVERY = 50  # steps between reads of the running loss for the progress bar (each read waits for the GPU)
 
 
@@ -375,7 +375,7 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
         if writer:
             main = scores.get(config.select_on, {})
             log_rows.append([epoch, f"{loss:.6f}", f"{lr:.3g}", f"{seconds:.2f}", f"{seen * env.world / seconds:.1f}",
-                             *[f"{main[k]:.6f}" if main else "" for k in rundir.METRIC_KEYS],
+                             *[f"{main[k]:.6f}" if main else "" for k in metrics.METRIC_KEYS],
                              *[f"{scores[s]['overall_map']:.6f}" if s in scores else "" for s in list(run.selection)[1:]]])
             rundir.write_csv(run_dir / "train_log.csv", header, log_rows)
             if (epoch + 1) % config.checkpoint_every == 0 or final:
