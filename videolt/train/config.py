@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Literal, Mapping
+from typing import Literal
 
 from videolt.config import field, from_dict
 from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL
@@ -12,9 +12,7 @@ from videolt.errors import ConfigError
 from videolt.train import rundir
 from videolt.train.methods import method_model, method_recipe
 
-__all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_from_run", "setting_changes"]
-
-RUNTIME_FIELDS = {"workers", "preload", "cache", "device", "epochs", "eval_every"}  # may change on resume
+__all__ = ["TrainConfig", "config_from_run"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,15 +78,6 @@ class TrainConfig:
         for key, value in method_recipe(self.method).items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
-
-
-def setting_changes(saved: Mapping[str, Any], now: Mapping[str, Any], runtime: Collection[str]) -> list[str]:
-    """Keys whose values differ between a recorded config and a new one, `runtime` keys aside, except
-    that the cache counts when it changes the features a run reads (int8 against exact fp16)."""
-    changed = {k for k in now if k not in runtime and saved.get(k) != now[k]}
-    if (saved.get("cache") == "int8") != (now.get("cache") == "int8"):
-        changed.add("cache")
-    return sorted(changed)
 
 
 def config_from_run(run_dir: Path) -> TrainConfig:
