@@ -10,7 +10,7 @@ from typing import Literal
 
 from videolt.config import field
 from videolt.data.protocol import FPS, FRAMES
-from videolt.errors import ConfigError, UsageError
+from videolt.errors import ConfigError
 
 __all__ = ["ExtractConfig", "feature_set_names"]
 
@@ -83,7 +83,7 @@ def feature_set_names(cfg: ExtractConfig) -> list[str]:
     """The feature set of each backbone: `names`, or <backbone>[-random|-file] by default."""
     if cfg.names:
         if len(cfg.names) != len(cfg.backbones):
-            raise UsageError(f"--name gives {len(cfg.names)} names for {len(cfg.backbones)} backbones")
+            raise ConfigError(f"names (--name): {len(cfg.names)} names for {len(cfg.backbones)} backbones")
         return list(cfg.names)
     tag = "" if cfg.weights == "imagenet" else "-" + ("random" if cfg.weights == "random" else "file")
     return [b.replace(":", "-").replace("/", "-") + tag for b in cfg.backbones]

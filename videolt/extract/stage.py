@@ -143,7 +143,7 @@ def _lost_sinks_recorded(m: Manifest, stores: dict[str, FeatureStore],
                 store.mark_failed(job.index)
                 m.record(f"features:{name}", job.index, "failed", failure=ExtractFailure.INFERENCE.value,
                          message=message)
-        raise StageError(f"extract: {e}; they are recorded as failed (inference: rerun with --retry inference)") \
+        raise StageError(f"extract: {e}; they are recorded as failed (class inference: rerun with retry (--retry) inference)") \
             from None
 
 
