@@ -263,7 +263,7 @@ def _place(src: Path, dst: Path, mode: str) -> None:
         else:
             shutil.copyfile(src, tmp)
 
-    atomic.replace(dst, write)
+    atomic.replace(dst, write, unique=True)
 
 
 def import_videos(workdir: Workdir | str | Path, config: ImportVideosConfig, *,

@@ -183,7 +183,7 @@ class Manifest:
             if result != "ok":
                 raise damaged(self.path, sqlite3.DatabaseError(result))
 
-        return atomic.replace(dest, write)
+        return atomic.replace(dest, write, unique=True)
 
     def __enter__(self) -> "Manifest":
         return self

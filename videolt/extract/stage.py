@@ -115,7 +115,7 @@ def _probe(wd: Workdir) -> Iterator[tuple[str, str]]:
     """A token file in the workdir that every sink must read back (the workdir is shared), removed at the end."""
     token = uuid.uuid4().hex
     path = wd.root / ".sink-check"
-    atomic.write_text(path, token + "\n")
+    atomic.write_text(path, token + "\n", unique=True)
     try:
         yield str(path), token
     finally:
