@@ -36,8 +36,8 @@ from videolt import atomic
 from videolt.data.download.config import DownloadConfig
 from videolt.data.failures import PERMANENT, RECOVERABLE
 from videolt.data.ids import INVALID_ID
-from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL, GROUPS
 from videolt.data.labels import COUNT_FILE, LabelSet, group_warning, read_counts
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL, GROUPS
 from videolt.data.workdir import Workdir
 
 __all__ = ["OUTCOMES", "VideoOutcome", "availability", "format_availability", "plot_survival", "split_coverage",

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL
 from videolt.data.ids import LIST_ID, is_valid_id
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL
 from videolt.errors import InputFileError, UsageError
 
 SPLIT_FILES = {"train": "train.lst", "val": "validate.lst", "test": "test.lst"}

@@ -8,6 +8,7 @@ Every stage skips finished work, so a second run only rebuilds the report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -16,12 +17,13 @@ from typing import Sequence
 import numpy as np
 
 from videolt.config import from_dict, merge, parse_overrides
-from videolt.data.protocol import FRAMES, GROUP_HEAD, GROUP_TAIL
 from videolt.data.labels import multi_hot
+from videolt.data.protocol import FRAMES, GROUP_HEAD, GROUP_TAIL
 from videolt.data.workdir import Workdir
 from videolt.evaluate import tables
 from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.pipeline.run import RunConfig, run_pipeline
+from videolt.train.config import TrainConfig
 
 __all__ = ["DEMO_WORKDIR", "demo_config", "demo_settings", "format_demo", "run_demo"]
 
@@ -89,13 +91,13 @@ def deviations(config: RunConfig) -> list[str]:
         out.append(f"{ex.frames} frames per video (paper: {FRAMES})")
     grid = config.benchmark.grid if config.benchmark is not None else None
     if grid is not None:
-        t = grid.train
-        out.append(f"{t.get('epochs', 100)} epochs, batch {t.get('batch_size', 128)}, lr {t.get('lr', 1e-4):g}, "
-                   f"{t.get('clip_len', 60)}-frame clips (paper: 100, 128, 1e-4, 60)")
-        out.append(f"groups head > {t.get('group_head', GROUP_HEAD)}, tail <= {t.get('group_tail', GROUP_TAIL)} "
+        t = {f.name: f.default for f in dataclasses.fields(TrainConfig)} | grid.train  # the defaults, as overridden
+        out.append(f"{t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g}, "
+                   f"{t['clip_len']}-frame clips (paper: 100, 128, 1e-4, 60)")
+        out.append(f"groups head > {t['group_head']}, tail <= {t['group_tail']} "
                    f"train videos (paper: {GROUP_HEAD}, {GROUP_TAIL})")
-        out.append(f"best checkpoint picked on the {t.get('select_on', 'test')} list every "
-                   f"{t.get('eval_every', 5)} epochs (the reference's protocol)")
+        out.append(f"best checkpoint picked on the {t['select_on']} list every "
+                   f"{t['eval_every']} epochs (the reference's protocol)")
     return out
 
 
