@@ -89,7 +89,8 @@ def test_interrupted_run_names_resume_and_broken_checkpoints_are_one_line(root, 
 def test_one_check_decides_reuse_and_resume(tmp_path):
     """`rundir.check_config`, the trainer's and the benchmark's one check: runtime fields never count,
     epochs and eval_every only when a run is not resumed, an int8 cache always (it reads other features)."""
-    config = {"features": "f", "lr": 1e-4, "epochs": 2, "eval_every": 1, "workers": 0, "cache": "auto", "device": "auto"}
+    config = {"features": "f", "lr": 1e-4, "epochs": 2, "eval_every": 1, "workers": 0, "cache": "auto",
+              "device": "auto"}
     run = tmp_path / "run"
     assert rundir.state(run) == "none"
     run.mkdir()

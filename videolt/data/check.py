@@ -85,7 +85,7 @@ def _check_set(wd: Workdir, path: Path, videos: list[VideoRow], problems: list, 
     wrong = ids_mismatch(store, videos)
     if wrong:
         problems.append(_problem(where, f"{wrong}: it was made for another manifest", f"`{restore}` if the manifest "
-                                 f"was edited since; else extract it again under a new --name"))
+                                 f"was edited since; else extract it again under a new name (names, --name)"))
         return entry
     redo = _redo_command(wd, name, store)
     damaged = damaged_rows(store)

@@ -197,7 +197,8 @@ def _write_clip(path: Path, frames: np.ndarray, fps: int) -> None:
 
     def write(tmp: Path) -> None:
         with av.open(str(tmp), mode="w") as container:
-            stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "qp": "0", "threads": "1"})
+            stream = container.add_stream("libx264", rate=fps,
+                                          options={"preset": "veryfast", "qp": "0", "threads": "1"})
             stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
             stream.codec_context.thread_count = 1  # PyAV's default (0, auto) overrides the x264 option
             for image in frames:

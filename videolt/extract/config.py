@@ -59,7 +59,7 @@ class ExtractConfig:
     retry: tuple[str, ...] = field((), "failure classes to try again (e.g. timeout, inference)")
     verify: int = field(0, "after extracting, recompute this many done videos (drawn with `seed`) per feature set "
                         "with the reference path (ffmpeg frames, the model library's transform, fp32) and compare")
-    verify_tolerance: float = field(0.02, "largest relative error --verify accepts (0.02 = 2 %)")
+    verify_tolerance: float = field(0.02, "largest relative error verify accepts (0.02 = 2 %)")
 
     def __post_init__(self) -> None:
         if self.devices is not None and self.device != "auto":

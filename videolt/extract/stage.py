@@ -143,8 +143,8 @@ def _lost_sinks_recorded(m: Manifest, stores: dict[str, FeatureStore],
                 store.mark_failed(job.index)
                 m.record(f"features:{name}", job.index, "failed", failure=ExtractFailure.INFERENCE.value,
                          message=message)
-        raise StageError(f"extract: {e}; they are recorded as failed (class inference: rerun with retry (--retry) inference)") \
-            from None
+        raise StageError(f"extract: {e}; they are recorded as failed (class inference: rerun with retry "
+                         "(--retry) inference)") from None
 
 
 def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[list[SinkSpec], list[View]]:

@@ -4,8 +4,8 @@ Wiring between `train` (the runs) and `evaluate.report` (tables and plots from p
 
 A grid is a YAML file (`configs/table*.yaml`) read into `BenchmarkConfig`; every cell gets a run name
 derived from its settings alone (`<method>[-<opts>]_<features>_<aggregator>_s<seed>`), so a rerun finds
-the same runs: finished ones (with the cell's settings: `rundir.check_config`) are skipped, partly trained ones resume from
-their last checkpoint, and the report is rebuilt from whatever has finished.
+the same runs: finished ones (with the cell's settings: `rundir.check_config`) are skipped, partly
+trained ones resume from their last checkpoint, and the report is rebuilt from whatever has finished.
 
 Rows run with every aggregator of the grid, except rows with an aggregator of their own (`model` on the
 row, or a method built around one, e.g. MOVE): those run once per feature set with that aggregator and

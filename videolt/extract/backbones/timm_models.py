@@ -92,7 +92,8 @@ def _own_preprocessing(name: str, data: dict, crop: int | None) -> Preprocessing
         side = math.floor(height / pct)
         raise ConfigError(
             f"{name}: its pretrained config resizes with crop_mode {data['crop_mode']!r}, which videolt does not "
-            f"do; to feed it short-side-resized, centre-cropped frames instead set resize {side} and crop {height} (--resize {side} --crop {height})"
+            f"do; to feed it short-side-resized, centre-cropped frames instead set resize {side} and crop {height} "
+            f"(--resize {side} --crop {height})"
         )
     if height != width:  # only with an explicit crop: the short side follows timm's crop_pct rule
         height = crop
