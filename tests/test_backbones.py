@@ -166,7 +166,7 @@ def test_pretrained_offline_fails_fast_and_clearly(name, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))  # nothing cached
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     start = time.monotonic()
-    with pytest.raises(StageError, match=r"could not download .*--weights PATH"):
+    with pytest.raises(StageError, match=r"could not download .*set weights \(--weights\) to the path of a local copy"):
         create_backbone(name, weights="imagenet")
     assert time.monotonic() - start < 10
 

@@ -73,10 +73,10 @@ def test_bad_backbones_exit_2_with_one_line_and_write_nothing(tmp_path, capsys):
         (["--backbone", "timm:vit_tiny_patch16_224", "--weights", str(r18)], "weights do not fit VisionTransformer"),
         # the first backbone is fine, the second is refused: neither feature set is created
         (["--backbone", "resnet50,timm:vit_base_patch16_sapiens2.fb"], "non-square 1024x768 (HxW) input; videolt "
-                                                                       "feeds square centre crops: pass --crop 768"),
-        (["--backbone", "timm:vit_tiny_patch16_224", "--crop", "100"], "16-px patches: pass a --crop that is a "
+                                                                       "feeds square centre crops: set crop (--crop) to 768"),
+        (["--backbone", "timm:vit_tiny_patch16_224", "--crop", "100"], "16-px patches: set crop (--crop) to a "
                                                                       "multiple of 16 (e.g. 96 or 112)"),
-        (["--backbone", "resnet50", "--resize", "200", "--crop", "224"], "pass --resize at least the crop"),
+        (["--backbone", "resnet50", "--resize", "200", "--crop", "224"], "set resize (--resize) at least the crop"),
     ]
     for args, message in cases:
         weights = [] if "--weights" in args else ["--weights", "random"]

@@ -194,7 +194,8 @@ def test_bot_checks_stop_the_cli_with_one_line(server, tmp_path):
     assert res.returncode == 1
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("videolt download: error: YouTube asked to confirm this is not a bot 3 times in a row")
-    assert "--cookies FILE or --cookies-from-browser NAME" in last and "lower --rate" in last
+    assert "cookies: --cookies FILE, or cookies_from_browser: --cookies-from-browser NAME" in last
+    assert "lower rate_per_hour (--rate; now" in last
     assert [s for s in _states(wd).values()] == [("failed", "bot_check", 0)] * 3
 
 

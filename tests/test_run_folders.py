@@ -10,7 +10,8 @@ import pytest
 
 from tests.faults import error_line, run_cli
 from tests.synthetic import make_workdir
-from videolt.errors import StageError
+from videolt.errors import ConfigError, StageError
+from videolt.train import rundir
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +84,28 @@ def test_interrupted_run_names_resume_and_broken_checkpoints_are_one_line(root, 
     code, _, err = run_cli(capsys, "evaluate", str(root), "--run", "cut")
     assert code == 2 and f"{best}: not a readable checkpoint (1000 bytes: " in error_line(err, "evaluate")
     assert not (run / "metrics.json").exists()
+
+
+def test_one_check_decides_reuse_and_resume(tmp_path):
+    """`rundir.check_config`, the trainer's and the benchmark's one check: runtime fields never count,
+    epochs and eval_every only when a run is not resumed, an int8 cache always (it reads other features)."""
+    config = {"features": "f", "lr": 1e-4, "epochs": 2, "eval_every": 1, "workers": 0, "cache": "auto",
+              "device": "auto"}
+    run = tmp_path / "run"
+    assert rundir.state(run) == "none"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": config}))
+    assert rundir.state(run) == "started"
+    (run / "last.pt").write_bytes(b"")
+    assert rundir.state(run) == "interrupted"
+    later = config | {"workers": 4, "device": "cpu", "epochs": 5, "eval_every": 2}
+    assert rundir.start(run, later, resume=True) == "resume"
+    with pytest.raises(ConfigError, match=r"cannot resume with a changed config \(cache, lr\)$"):
+        rundir.start(run, config | {"lr": 0.1, "cache": "int8"}, resume=True)
+    (run / "metrics.json").write_text('{"overall_map": 0.5}')
+    assert rundir.state(run) == "finished"
+    assert rundir.start(run, config | {"workers": 4, "cache": "fp16"}, resume=False) == {"overall_map": 0.5}
+    for changed, key in (({"eval_every": 2}, "eval_every"), ({"cache": "int8"}, "cache")):
+        with pytest.raises(ConfigError, match=rf"finished with other settings \({key}\); choose another --run name$"):
+            rundir.start(run, config | changed, resume=False)
+    assert rundir.start(run, config | {"epochs": 4, "eval_every": 2}, resume=True) == "resume"  # trained on

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,21 @@ import pytest
 import zarr
 
 from videolt.data.store import STATUS_DONE, STATUS_FAILED, STATUS_MISSING, FeatureStore
-from videolt.errors import FeatureSetNotFound, IntegrityError, UsageError
+from videolt.errors import FeatureSetNotFound, IntegrityError, UsageError, VideoltError, describe
 
 IDS = [f"vid{i:08d}" for i in range(12)]
 FRAMES, DIM = 6, 5
 ATTRS = {"backbone": "resnet50", "preprocessing": {"resize": 256, "crop": [256, 256]}}
+
+
+@contextmanager
+def internal(kind: type[Exception], match: str):
+    """A caller's bug: a builtin error, which the CLI reports as an internal error (exit 1, traceback logged)."""
+    with pytest.raises(kind, match=match) as info:
+        yield info
+    assert not isinstance(info.value, VideoltError)
+    code, lines = describe(info.value)
+    assert code == 1 and lines[0].startswith(f"internal error: {kind.__name__}: ")
 
 
 def _row(i: int) -> np.ndarray:
@@ -72,7 +83,7 @@ def test_create_is_idempotent_and_refuses_mismatch(tmp_path: Path, store: Featur
         FeatureStore.create(store.path, IDS[:4] + ["other000000"] + IDS[5:], frames=FRAMES, dim=DIM, attrs=ATTRS)
     with pytest.raises(UsageError, match="provenance for backbone"):
         FeatureStore.create(store.path, IDS, frames=FRAMES, dim=DIM, attrs={**ATTRS, "backbone": "resnet101"})
-    with pytest.raises(UsageError, match="dtype"):
+    with internal(ValueError, "dtype"):
         FeatureStore.create(tmp_path / "y.zarr", IDS, frames=FRAMES, dim=DIM, dtype="int8", attrs=ATTRS)
 
 
@@ -85,41 +96,43 @@ def test_concurrent_creators_share_one_set(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("feats", "match"),
+    ("feats", "kind", "match"),
     [
-        (np.zeros((FRAMES, DIM + 1), np.float32), "shape"),
-        (np.zeros((FRAMES * DIM,), np.float32), "shape"),
-        (np.zeros((FRAMES, DIM), np.int32), "float array"),
-        (np.where(np.arange(FRAMES * DIM).reshape(FRAMES, DIM) == 13, np.nan, 0.0), r"NaN/Inf \(first at frame 2\)"),
-        (np.where(np.arange(FRAMES * DIM).reshape(FRAMES, DIM) == 0, -np.inf, 0.0), r"NaN/Inf \(first at frame 0\)"),
-        (np.full((FRAMES, DIM), 1e6, np.float32), "beyond the float16 range"),
+        (np.zeros((FRAMES, DIM + 1), np.float32), ValueError, "shape"),  # a caller's bug
+        (np.zeros((FRAMES * DIM,), np.float32), ValueError, "shape"),
+        (np.zeros((FRAMES, DIM), np.int32), TypeError, "float array"),
+        (np.where(np.arange(FRAMES * DIM).reshape(FRAMES, DIM) == 13, np.nan, 0.0), UsageError,
+         r"NaN/Inf \(first at frame 2\)"),  # the data's fault
+        (np.where(np.arange(FRAMES * DIM).reshape(FRAMES, DIM) == 0, -np.inf, 0.0), UsageError,
+         r"NaN/Inf \(first at frame 0\)"),
+        (np.full((FRAMES, DIM), 1e6, np.float32), UsageError, "beyond the float16 range"),
     ],
 )
-def test_write_row_refuses_bad_rows(store: FeatureStore, feats: np.ndarray, match: str) -> None:
-    with pytest.raises(UsageError, match=match) as info:
+def test_write_row_refuses_bad_rows(store: FeatureStore, feats: np.ndarray, kind: type, match: str) -> None:
+    with (pytest.raises(kind, match=match) if kind is UsageError else internal(kind, match)) as info:
         store.write_row(4, feats, 10)
     assert "vid00000004 (row 4)" in str(info.value)
     assert store.status()[4] == STATUS_MISSING and store.n_frames()[4] == 0
 
 
 def test_write_row_refuses_bad_index_and_n_frames(store: FeatureStore) -> None:
-    with pytest.raises(UsageError, match=r"row 12 is not in \[0, 12\)"):
+    with internal(IndexError, r"row 12 is not in \[0, 12\)"):
         store.write_row(len(IDS), _row(0), 1)
-    with pytest.raises(UsageError, match="n_frames"):
+    with internal(ValueError, "n_frames"):
         store.write_row(0, _row(0), -1)
     assert store.status().sum() == 0
 
 
 def test_read_only_refuses_writes(store: FeatureStore) -> None:
     reader = FeatureStore.open(store.path, mode="r")
-    with pytest.raises(UsageError, match="read-only"):
+    with internal(ValueError, "read-only"):
         reader.write_row(0, _row(0), 1)
-    with pytest.raises(UsageError, match="read-only"):
+    with internal(ValueError, "read-only"):
         reader.mark_failed(0)
     with pytest.raises(ValueError, match="read-only"):  # zarr itself refuses too
         zarr.open_group(str(store.path), mode="r")["status"][0] = STATUS_DONE
     assert store.status().sum() == 0
-    with pytest.raises(UsageError, match="mode"):
+    with internal(ValueError, "mode"):
         FeatureStore.open(store.path, mode="w")
 
 
@@ -145,9 +158,9 @@ def test_read_frames_matches_numpy_fancy_indexing(store: FeatureStore) -> None:
     np.testing.assert_array_equal(got[3], _row(11).astype(np.float16)[frame_idx[3]])
     np.testing.assert_array_equal(store.load_all(), store.read_rows(np.arange(len(IDS))))
     np.testing.assert_array_equal(store.load_all([4, 1]), np.stack([_row(4), _row(1)]).astype(np.float16))
-    with pytest.raises(UsageError, match="frame_idx"):
+    with internal(IndexError, "frame_idx"):
         store.read_frames(indices, np.full((len(indices), 2), FRAMES))
-    with pytest.raises(UsageError, match="row indices"):
+    with internal(IndexError, "row indices"):
         store.read_rows([0, len(IDS)])
 
 
@@ -155,7 +168,7 @@ def test_pickles_by_path(store: FeatureStore) -> None:
     store.write_row(1, _row(1), 3)
     clone = pickle.loads(pickle.dumps(FeatureStore.open(store.path)))
     np.testing.assert_array_equal(clone.read_rows([1])[0], _row(1).astype(np.float16))
-    with pytest.raises(UsageError, match="read-only"):
+    with internal(ValueError, "read-only"):
         clone.mark_failed(0)
 
 
@@ -258,7 +271,7 @@ def test_fast_path_only_for_plain_chunks(tmp_path: Path) -> None:
 
 
 def test_compression_is_checked_and_recorded(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"compression must be one of \('none', 'zstd'\), got 'lz4'"):
+    with internal(ValueError, r"compression must be one of \('none', 'zstd'\), got 'lz4'"):
         FeatureStore.create(tmp_path / "x.zarr", IDS, frames=FRAMES, dim=DIM, compression="lz4", attrs=ATTRS)
     assert not (tmp_path / "x.zarr").exists()
     raw = FeatureStore.create(tmp_path / "raw.zarr", IDS, frames=FRAMES, dim=DIM, attrs=ATTRS)  # the default

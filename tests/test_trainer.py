@@ -439,11 +439,11 @@ def test_a_cache_that_does_not_fit_streams_with_the_same_result(tiny, monkeypatc
 
 def test_preload_is_read_as_cache_fp16_and_int8_is_a_setting_change():
     from videolt.config import from_dict
-    from videolt.train.config import RUNTIME_FIELDS, setting_changes
+    from videolt.train.rundir import setting_changes
 
     assert from_dict(TrainConfig, {"features": "f", "preload": True}).cache == "fp16"  # an older config
     with pytest.raises(ConfigError, match="preload: superseded by cache"):
         TrainConfig(features="f", preload=True, cache="int8")
     old = {"features": "f", "preload": False, "lr": 1e-4}  # an older run's config.json: no cache key
-    assert setting_changes(old, {"features": "f", "cache": "fp16", "lr": 1e-4}, RUNTIME_FIELDS) == []
-    assert setting_changes(old, {"features": "f", "cache": "int8", "lr": 1e-4}, RUNTIME_FIELDS) == ["cache"]
+    assert setting_changes(old, {"features": "f", "cache": "fp16", "lr": 1e-4}, resuming=True) == []
+    assert setting_changes(old, {"features": "f", "cache": "int8", "lr": 1e-4}, resuming=True) == ["cache"]

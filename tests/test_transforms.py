@@ -10,6 +10,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from videolt.errors import ConfigError
 from videolt.extract.sampling import sample_indices
 from videolt.extract.transforms import (
     IMAGENET_MEAN,
@@ -97,9 +98,9 @@ def test_preprocessing_record_round_trips() -> None:
 
 
 def test_preprocessing_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="crop"):
+    with pytest.raises(ConfigError, match="crop"):  # as create_backbone says it: a config error, exit 2
         Preprocessing(resize=224, crop=256)
-    with pytest.raises(ValueError, match="bilinaer"):
+    with pytest.raises(ConfigError, match="bilinaer"):
         Preprocessing(interpolation="bilinaer")
 
 

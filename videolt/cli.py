@@ -17,6 +17,7 @@ import sys
 from typing import Callable, NoReturn, Sequence
 
 from videolt import __version__
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL
 from videolt.errors import VideoltError
 
 log = logging.getLogger("videolt")
@@ -113,8 +114,8 @@ def _keys(args: argparse.Namespace, cls: type) -> dict[str, object]:
 def _labels_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("labels_dir", metavar="LABELS_DIR", help="folder with train.lst, validate.lst, test.lst, "
                    "count-labels-train.lst")
-    p.add_argument("--head", type=int, default=500, help="head classes have more train videos than this")
-    p.add_argument("--tail", type=int, default=100, help="tail classes have at most this many train videos")
+    p.add_argument("--head", type=int, default=GROUP_HEAD, help="head classes have more train videos than this")
+    p.add_argument("--tail", type=int, default=GROUP_TAIL, help="tail classes have at most this many train videos")
     p.add_argument("--json", action="store_true", help="print JSON to stdout")
 
 
@@ -287,8 +288,8 @@ def _availability_args(p: argparse.ArgumentParser) -> None:
                    help="also write one row per video (id, split, outcome, failure class, yt-dlp version, date)")
     p.add_argument("--plot", metavar="FILE", default=None,
                    help="survival against class frequency (default WORKDIR/reports/availability/survival_DATE.png)")
-    p.add_argument("--head", type=int, default=500, help="head classes have more train videos than this")
-    p.add_argument("--tail", type=int, default=100, help="tail classes have at most this many train videos")
+    p.add_argument("--head", type=int, default=GROUP_HEAD, help="head classes have more train videos than this")
+    p.add_argument("--tail", type=int, default=GROUP_TAIL, help="tail classes have at most this many train videos")
     _key(p, "--max-attempts", "videolt.data.download:DownloadConfig", "max_attempts", type=int, metavar="N",
          help="a retryable failure with this many attempts counts as exhausted, as `download` with it sees it")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -517,7 +518,8 @@ def _print_metrics(metrics: dict, as_json: bool) -> None:
     if as_json:
         _print_json(metrics)
         return
-    keys = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
+    from videolt.evaluate.metrics import METRIC_KEYS as keys
+
     rows = [metrics] + ([metrics["other_selection"]] if metrics.get("other_selection") else [])
     print("  ".join(f"{k:>11}" for k in keys))
     for values in rows:

@@ -2,9 +2,11 @@
 
 `UsageError` (exit 2) is bad input from the user: one line naming the file and line, the key or
 the video ID. Everything else that is a `VideoltError` is a runtime failure (exit 1). Errors also
-derive from the matching builtin so callers can catch by Python category. `describe` turns any
-exception, ours or not, into its exit code and its one line; `write_traceback` keeps the traceback
-behind that line in a log file (WORKDIR/logs/videolt.log).
+derive from the matching builtin so callers can catch by Python category. A caller's bug, ours and
+not the user's (a row index out of range, a mis-shaped array), raises the plain builtin error: an
+internal error (exit 1, its traceback logged). `describe` turns any exception, ours or not, into its
+exit code and its one line; `write_traceback` keeps the traceback behind that line in a log file
+(WORKDIR/logs/videolt.log).
 """
 
 from __future__ import annotations

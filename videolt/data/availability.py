@@ -32,10 +32,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from videolt import atomic
 from videolt.data.download.config import DownloadConfig
 from videolt.data.failures import PERMANENT, RECOVERABLE
 from videolt.data.ids import INVALID_ID
-from videolt.data.labels import COUNT_FILE, GROUPS, LabelSet, group_warning, read_counts
+from videolt.data.labels import COUNT_FILE, LabelSet, group_warning, read_counts
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL, GROUPS
 from videolt.data.workdir import Workdir
 
 __all__ = ["OUTCOMES", "VideoOutcome", "availability", "format_availability", "plot_survival", "split_coverage",
@@ -123,7 +125,7 @@ def _tally(outcomes: Iterable[VideoOutcome]) -> dict[str, Any]:
             "lost_by_class": dict(lost_by.most_common()), "retryable_by_class": dict(retry_by.most_common())}
 
 
-def availability(workdir: Workdir, *, head: int = 500, tail: int = 100, worst: int = 15,
+def availability(workdir: Workdir, *, head: int = GROUP_HEAD, tail: int = GROUP_TAIL, worst: int = 15,
                  outcomes: Sequence[VideoOutcome] | None = None) -> dict[str, Any]:
     """The availability report as plain data (see the module docstring for the definitions)."""
     import yt_dlp
@@ -176,8 +178,8 @@ def _brief(c: dict) -> dict:
                               "survival", "lost_by_class")}
 
 
-def split_coverage(workdir: Workdir, *, split: str = "test", features: str | None = None, head: int = 500,
-                   tail: int = 100, outcomes: Sequence[VideoOutcome] | None = None,
+def split_coverage(workdir: Workdir, *, split: str = "test", features: str | None = None, head: int = GROUP_HEAD,
+                   tail: int = GROUP_TAIL, outcomes: Sequence[VideoOutcome] | None = None,
                    group_of: Sequence[str] | None = None) -> dict[str, Any]:
     """Which fraction of a split's listed videos a number can be measured on.
 
@@ -212,14 +214,16 @@ def write_csv(outcomes: Sequence[VideoOutcome], path: str | Path) -> Path:
     """One row per video: `CSV_COLUMNS`; no video, no message, no session detail. Written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for o in outcomes:
-            version = "simulated" if o.simulated else o.ytdlp_version
-            writer.writerow([o.video_id, o.split, o.outcome, o.failure or "", version or "", o.date or ""])
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_COLUMNS)
+            for o in outcomes:
+                version = "simulated" if o.simulated else o.ytdlp_version
+                writer.writerow([o.video_id, o.split, o.outcome, o.failure or "", version or "", o.date or ""])
+
+    atomic.replace(path, write)
     return path
 
 
@@ -306,11 +310,10 @@ def plot_survival(report: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic.replace(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _outcome_bars(ax, report: dict) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videolt import atomic
 from videolt.data import locks
 from videolt.data.integrity import damaged_rows, ids_mismatch, lists_mismatch
 from videolt.data.manifest import VideoRow, quick_check
@@ -84,7 +85,7 @@ def _check_set(wd: Workdir, path: Path, videos: list[VideoRow], problems: list, 
     wrong = ids_mismatch(store, videos)
     if wrong:
         problems.append(_problem(where, f"{wrong}: it was made for another manifest", f"`{restore}` if the manifest "
-                                 f"was edited since; else extract it again under a new --name"))
+                                 f"was edited since; else extract it again under a new name (names, --name)"))
         return entry
     redo = _redo_command(wd, name, store)
     damaged = damaged_rows(store)
@@ -168,7 +169,5 @@ def restore_manifest(wd: Workdir) -> dict:
         src = Path(f"{wd.manifest_path}{suffix}")
         if src.exists():
             os.replace(src, f"{kept}{suffix}")
-    tmp = wd.manifest_path.with_name(f".{wd.manifest_path.name}.restore.tmp")
-    shutil.copyfile(backup, tmp)
-    os.replace(tmp, wd.manifest_path)
+    atomic.replace(wd.manifest_path, lambda tmp: shutil.copyfile(backup, tmp))
     return {"restored_from": _when(backup), "kept": str(kept) if kept.exists() else None}

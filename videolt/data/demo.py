@@ -22,6 +22,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from videolt import atomic
 from videolt.config import field
 from videolt.data.labels import COUNT_FILE, SPLIT_FILES
 from videolt.errors import UsageError
@@ -193,14 +194,17 @@ def _write_clip(path: Path, frames: np.ndarray, fps: int) -> None:
     exactly the rendered frames (after the deterministic RGB → YUV 4:2:0 conversion), and the demo
     is deterministic for a seed.
     """
-    tmp = path.with_suffix(".tmp.mp4")
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "qp": "0", "threads": "1"})
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.codec_context.thread_count = 1  # PyAV's default (0, auto) overrides the x264 option
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+
+    def write(tmp: Path) -> None:
+        with av.open(str(tmp), mode="w") as container:
+            stream = container.add_stream("libx264", rate=fps,
+                                          options={"preset": "veryfast", "qp": "0", "threads": "1"})
+            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            stream.codec_context.thread_count = 1  # PyAV's default (0, auto) overrides the x264 option
+            for image in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    tmp.replace(path)
+
+    atomic.replace(path, write, suffix=".tmp.mp4")

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import sys
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -26,9 +25,11 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from videolt import atomic
 from videolt.config import field
 from videolt.data.integrity import redo_damaged
 from videolt.data.manifest import Manifest, VideoRow
+from videolt.data.protocol import FRAMES
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import VIDEOS_LOCK, Workdir
 from videolt.errors import ConfigError, UsageError
@@ -73,7 +74,7 @@ class ImportFeaturesConfig:
                                                  "to stream in training) or zstd (smaller)")
     workers: int = field(4, "parallel file readers")
     splits: tuple[str, ...] = field((), "only these splits (train, val, test); default all")
-    frames: int = field(150, "frames per video in the release")
+    frames: int = field(FRAMES, "frames per video in the release")
     dim: int | None = field(None, "feature size D (default: from the first good file)")
 
     def __post_init__(self) -> None:
@@ -248,8 +249,8 @@ def _check_video(path: Path) -> None:
 def _place(src: Path, dst: Path, mode: str) -> None:
     """Put `src` at `dst` atomically (a temporary name, then a rename)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         if mode == "link":
             try:
                 os.link(src, tmp)
@@ -261,9 +262,8 @@ def _place(src: Path, dst: Path, mode: str) -> None:
             os.symlink(src.resolve(), tmp)
         else:
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic.replace(dst, write, unique=True)
 
 
 def import_videos(workdir: Workdir | str | Path, config: ImportVideosConfig, *,

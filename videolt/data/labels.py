@@ -14,11 +14,11 @@ from typing import Sequence
 import numpy as np
 
 from videolt.data.ids import LIST_ID, is_valid_id
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL
 from videolt.errors import InputFileError, UsageError
 
 SPLIT_FILES = {"train": "train.lst", "val": "validate.lst", "test": "test.lst"}
 COUNT_FILE = "count-labels-train.lst"
-GROUPS = ("head", "medium", "tail")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class LabelSet:
     def names(self) -> list[str]:
         return [c.name for c in self.classes]
 
-    def groups(self, head: int = 500, tail: int = 100) -> dict[str, np.ndarray]:
+    def groups(self, head: int = GROUP_HEAD, tail: int = GROUP_TAIL) -> dict[str, np.ndarray]:
         """Class ids per group by train count: head > `head`, tail ≤ `tail`, medium in between."""
         if not 0 <= tail <= head:
             raise UsageError(f"group thresholds: expected 0 <= tail <= head (train videos), got head {head}, tail {tail}")
@@ -66,7 +66,7 @@ class LabelSet:
             "tail": np.flatnonzero(counts <= tail),
         }
 
-    def group_of(self, head: int = 500, tail: int = 100) -> list[str]:
+    def group_of(self, head: int = GROUP_HEAD, tail: int = GROUP_TAIL) -> list[str]:
         """The group name of every class, in class-id order."""
         out = [""] * self.num_classes
         for name, ids in self.groups(head, tail).items():
@@ -189,7 +189,7 @@ def multi_hot(labels: Sequence[tuple[int, ...]], num_classes: int) -> np.ndarray
     return out
 
 
-def summary(labelset: LabelSet, head: int = 500, tail: int = 100) -> dict:
+def summary(labelset: LabelSet, head: int = GROUP_HEAD, tail: int = GROUP_TAIL) -> dict:
     """What `videolt labels` prints: split sizes, classes, groups, labels-per-video, invalid IDs."""
     hist: Counter[int] = Counter()
     invalid = 0

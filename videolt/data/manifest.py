@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sqlite3
 import time
-import uuid
 from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Sequence, TypeVar
 
+from videolt import atomic
 from videolt.errors import IntegrityError, WorkdirError
 
 SCHEMA_VERSION = 1
@@ -172,8 +171,8 @@ class Manifest:
         `dest` (default `backup_path`), atomically, as one self-contained file. A copy that fails
         SQLite's `quick_check` replaces nothing and raises the `damaged` error."""
         dest = Path(dest) if dest is not None else backup_path(self.path)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-        try:
+
+        def write(tmp: Path) -> None:
             copy = sqlite3.connect(tmp, isolation_level=None)
             try:
                 self._db.backup(copy)
@@ -183,10 +182,8 @@ class Manifest:
                 copy.close()
             if result != "ok":
                 raise damaged(self.path, sqlite3.DatabaseError(result))
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return dest
+
+        return atomic.replace(dest, write, unique=True)
 
     def __enter__(self) -> "Manifest":
         return self

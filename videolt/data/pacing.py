@@ -118,7 +118,7 @@ class CircuitBreaker:
                 resume = dt.datetime.fromtimestamp(self._wall() + pause)
                 raise StageError(
                     f"YouTube rate-limited this machine {self._trips + 1} times in a row despite pausing; "
-                    f"stopping. Resume after {resume:%Y-%m-%d %H:%M} (or lower --rate)"
+                    f"stopping. Resume after {resume:%Y-%m-%d %H:%M} (or lower rate_per_hour, --rate)"
                 )
             self._trips += 1
             self._until = now + pause

@@ -11,14 +11,15 @@ import re
 from collections import Counter
 
 from videolt.data.ids import INVALID_ID
-from videolt.data.labels import GROUPS
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL, GROUPS
 from videolt.data.workdir import DOWNLOAD_STAGE, Workdir
 
 FEATURE_PREFIX = "features:"
 MESSAGE_CHARS = 240  # a message longer than this is cut (the manifest keeps it whole)
 
 
-def workdir_status(wd: Workdir, *, head: int = 500, tail: int = 100, worst: int = 10, messages: int = 3) -> dict:
+def workdir_status(wd: Workdir, *, head: int = GROUP_HEAD, tail: int = GROUP_TAIL, worst: int = 10,
+                   messages: int = 3) -> dict:
     """Counts per stage; for downloads and feature sets also head/medium/tail coverage and, per failure
     class, its `messages` commonest messages (the video's ID replaced by `<id>`) with their counts."""
     labels = wd.labels()

@@ -26,6 +26,10 @@ training on few cores. A raw set (`compression="none"`) is read without zarr: th
 `bytes`-only array is the C-order little-endian row, so `read_frames` reads just the frames it
 needs with one `preadv`: 40-100 µs per row where zarr takes 320-420 µs (780-950 µs with zstd),
 measured in benchmarks/RESULTS.md "## train". Any other layout goes through zarr.
+
+What a user can mend is a `UsageError`: a folder that is not a feature set, a set that exists with
+other settings, rows of non-finite features. A caller's bug (a row out of range, a mis-shaped array,
+a write to a set opened read-only, an unknown dtype) raises the builtin error: an internal error.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from zarr.codecs import ZstdCodec
 from zarr.storage import LocalStore
 
 from videolt import __version__ as _videolt_version
+from videolt.data.protocol import FRAMES
 from videolt.errors import FeatureSetNotFound, IntegrityError, UsageError
 
 __all__ = ["STATUS_DONE", "STATUS_FAILED", "STATUS_MISSING", "FeatureStore"]
@@ -71,7 +76,7 @@ def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(attrs))
     except TypeError as exc:
-        raise UsageError(f"feature set attrs must be JSON-serialisable: {exc}") from None
+        raise TypeError(f"feature set attrs must be JSON-serialisable: {exc}") from None
 
 
 class FeatureStore:
@@ -102,7 +107,7 @@ class FeatureStore:
         path: str | Path,
         video_ids: Sequence[str],
         *,
-        frames: int = 150,
+        frames: int = FRAMES,
         dim: int = 2048,
         dtype: str = "float16",
         compression: str = "none",
@@ -120,11 +125,11 @@ class FeatureStore:
         """
         path = Path(path)
         if dtype not in _DTYPES:
-            raise UsageError(f"feature dtype must be one of {_DTYPES}, got {dtype!r}")
+            raise ValueError(f"feature dtype must be one of {_DTYPES}, got {dtype!r}")
         if compression not in _COMPRESSORS:
-            raise UsageError(f"feature compression must be one of {tuple(_COMPRESSORS)}, got {compression!r}")
+            raise ValueError(f"feature compression must be one of {tuple(_COMPRESSORS)}, got {compression!r}")
         if frames < 1 or dim < 1:
-            raise UsageError(f"feature shape must be positive, got frames={frames}, dim={dim}")
+            raise ValueError(f"feature shape must be positive, got frames={frames}, dim={dim}")
         ids = np.asarray([str(v) for v in video_ids], dtype=object)
         provenance = _jsonable(attrs)
         if not path.exists():
@@ -149,7 +154,7 @@ class FeatureStore:
         """Open an existing feature set; mode "r" refuses every write, "r+" allows row writes."""
         path = Path(path)
         if mode not in ("r", "r+"):
-            raise UsageError(f"feature set mode must be 'r' or 'r+', got {mode!r}")
+            raise ValueError(f"feature set mode must be 'r' or 'r+', got {mode!r}")
         if not (path / "zarr.json").is_file():
             raise FeatureSetNotFound(f"feature set not found: {path}")
         try:
@@ -296,9 +301,9 @@ class FeatureStore:
         feats = np.asarray(feats)
         where = f"{self.video_ids[i]} (row {i})"
         if feats.dtype.kind != "f":
-            raise UsageError(f"{where}: features must be a float array, got dtype {feats.dtype}")
+            raise TypeError(f"{where}: features must be a float array, got dtype {feats.dtype}")
         if feats.shape != (self.frames, self.dim):
-            raise UsageError(f"{where}: features must have shape {(self.frames, self.dim)}, got {feats.shape}")
+            raise ValueError(f"{where}: features must have shape {(self.frames, self.dim)}, got {feats.shape}")
         with np.errstate(over="ignore"):  # overflow is reported below, with the row named
             data = feats.astype(self.dtype, copy=False)
         finite = np.isfinite(data).all(axis=1)
@@ -317,7 +322,7 @@ class FeatureStore:
 
     def _check_n_frames(self, i: int, n_frames: int) -> None:
         if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 0:
-            raise UsageError(f"{self.video_ids[i]} (row {i}): n_frames must be a non-negative int, got {n_frames!r}")
+            raise ValueError(f"{self.video_ids[i]} (row {i}): n_frames must be a non-negative int, got {n_frames!r}")
 
     def mark_failed(self, i: int) -> None:
         """Record that row i could not be produced (its data, if any, is not to be read)."""
@@ -331,11 +336,11 @@ class FeatureStore:
 
     def _check_writable(self) -> None:
         if self._mode != "r+":
-            raise UsageError(f"{self._path}: feature set is open read-only (open it with mode 'r+' to write)")
+            raise ValueError(f"{self._path}: feature set is open read-only (open it with mode 'r+' to write)")
 
     def _check_row(self, i: int) -> int:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.n:
-            raise UsageError(f"{self._path}: row {i!r} is not in [0, {self.n})")
+            raise IndexError(f"{self._path}: row {i!r} is not in [0, {self.n})")
         return int(i)
 
     def _set_flags(self, i: int, status: int, n_frames: int | None) -> None:
@@ -378,9 +383,9 @@ class FeatureStore:
         idx = self._check_indices(indices)
         frame_idx = np.asarray(frame_idx)
         if frame_idx.ndim != 2 or frame_idx.shape[0] != len(idx) or frame_idx.dtype.kind not in "iu":
-            raise UsageError(f"frame_idx must be an int array [{len(idx)}, T], got {frame_idx.dtype} {frame_idx.shape}")
+            raise TypeError(f"frame_idx must be an int array [{len(idx)}, T], got {frame_idx.dtype} {frame_idx.shape}")
         if frame_idx.size and (frame_idx.min() < 0 or frame_idx.max() >= self.frames):
-            raise UsageError(f"frame_idx must lie in [0, {self.frames})")
+            raise IndexError(f"frame_idx must lie in [0, {self.frames})")
         out = np.empty((len(idx), frame_idx.shape[1], self.dim), dtype=self.dtype)
         if not frame_idx.size:
             return out
@@ -403,10 +408,10 @@ class FeatureStore:
     def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         idx = np.asarray(indices)
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
-            raise UsageError(f"row indices must be a 1-D int array, got {idx.dtype} {idx.shape}")
+            raise TypeError(f"row indices must be a 1-D int array, got {idx.dtype} {idx.shape}")
         idx = idx.astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
-            raise UsageError(f"{self._path}: row indices must lie in [0, {self.n})")
+            raise IndexError(f"{self._path}: row indices must lie in [0, {self.n})")
         return idx
 
     def _for_each_row(self, idx: np.ndarray, put: Callable[[int, np.ndarray], None]) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from videolt import __version__
+from videolt import __version__, atomic
 from videolt.data.ids import INVALID_ID, LIST_ID, invalid_id_message
 from videolt.data.labels import COUNT_FILE, SPLIT_FILES, LabelSet, load_labels
 from videolt.data import locks
@@ -71,7 +71,7 @@ class Workdir:
         meta = {"schema_version": WORKDIR_SCHEMA, "videolt_version": __version__,
                 "labels_source": str(Path(labels_dir).resolve()), "labels_sha256": digest,
                 "videos": sum(len(s) for s in labels.splits.values()), "created": time.time()}
-        _atomic_write(wd.root / WORKDIR_FILE, json.dumps(meta, indent=2) + "\n")
+        atomic.write_text(wd.root / WORKDIR_FILE, json.dumps(meta, indent=2) + "\n")
         for name, split in labels.splits.items():
             if not len(split):
                 log.warning("%s lists no videos: split %s is empty, so training or scoring on it will fail",
@@ -248,7 +248,3 @@ def _safe_name(name: str, what: str) -> str:
     return name
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

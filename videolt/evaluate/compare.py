@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from videolt.data import protocol, runfiles
 from videolt.data.labels import multi_hot
 from videolt.data.workdir import Workdir
 from videolt.errors import InputFileError, UsageError
@@ -29,7 +30,7 @@ __all__ = ["GROUPS", "RunResult", "check_same_groups", "compare_runs", "format_c
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("overall", "head", "medium", "tail")
+GROUPS = ("overall", *protocol.GROUPS)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class RunResult:
 def load_run(wd: Workdir, run: str) -> RunResult:
     """metrics.json, per_class_ap.csv and (if present) the test scores of `run`."""
     run_dir = wd.run_dir(run)
-    metrics_path, ap_path = run_dir / "metrics.json", run_dir / "per_class_ap.csv"
+    metrics_path, ap_path = runfiles.metrics_path(run_dir), runfiles.per_class_ap_path(run_dir)
     if not metrics_path.is_file() or not ap_path.is_file():
         raise UsageError(f"{run_dir}: not a finished run (no metrics.json / per_class_ap.csv)")
     metrics = _read_json(metrics_path)
@@ -66,10 +67,10 @@ def load_run(wd: Workdir, run: str) -> RunResult:
         ap, names, group = np.array([float(r["ap"]) for r in table]), [r["name"] for r in table], [r["group"] for r in table]
     except (KeyError, ValueError, TypeError) as e:
         raise InputFileError(ap_path, None, f"not a per-class AP table videolt wrote ({type(e).__name__}: {e})") from None
-    scores, rows = run_dir / "scores_test.npy", run_dir / "rows_test.npy"
+    scores, rows = runfiles.scores_path(run_dir), runfiles.rows_path(run_dir)
     has_scores = scores.is_file() and rows.is_file()
     return RunResult(run, metrics, ap, names, np.array(group), scores if has_scores else None,
-                     rows if has_scores else None, _thresholds(metrics, run_dir / "config.json"))
+                     rows if has_scores else None, _thresholds(metrics, runfiles.config_path(run_dir)))
 
 
 def _read_json(path: Path) -> dict:

@@ -19,7 +19,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["average_precision", "check_pair", "descending_order", "group_map", "summarize", "topk_accuracy"]
+from videolt.data.protocol import GROUPS
+
+__all__ = ["METRIC_KEYS", "average_precision", "check_pair", "descending_order", "group_map", "summarize",
+           "topk_accuracy"]
+
+# What every result reports (`summarize`), in this order: in metrics.json, train_log.csv, tables, the CLI.
+METRIC_KEYS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 
 def check_pair(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate [N, C] scores and {0, 1} targets; return float32 (for float16/32 input) or float64
@@ -126,7 +132,7 @@ def summarize(scores: np.ndarray, targets: np.ndarray, groups: Mapping[str, np.n
     "head"/"medium"/"tail" to class ids, as `LabelSet.groups()` returns.
     """
     ap = average_precision(scores, targets)
-    by_group = group_map(ap, {name: groups[name] for name in ("head", "medium", "tail")})
+    by_group = group_map(ap, {name: groups[name] for name in GROUPS})
     return {
         "overall_map": float(ap.mean()) if ap.size else float("nan"),
         "head_map": by_group["head"],

@@ -18,13 +18,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from videolt import atomic  # noqa: E402
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL, GROUPS  # noqa: E402
+
 __all__ = ["ap_difference", "class_frequency", "group_map_bars"]
 
 GROUP_COLOURS = {"head": "#4C72B0", "medium": "#55A868", "tail": "#C44E52", "overall": "#8172B2"}
 _DPI = 120
 
 
-def class_frequency(counts: np.ndarray, path: Path, *, head: int = 500, tail: int = 100,
+def class_frequency(counts: np.ndarray, path: Path, *, head: int = GROUP_HEAD, tail: int = GROUP_TAIL,
                     title: str = "Class frequency (train videos per class)") -> Path:
     """Sorted class index (1 = most frequent) vs train count on log–log axes, groups shaded."""
     counts = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
@@ -56,7 +59,7 @@ def class_frequency(counts: np.ndarray, path: Path, *, head: int = 500, tail: in
 
 def group_map_bars(rows: Sequence[Mapping], path: Path, *, title: str = "mAP by class group") -> Path:
     """Grouped bars: one group per method, bars overall/head/medium/tail; `rows` are `tables.result_rows` rows."""
-    groups = ("overall", "head", "medium", "tail")
+    groups = ("overall", *GROUPS)
     labels = [r["method"] for r in rows]
     x = np.arange(len(rows))
     width = 0.8 / len(groups)
@@ -102,8 +105,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=_DPI, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic.replace(path, lambda tmp: fig.savefig(tmp, dpi=_DPI, format="png"))
+    finally:
+        plt.close(fig)

@@ -19,14 +19,15 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from videolt import jsonio
+from videolt import atomic, jsonio
+from videolt.evaluate.metrics import METRIC_KEYS
 from videolt.evaluate.stats import paired_seed_comparison
 
 __all__ = ["METRICS", "METRIC_TITLES", "SELECTION_METRICS", "TABLE_TITLES", "block_key", "markdown", "mean_std",
            "paired_rows", "result_rows", "selection_markdown", "selection_rows", "simple_markdown", "write_csv",
            "write_json", "write_markdown"]
 
-METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
+METRICS = METRIC_KEYS  # the columns of every table
 METRIC_TITLES = {"overall_map": "mAP", "head_map": "head", "medium_map": "medium", "tail_map": "tail",
                  "acc1": "Acc@1", "acc5": "Acc@5"}
 TABLE_TITLES = {
@@ -200,7 +201,7 @@ def markdown(title: str, rows: Sequence[Mapping], *, kind: str = "results") -> s
 
 
 def write_markdown(path: Path, text: str) -> None:
-    _atomic(path, text)
+    atomic.write_text(path, text)
 
 
 def write_csv(path: Path, rows: Sequence[Mapping]) -> None:
@@ -212,12 +213,12 @@ def write_csv(path: Path, rows: Sequence[Mapping]) -> None:
     for r in rows:
         w.writerow(["" if r.get(c) is None else json.dumps(r[c]) if isinstance(r.get(c), (list, dict))
                     else _csv_value(r[c]) for c in columns])
-    _atomic(path, buf.getvalue())
+    atomic.write_text(path, buf.getvalue())
 
 
 def write_json(path: Path, data: object) -> None:
     """Strict JSON: NaN (e.g. the mAP of an empty class group) is written as null."""
-    _atomic(path, jsonio.dumps(data, default=_json_default) + "\n")
+    atomic.write_text(path, jsonio.dumps(data, default=_json_default) + "\n")
 
 
 def _match(paper: Sequence[Mapping], backbone: str, aggregator: str, setting: str) -> Mapping | None:
@@ -252,12 +253,6 @@ def _json_default(o: object) -> object:
     if isinstance(o, np.generic):
         return o.item()
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def simple_markdown(title: str, columns: Sequence[str], rows: Sequence[Mapping]) -> str:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from videolt.config import field
-from videolt.errors import ConfigError, UsageError
+from videolt.data.protocol import FPS, FRAMES
+from videolt.errors import ConfigError
 
 __all__ = ["ExtractConfig", "feature_set_names"]
 
@@ -56,8 +57,8 @@ class ExtractConfig:
     ray_address: str | None = field(None, "Ray cluster to join (executor ray; default: start a local one)")
     splits: tuple[str, ...] = field((), "only these splits (default: all)")
     limit: int | None = field(None, "at most this many videos this run")
-    fps: float = field(1.0, "decoding rate")
-    frames: int = field(150, "frames per video after uniform temporal sampling")
+    fps: float = field(FPS, "decoding rate")
+    frames: int = field(FRAMES, "frames per video after uniform temporal sampling")
     resize: int | None = field(None, "short side after resizing, for every backbone of the run (default: each "
                                "backbone's own: 256 for resnet50/101 and tsm_r50, timm's pretrained config for timm:)")
     crop: int | None = field(None, "square centre crop fed to every backbone of the run (default: each backbone's "
@@ -73,7 +74,7 @@ class ExtractConfig:
     retry: tuple[str, ...] = field((), "failure classes to try again (e.g. timeout, inference)")
     verify: int = field(0, "after extracting, recompute this many done videos (drawn with `seed`) per feature set "
                         "with the reference path (ffmpeg frames, the model library's transform, fp32) and compare")
-    verify_tolerance: float = field(0.02, "largest relative error --verify accepts (0.02 = 2 %)")
+    verify_tolerance: float = field(0.02, "largest relative error verify accepts (0.02 = 2 %)")
 
     def __post_init__(self) -> None:
         if self.devices is not None and self.device != "auto":
@@ -97,7 +98,7 @@ def feature_set_names(cfg: ExtractConfig) -> list[str]:
     """The feature set of each backbone: `names`, or <backbone>[-random|-file] by default."""
     if cfg.names:
         if len(cfg.names) != len(cfg.backbones):
-            raise UsageError(f"--name gives {len(cfg.names)} names for {len(cfg.backbones)} backbones")
+            raise ConfigError(f"names (--name): {len(cfg.names)} names for {len(cfg.backbones)} backbones")
         return list(cfg.names)
     tag = "" if cfg.weights == "imagenet" else "-" + ("random" if cfg.weights == "random" else "file")
     return [b.replace(":", "-").replace("/", "-") + tag for b in cfg.backbones]

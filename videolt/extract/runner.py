@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from videolt.data.protocol import FPS, FRAMES
 from videolt.executor import SinkPlace
 from videolt.extract.decoders import DecodeError, iter_frames
 from videolt.extract.failures import ExtractFailure
@@ -61,8 +62,8 @@ class DecodeJob:
     video_id: str
     path: str
     views: tuple[View, ...]
-    fps: float = 1.0
-    frames: int = 150
+    fps: float = FPS
+    frames: int = FRAMES
     decoder: str = "pyav"
     timeout: float | None = None
     selective: bool = True  # discard frames no tick shows and none references, where exact (decoders/_selective.py)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from videolt.data.protocol import FRAMES
+
 __all__ = ["sample_indices"]
 
 
-def sample_indices(n: int, num: int = 150) -> np.ndarray:
+def sample_indices(n: int, num: int = FRAMES) -> np.ndarray:
     """floor(linspace(0, n - 1, num)) as int64: uniform over the video, repeating frames when n < num.
 
     Both ends are always included, so a video's first and last second are represented.

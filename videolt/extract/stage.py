@@ -20,7 +20,6 @@ writes a token file into it, and a sink that cannot read it back fails before an
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import sys
 import time
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from videolt import atomic
 from videolt.data.integrity import redo_damaged
 from videolt.data.manifest import Manifest
 from videolt.data.store import STATUS_DONE, FeatureStore
@@ -115,9 +115,7 @@ def _probe(wd: Workdir) -> Iterator[tuple[str, str]]:
     """A token file in the workdir that every sink must read back (the workdir is shared), removed at the end."""
     token = uuid.uuid4().hex
     path = wd.root / ".sink-check"
-    tmp = path.with_name(f".sink-check.{token}")
-    tmp.write_text(token + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, token + "\n", unique=True)
     try:
         yield str(path), token
     finally:
@@ -145,8 +143,8 @@ def _lost_sinks_recorded(m: Manifest, stores: dict[str, FeatureStore],
                 store.mark_failed(job.index)
                 m.record(f"features:{name}", job.index, "failed", failure=ExtractFailure.INFERENCE.value,
                          message=message)
-        raise StageError(f"extract: {e}; they are recorded as failed (inference: rerun with --retry inference)") \
-            from None
+        raise StageError(f"extract: {e}; they are recorded as failed (class inference: rerun with retry "
+                         "(--retry) inference)") from None
 
 
 def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[list[SinkSpec], list[View]]:

@@ -16,6 +16,8 @@ import torch
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2.functional import InterpolationMode
 
+from videolt.errors import ConfigError
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -138,17 +140,20 @@ class Preprocessing:
         for key in ("resize", "crop"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"preprocessing {key} must be a positive integer, got {value!r}")
+                raise ConfigError(f"preprocessing {key} must be a positive integer, got {value!r}")
         if self.crop > self.resize:
-            raise ValueError(f"crop ({self.crop}) cannot exceed resize ({self.resize}), the short side it is cut from")
-        InterpolationMode(self.interpolation)  # raises ValueError naming the bad mode
+            raise ConfigError(f"crop ({self.crop}) cannot exceed resize ({self.resize}), the short side it is cut from")
+        try:
+            InterpolationMode(self.interpolation)
+        except ValueError as e:  # its message names the bad mode
+            raise ConfigError(f"preprocessing interpolation: {e}") from None
         for key in ("mean", "std"):
             value = tuple(float(v) for v in getattr(self, key))
             if len(value) != 3:
-                raise ValueError(f"preprocessing {key} needs 3 values (RGB), got {len(value)}")
+                raise ConfigError(f"preprocessing {key} needs 3 values (RGB), got {len(value)}")
             object.__setattr__(self, key, value)  # lists (from JSON) become tuples, so equal records compare equal
         if min(self.std) <= 0:
-            raise ValueError(f"preprocessing std must be positive, got {self.std}")
+            raise ConfigError(f"preprocessing std must be positive, got {self.std}")
 
     def override(self, *, resize: int | None = None, crop: int | None = None) -> Preprocessing:
         """This preprocessing with the short side and/or the crop replaced (None keeps the value)."""

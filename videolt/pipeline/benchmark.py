@@ -4,8 +4,8 @@ Wiring between `train` (the runs) and `evaluate.report` (tables and plots from p
 
 A grid is a YAML file (`configs/table*.yaml`) read into `BenchmarkConfig`; every cell gets a run name
 derived from its settings alone (`<method>[-<opts>]_<features>_<aggregator>_s<seed>`), so a rerun finds
-the same runs: finished ones (metrics.json present) are skipped, partly trained ones resume from
-their last checkpoint, and the report is rebuilt from whatever has finished.
+the same runs: finished ones (with the cell's settings: `rundir.check_config`) are skipped, partly
+trained ones resume from their last checkpoint, and the report is rebuilt from whatever has finished.
 
 Rows run with every aggregator of the grid, except rows with an aggregator of their own (`model` on the
 row, or a method built around one, e.g. MOVE): those run once per feature set with that aggregator and
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from videolt.config import field, from_dict, load_config, to_dict
+from videolt.data import runfiles
 from videolt.data.availability import split_coverage
 from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError, VideoltError, describe, write_traceback
@@ -36,7 +37,7 @@ from videolt.evaluate import report, tables
 from videolt.pipeline.lifeline import exit_with
 from videolt.train import cache, preflight, rundir
 from videolt.train.aggregators import AGGREGATORS
-from videolt.train.config import TrainConfig, setting_changes
+from videolt.train.config import TrainConfig
 from videolt.train.losses import LOSSES
 from videolt.train.methods import METHODS, create_method, method_model, resolve_method, setting_key
 from videolt.train.trainer import train_run
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 
 TableKind = Literal["table1", "table2", "table3", "table4", "table5", "table6", "custom"]
 GRID_KEYS = ("features", "model", "model_opts", "method", "method_opts", "loss", "loss_opts", "seed")
-# Fields that may differ between a finished run and the grid without making it another experiment.
-_RUNTIME_KEYS = {"workers", "preload", "cache", "device"}
 _MAX_OPTS = 32  # longer option strings in run names are shortened and given a hash
 
 
@@ -219,14 +218,15 @@ def _without_defaults(entry: MethodEntry) -> MethodEntry:
 
 
 def run_status(wd: Workdir, cell: Cell) -> Literal["done", "partial", "todo"]:
-    """done: metrics.json written; partial: a last checkpoint to resume from; todo: nothing usable."""
+    """done: finished (and trained with this cell's settings); partial: a last checkpoint to resume
+    from; todo: nothing usable (`rundir.state`)."""
     run_dir = wd.run_dir(cell.run)
-    if (run_dir / "metrics.json").is_file():
-        _check_same(run_dir, cell)
+    found = rundir.state(run_dir)
+    if found == "finished":
+        rundir.check_config(run_dir, to_dict(cell.config), resuming=False,
+                            remedy="rename the benchmark's runs or remove that run")
         return "done"
-    if (run_dir / "last.pt").is_file():
-        return "partial"
-    return "todo"
+    return "partial" if found == "interrupted" else "todo"
 
 
 def run_benchmark(workdir: str | Path, config: BenchmarkConfig, *, jobs: int = 1, dry_run: bool = False,
@@ -333,15 +333,6 @@ def _train_cell(root: str, run: str, config: dict, resume: bool, *, progress: bo
     return None
 
 
-def _check_same(run_dir: Path, cell: Cell) -> None:
-    """A finished run is reused only if it was trained with this cell's settings."""
-    saved, now = rundir.read_config(run_dir), to_dict(cell.config)
-    changed = setting_changes(saved, now, _RUNTIME_KEYS)
-    if changed:
-        raise ConfigError(f"{run_dir}: finished with other settings ({', '.join(changed)}); "
-                          f"rename the benchmark's runs or remove that run")
-
-
 def _value(v: object) -> str:
     return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) else str(v)
 
@@ -372,7 +363,7 @@ def write_report(wd: Workdir, config: BenchmarkConfig, cells: Sequence[Cell]) ->
 
 
 def _record(wd: Workdir, cell: Cell) -> dict | None:
-    path = wd.run_dir(cell.run) / "metrics.json"
+    path = runfiles.metrics_path(wd.run_dir(cell.run))
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())

@@ -8,6 +8,7 @@ Every stage skips finished work, so a second run only rebuilds the report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -17,10 +18,12 @@ import numpy as np
 
 from videolt.config import from_dict, merge, parse_overrides
 from videolt.data.labels import multi_hot
+from videolt.data.protocol import FRAMES, GROUP_HEAD, GROUP_TAIL
 from videolt.data.workdir import Workdir
 from videolt.evaluate import tables
 from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.pipeline.run import RunConfig, run_pipeline
+from videolt.train.config import TrainConfig
 
 __all__ = ["DEMO_WORKDIR", "demo_config", "demo_settings", "format_demo", "run_demo"]
 
@@ -70,7 +73,7 @@ def run_demo(config: RunConfig, *, progress: bool = True) -> dict:
         return {"summary": summary, "rows": []}
     report_dir = Path(summary["benchmarks"][-1]["report"]["dir"])
     rows = [r for r in json.loads((report_dir / "report.json").read_text())["results"] if r["source"] == "ours"]
-    head, tail = grid.train.get("group_head", 500), grid.train.get("group_tail", 100)
+    head, tail = grid.train.get("group_head", GROUP_HEAD), grid.train.get("group_tail", GROUP_TAIL)
     labels = Workdir.open(config.workdir).labels()
     groups = {g: len(ids) for g, ids in labels.groups(head, tail).items()}
     test = multi_hot(labels.splits["test"].labels, labels.num_classes)
@@ -85,16 +88,16 @@ def deviations(config: RunConfig) -> list[str]:
     for ex in config.extract:
         out.append(f"{', '.join(ex.backbones)} with {ex.weights} weights (paper: ImageNet)")
         out.append(f"frames resized to {ex.resize} and cropped to {ex.crop} px (paper: 256/256)")
-        out.append(f"{ex.frames} frames per video (paper: 150)")
+        out.append(f"{ex.frames} frames per video (paper: {FRAMES})")
     grid = config.benchmark.grid if config.benchmark is not None else None
     if grid is not None:
-        t = grid.train
-        out.append(f"{t.get('epochs', 100)} epochs, batch {t.get('batch_size', 128)}, lr {t.get('lr', 1e-4):g}, "
-                   f"{t.get('clip_len', 60)}-frame clips (paper: 100, 128, 1e-4, 60)")
-        out.append(f"groups head > {t.get('group_head', 500)}, tail <= {t.get('group_tail', 100)} train videos "
-                   "(paper: 500, 100)")
-        out.append(f"best checkpoint picked on the {t.get('select_on', 'test')} list every "
-                   f"{t.get('eval_every', 5)} epochs (the reference's protocol)")
+        t = {f.name: f.default for f in dataclasses.fields(TrainConfig)} | grid.train  # the defaults, as overridden
+        out.append(f"{t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g}, "
+                   f"{t['clip_len']}-frame clips (paper: 100, 128, 1e-4, 60)")
+        out.append(f"groups head > {t['group_head']}, tail <= {t['group_tail']} "
+                   f"train videos (paper: {GROUP_HEAD}, {GROUP_TAIL})")
+        out.append(f"best checkpoint picked on the {t['select_on']} list every "
+                   f"{t['eval_every']} epochs (the reference's protocol)")
     return out
 
 

@@ -28,7 +28,7 @@ import signal
 from concurrent.futures import Executor as _Pool, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
-from videolt.errors import UsageError
+from videolt.errors import ConfigError, UsageError
 from videolt.executor import Executor, SinkPlan
 from videolt.pipeline.lifeline import exit_with
 from videolt.pipeline.ray_sinks import drive_on_ray
@@ -73,7 +73,7 @@ class _PoolExecutor:
 
     def __init__(self, workers: int = 1, in_flight: int | None = None):
         if workers < 0:
-            raise UsageError(f"--workers must be >= 0, got {workers}")
+            raise ConfigError(f"workers (--workers) must be >= 0, got {workers}")
         self.workers = workers
         self.in_flight = in_flight or max(self.jobs_per_worker * workers, 1)
         self._pool: _Pool | None = None
@@ -169,7 +169,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise UsageError("--executor ray needs the ray extra: pip install 'videolt[ray]'") from None
+            raise ConfigError("executor ray (--executor ray) needs the ray extra: pip install 'videolt[ray]'") from None
         self._ray = ray
         self._owned = not ray.is_initialized()  # an instance someone else started is theirs to stop
         if self._owned:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Literal, Mapping
+from typing import Literal
 
 from videolt.config import field, from_dict
+from videolt.data.protocol import GROUP_HEAD, GROUP_TAIL
 from videolt.errors import ConfigError
 from videolt.train import rundir
 from videolt.train.aggregators import AGGREGATORS
 from videolt.train.losses import LOSSES
 from videolt.train.methods import METHODS, method_model, method_recipe
 
-__all__ = ["RUNTIME_FIELDS", "TrainConfig", "config_from_run", "setting_changes"]
-
-RUNTIME_FIELDS = {"workers", "preload", "cache", "device", "epochs", "eval_every"}  # may change on resume
+__all__ = ["TrainConfig", "config_from_run"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,8 +39,8 @@ class TrainConfig:
     seed: int = field(2021, "seed of the model init, shuffles, clips, mixing and samplers")
     eval_every: int = field(5, "evaluate on the selection split every N epochs (and at the last epoch)")
     select_on: Literal["test", "val"] = field("test", "split picking best.pt: test (the reference's protocol) or val")
-    group_head: int = field(500, "head classes have more train videos than this")
-    group_tail: int = field(100, "tail classes have at most this many train videos")
+    group_head: int = field(GROUP_HEAD, "head classes have more train videos than this")
+    group_tail: int = field(GROUP_TAIL, "tail classes have at most this many train videos")
     workers: int = field(2, "threads reading batches ahead (0: read in the training loop)")
     cache: Literal["auto", "stream", "fp16", "int8"] = field(
         "auto", "hold the splits in memory (GPU, else pinned host RAM; see train/cache.py): fp16 (the stored values, "
@@ -79,15 +78,6 @@ class TrainConfig:
         for key, value in method_recipe(self.method).items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
-
-
-def setting_changes(saved: Mapping[str, Any], now: Mapping[str, Any], runtime: Collection[str]) -> list[str]:
-    """Keys whose values differ between a recorded config and a new one, `runtime` keys aside, except
-    that the cache counts when it changes the features a run reads (int8 against exact fp16)."""
-    changed = {k for k in now if k not in runtime and saved.get(k) != now[k]}
-    if (saved.get("cache") == "int8") != (now.get("cache") == "int8"):
-        changed.add("cache")
-    return sorted(changed)
 
 
 def config_from_run(run_dir: Path) -> TrainConfig:

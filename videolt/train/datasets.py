@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from videolt.data.manifest import VideoRow
+from videolt.data.protocol import FRAMES
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.errors import UsageError
 from videolt.train.philox import clip_frames
@@ -50,7 +51,7 @@ def source_device(source: FrameSource) -> torch.device | None:
     return getattr(source, "device", None)
 
 
-def clip_indices(seed: int, epoch: int, position: int, frames: int = 150, clip_len: int = 60) -> np.ndarray:
+def clip_indices(seed: int, epoch: int, position: int, frames: int = FRAMES, clip_len: int = 60) -> np.ndarray:
     """One clip's `clip_len` sorted frame indices (docs/semantics.md §3); `philox.clip_frames` draws whole batches."""
     return clip_frames(seed, epoch, np.array([position]), frames, clip_len)[0].numpy()
 

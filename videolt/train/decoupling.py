@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from videolt.config import field, to_dict
+from videolt.data import runfiles
 from videolt.data.integrity import require_consistent
 from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
@@ -102,7 +103,7 @@ def tau_norm_run(workdir: str | Path, source_run: str, run_name: str, *, tau: fl
         tau_normalize(model.classifier, tau)
         run_dir.mkdir(parents=True, exist_ok=True)
         provenance = {"source_run": source_run, "source_epoch": state["epoch"]}
-        rundir.write_json(run_dir / "config.json", {"config": to_dict(config), "provenance": provenance})
+        rundir.write_json(runfiles.config_path(run_dir), {"config": to_dict(config), "provenance": provenance})
         rundir.save_checkpoint(rundir.checkpoint_path(run_dir, "best"),
                                {"epoch": state["epoch"], "model": model.state_dict()})
         return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best")

@@ -26,6 +26,7 @@ from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
 from videolt.errors import ConfigError, UsageError
+from videolt.evaluate.metrics import METRIC_KEYS
 from videolt.train import rundir
 from videolt.train.cache import open_sources
 from videolt.train.config import TrainConfig, config_from_run
@@ -90,7 +91,7 @@ def evaluate_checkpoint(wd: Workdir, run_name: str, *, split: str = "test", chec
             scored = evaluate_checkpoint(wd, run_name, split="test", checkpoint=alternative, device=device,
                                          batch_size=batch_size, group_head=group_head, group_tail=group_tail,
                                          sources=sources)
-            extra["other_selection"] = {k: scored[k] for k in ("select_on", "epoch", *rundir.METRIC_KEYS)}
+            extra["other_selection"] = {k: scored[k] for k in ("select_on", "epoch", *METRIC_KEYS)}
     state = rundir.load_checkpoint(rundir.checkpoint_path(run_dir, checkpoint))
     labels = wd.labels()
     store = FeatureStore.open(wd.features_path(config.features))

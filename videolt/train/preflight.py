@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from videolt.data.labels import SPLIT_FILES, LabelSet, group_warning
+from videolt.data.runfiles import checkpoint_path
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.errors import FeatureSetNotFound, VideoltError
@@ -96,6 +97,6 @@ def check_run(wd: Workdir, config: TrainConfig, *, group_fix: str = GROUP_FIX, l
         create_batch_mix(recipe.batch_mix, labels.counts, config.seed, **recipe.mix_opts)
     except VideoltError as e:
         found.errors.append(str(e))
-    if config.init_from and not (wd.run_dir(config.init_from) / "best.pt").is_file():
-        found.errors.append(f"init_from: {wd.run_dir(config.init_from) / 'best.pt'} does not exist")
+    if config.init_from and not (best := checkpoint_path(wd.run_dir(config.init_from), "best")).is_file():
+        found.errors.append(f"init_from: {best} does not exist")
     return found

@@ -1,5 +1,7 @@
 """What a run directory holds, written atomically: checkpoints, config.json, train_log.csv and the
-evaluation outputs (metrics.json, per_class_ap.csv, scores_<split>.npy); and how a run starts in it.
+evaluation outputs (metrics.json, per_class_ap.csv, scores_<split>.npy); the state a run is in; whether
+a config may reuse or resume it (`check_config`, the one such check); and how a run starts in it.
+The files' names are `data.runfiles`'.
 
 Every file is written to a temporary name and moved into place with `os.replace`, so a run killed
 at any moment leaves either the old file or the new one, never half of one. The run's driver holds
@@ -12,37 +14,30 @@ import csv
 import io
 import json
 import logging
-import os
 import pickle
 import random
 from pathlib import Path
-from typing import Any, Callable, Collection, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from videolt import jsonio
+from videolt import atomic, jsonio
 from videolt.data.labels import LabelSet
-from videolt.errors import UsageError
+from videolt.data.runfiles import (CHECKPOINTS, checkpoint_path, config_path, metrics_path, per_class_ap_path,
+                                     rows_path, scores_path)
+from videolt.errors import ConfigError, UsageError
 from videolt.evaluate import metrics
 
-__all__ = ["CHECKPOINTS", "CHECKPOINT_FORMAT", "capture_rng", "checkpoint_path", "load_checkpoint", "read_config", "restore_rng",
-           "save_checkpoint", "save_npy", "start", "write_csv", "write_json", "write_metrics"]
+__all__ = ["CHECKPOINTS", "CHECKPOINT_FORMAT", "RESUME_FIELDS", "RUNTIME_FIELDS", "capture_rng", "check_config",
+           "checkpoint_path", "load_checkpoint", "read_config", "restore_rng", "save_checkpoint", "save_npy",
+           "setting_changes", "start", "state", "write_csv", "write_json", "write_metrics"]
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
-
-
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Strict JSON (`jsonio`): an empty class group's NaN mAP is written as null."""
-    _replace(path, lambda tmp: tmp.write_text(jsonio.dumps(obj) + "\n"))
+    atomic.replace(path, lambda tmp: tmp.write_text(jsonio.dumps(obj) + "\n"))
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -50,18 +45,7 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    _replace(path, lambda tmp: tmp.write_text(buf.getvalue()))
-
-
-# last: the end of the last finished epoch; best: the epoch the run's selection split picks;
-# best_val / best_test: the epoch the other split picks (reported beside it).
-CHECKPOINTS = ("last", "best", "best_val", "best_test")
-
-
-def checkpoint_path(run_dir: Path, which: str) -> Path:
-    if which not in CHECKPOINTS:
-        raise UsageError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {which!r}")
-    return run_dir / f"{which}.pt"
+    atomic.replace(path, lambda tmp: tmp.write_text(buf.getvalue()))
 
 
 # Checkpoints hold tensors and plain data only, so they load with `weights_only=True`: a run folder
@@ -71,7 +55,7 @@ CHECKPOINT_FORMAT = 2
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    _replace(path, lambda tmp: torch.save({**state, "format": CHECKPOINT_FORMAT}, tmp))
+    atomic.replace(path, lambda tmp: torch.save({**state, "format": CHECKPOINT_FORMAT}, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -115,7 +99,7 @@ def _unsafe_globals(path: Path) -> list[str]:
 
 def read_config(run_dir: Path) -> dict:
     """The `config` section of a run's config.json."""
-    path = run_dir / "config.json"
+    path = config_path(run_dir)
     if not path.is_file():
         raise UsageError(f"{run_dir}: not a run (no config.json)")
     config = _read_json(path).get("config")
@@ -134,37 +118,79 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def start(run_dir: Path, config: dict, *, resume: bool, runtime: Collection[str] = (),
-          writer: bool = True) -> Literal["fresh", "resume"] | dict:
+# Fields that never change what a run computes (the int8 cache aside: `setting_changes`): a finished
+# run is reused, and an interrupted one resumed, whatever they say.
+RUNTIME_FIELDS = frozenset({"workers", "preload", "cache", "device"})
+# Fields that may change when a run is resumed (an interrupted one, or a finished one trained on to
+# more epochs): how long it trains and how often it is evaluated from there on.
+RESUME_FIELDS = frozenset({"epochs", "eval_every"})
+
+
+def setting_changes(saved: Mapping[str, Any], now: Mapping[str, Any], *, resuming: bool) -> list[str]:
+    """Keys whose values differ between a run's recorded config and a new one, `RUNTIME_FIELDS` aside
+    (and `RESUME_FIELDS` when `resuming`), except that the cache counts when it changes the features a
+    run reads (int8 against exact fp16)."""
+    ignored = RUNTIME_FIELDS | RESUME_FIELDS if resuming else RUNTIME_FIELDS
+    changed = {k for k in now if k not in ignored and saved.get(k) != now[k]}
+    if (saved.get("cache") == "int8") != (now.get("cache") == "int8"):
+        changed.add("cache")
+    return sorted(changed)
+
+
+def check_config(run_dir: Path, config: Mapping[str, Any], *, resuming: bool,
+                 remedy: str = "choose another --run name") -> None:
+    """Refuse `config` (a TrainConfig as a dict) for the run in `run_dir` where it would make another
+    experiment: reusing a finished run (`remedy` says what to do instead) or resuming one."""
+    changed = setting_changes(read_config(run_dir), config, resuming=resuming)
+    if not changed:
+        return
+    if resuming:
+        raise ConfigError(f"{run_dir}: cannot resume with a changed config ({', '.join(changed)})")
+    raise ConfigError(f"{run_dir}: finished with other settings ({', '.join(changed)}); {remedy}")
+
+
+RunState = Literal["finished", "interrupted", "started", "none"]
+
+
+def state(run_dir: Path) -> RunState:
+    """finished: its test metrics written; interrupted: a last checkpoint to resume from; started:
+    its config.json only (it failed or was stopped before its first checkpoint); none: no run."""
+    if metrics_path(run_dir).is_file():
+        return "finished"
+    if checkpoint_path(run_dir, "last").is_file():
+        return "interrupted"
+    return "started" if config_path(run_dir).is_file() else "none"
+
+
+def start(run_dir: Path, config: dict, *, resume: bool, writer: bool = True) -> Literal["fresh", "resume"] | dict:
     """How a run starts in `run_dir` with `config` (a TrainConfig as a dict), from what the folder holds.
 
-    - finished (metrics.json) with this config: its metrics (dict); nothing is trained again. With
-      other settings, refused; with other `epochs`, refused unless `resume` (then trained on).
-    - interrupted (last.pt, no metrics.json): "resume" with `resume`, else refused naming --resume.
-    - failed or killed before its first checkpoint (config.json only): "fresh", its stale best
-      checkpoints removed (by the `writer`), whatever `resume` says.
+    - finished with this config: its metrics (dict); nothing is trained again. With other settings,
+      refused; with other `epochs`, refused unless `resume` (then trained on, as `check_config` allows).
+    - interrupted: "resume" with `resume` (refused if `check_config` refuses), else refused naming --resume.
+    - started (failed or killed before its first checkpoint): "fresh", its stale best checkpoints
+      removed (by the `writer`), whatever `resume` says.
     - no run: "fresh"; with `resume`, refused (nothing to resume).
     Only the writer changes anything, so every DDP rank reaches the same answer.
     """
-    last = checkpoint_path(run_dir, "last").is_file()
-    if (run_dir / "metrics.json").is_file():
+    found = state(run_dir)
+    if found == "finished":
         saved = read_config(run_dir)
-        changed = sorted(k for k in config if k not in runtime and saved.get(k) != config[k])
-        if changed:
-            raise UsageError(f"{run_dir}: finished with other settings ({', '.join(changed)}); "
-                             "choose another --run name")
-        if saved.get("epochs") == config.get("epochs"):
-            return _read_json(run_dir / "metrics.json")
-        if not (resume and last):
+        same_length = saved.get("epochs") == config.get("epochs")
+        check_config(run_dir, config, resuming=not same_length)
+        if same_length:
+            return _read_json(metrics_path(run_dir))
+        if not (resume and checkpoint_path(run_dir, "last").is_file()):
             raise UsageError(f"{run_dir}: finished after {saved.get('epochs')} epochs; pass --resume to train it on "
                              f"to {config.get('epochs')}, or choose another --run name")
         return "resume"
-    if last:
+    if found == "interrupted":
         if resume:
+            check_config(run_dir, config, resuming=True)
             return "resume"
         raise UsageError(f"{run_dir}: interrupted before it finished (last.pt holds its last checkpoint); "
                          "pass --resume to continue it, or choose another --run name")
-    if (run_dir / "config.json").is_file():
+    if found == "started":
         log.info("%s: no checkpoint yet (it failed or was stopped early); starting it again", run_dir)
         if writer:
             for which in CHECKPOINTS:
@@ -210,14 +236,13 @@ def write_metrics(run_dir: Path, *, split: str, scores: np.ndarray, targets: np.
     groups = labels.groups(head, tail)
     summary = metrics.summarize(scores, targets, groups)
     ap = metrics.average_precision(scores, targets)
-    result = {k: float(summary[k]) for k in METRIC_KEYS} | {"split": split, "videos": int(len(rows))} | extra
-    suffix = ("" if split == "test" else f"_{split}") + tag
-    write_json(run_dir / f"metrics{suffix}.json", result)
+    result = {k: float(summary[k]) for k in metrics.METRIC_KEYS} | {"split": split, "videos": int(len(rows))} | extra
+    write_json(metrics_path(run_dir, split, tag), result)
     group_of = labels.group_of(head, tail)
-    write_csv(run_dir / f"per_class_ap{suffix}.csv", ["class_id", "name", "group", "train_count", "ap"],
+    write_csv(per_class_ap_path(run_dir, split, tag), ["class_id", "name", "group", "train_count", "ap"],
               [[c.id, c.name, group_of[c.id], c.count, f"{ap[c.id]:.6f}"] for c in labels.classes])
-    save_npy(run_dir / f"scores_{split}{tag}.npy", scores.astype(np.float32))
-    save_npy(run_dir / f"rows_{split}{tag}.npy", np.asarray(rows, dtype=np.int64))
+    save_npy(scores_path(run_dir, split, tag), scores.astype(np.float32))
+    save_npy(rows_path(run_dir, split, tag), np.asarray(rows, dtype=np.int64))
     return result
 
 
@@ -226,4 +251,4 @@ def save_npy(path: Path, array: np.ndarray) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
             np.save(f, array)
 
-    _replace(path, write)
+    atomic.replace(path, write)

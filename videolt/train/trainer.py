@@ -35,16 +35,17 @@ from tqdm import tqdm
 
 from videolt import __version__
 from videolt.config import to_dict
+from videolt.data import runfiles
 from videolt.data.integrity import require_consistent
 from videolt.data.labels import LabelSet, multi_hot
 from videolt.data.store import STATUS_DONE, FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device
-from videolt.errors import ConfigError, UsageError
+from videolt.errors import UsageError
 from videolt.evaluate import metrics
 from videolt.train import preflight, rundir
 from videolt.train.cache import open_sources
-from videolt.train.config import RUNTIME_FIELDS, TrainConfig, setting_changes
+from videolt.train.config import TrainConfig
 from videolt.train.datasets import BatchLoader, FrameSource, TrainClips, chunks, rank_share, split_rows
 from videolt.train.evaluation import evaluate_checkpoint, predict
 from videolt.train.losses import LOSSES, create_loss
@@ -58,7 +59,7 @@ __all__ = ["DistEnv", "rank_loss_weight", "train_run"]
 
 log = logging.getLogger(__name__)
 
-LOG_HEADER = ("epoch", "loss", "lr", "seconds", "clips_per_s", *rundir.METRIC_KEYS)
+LOG_HEADER = ("epoch", "loss", "lr", "seconds", "clips_per_s", *metrics.METRIC_KEYS)
 PROGRESS_EVERY = 50  # steps between reads of the running loss for the progress bar (each read waits for the GPU)
 
 
@@ -121,7 +122,7 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
     model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple,
                         class_counts=labels.counts, seed=config.seed)
     if config.init_from:
-        state = rundir.load_checkpoint(wd.run_dir(config.init_from) / "best.pt")["model"]
+        state = rundir.load_checkpoint(rundir.checkpoint_path(wd.run_dir(config.init_from), "best"))["model"]
         (model.base if isinstance(model, Decoupled) else model).load_state_dict(state)
         if config.decouple == "crt":
             model.reset_classifier()
@@ -289,14 +290,6 @@ def _provenance(run: _Run) -> dict:
             "tf32": run.device.type == "cuda" and run.config.tf32, "evaluation_precision": "float32"}
 
 
-def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
-    saved = rundir.read_config(run_dir)
-    now = to_dict(config)
-    changed = setting_changes(saved, now, RUNTIME_FIELDS)
-    if changed:
-        raise ConfigError(f"{run_dir}: cannot resume with a changed config ({', '.join(changed)})")
-
-
 def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume: bool = False,
               progress: bool = True, wait: bool = False) -> dict | None:
     """Train `run_name` on `workdir`'s feature set and return the selected checkpoint's test metrics.
@@ -317,16 +310,14 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
     writer = env.rank == 0
     # Only rank 0 holds the run's lock: the other ranks are its workers.
     with wd.lock("videolt train", [wd.run_lock(run_name)], wait=wait) if writer else contextlib.nullcontext():
-        how = rundir.start(run_dir, to_dict(config), resume=resume, runtime=RUNTIME_FIELDS, writer=writer)
+        how = rundir.start(run_dir, to_dict(config), resume=resume, writer=writer)
         if isinstance(how, dict):  # finished with this config: nothing to do twice
-            log.info("%s: finished already; its metrics are in %s", run_name, run_dir / "metrics.json")
+            log.info("%s: finished already; its metrics are in %s", run_name, runfiles.metrics_path(run_dir))
             result = how if writer else None
         else:
             features = wd.features_path(config.features)
             require_consistent(wd, FeatureStore.open(features) if features.exists() else None)
             _preflight(wd, config, env)
-            if how == "resume":
-                _check_resumable(run_dir, config)
             result = _train(wd, run_name, config, env, resume=how == "resume", progress=progress)
     if env.world > 1:
         # The last collective holds no tensor Python has seen: gloo's workers release a finished
@@ -354,7 +345,7 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
         log.info("resuming %s after epoch %d", run_name, state["epoch"])
     if writer:  # on resume too: runtime fields (epochs, workers, ...) may have changed
         run_dir.mkdir(parents=True, exist_ok=True)
-        rundir.write_json(run_dir / "config.json", {"config": to_dict(config), "provenance": _provenance(run)})
+        rundir.write_json(runfiles.config_path(run_dir), {"config": to_dict(config), "provenance": _provenance(run)})
     header = (*LOG_HEADER, *(f"{split}_map" for split in list(run.selection)[1:]))
     for epoch in range(start, config.epochs):
         tic = time.perf_counter()
@@ -375,9 +366,9 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
         if writer:
             main = scores.get(config.select_on, {})
             log_rows.append([epoch, f"{loss:.6f}", f"{lr:.3g}", f"{seconds:.2f}", f"{seen * env.world / seconds:.1f}",
-                             *[f"{main[k]:.6f}" if main else "" for k in rundir.METRIC_KEYS],
+                             *[f"{main[k]:.6f}" if main else "" for k in metrics.METRIC_KEYS],
                              *[f"{scores[s]['overall_map']:.6f}" if s in scores else "" for s in list(run.selection)[1:]]])
-            rundir.write_csv(run_dir / "train_log.csv", header, log_rows)
+            rundir.write_csv(runfiles.train_log_path(run_dir), header, log_rows)
             if (epoch + 1) % config.checkpoint_every == 0 or final:
                 rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
     return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best", sources=run.sources) if writer else None

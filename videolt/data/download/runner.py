@@ -204,9 +204,11 @@ def bot_check_advice(config: DownloadConfig, n: int) -> str:
     head = f"YouTube asked to confirm this is not a bot {n} times in a row"
     tail = "stopping; the videos stay pending and a rerun resumes (videolt never rotates IPs or accounts)"
     if config.session == "guest":
-        return (f"{head}; {tail}. Sign in with your own account's cookies (--cookies FILE or "
-                f"--cookies-from-browser NAME), lower --rate (now {config.rate_per_hour:g}/h), or wait an hour")
-    return (f"{head} with your {config.session} session; {tail}. Lower --rate (now {config.rate_per_hour:g}/h), "
+        return (f"{head}; {tail}. Sign in with your own account's cookies (cookies: --cookies FILE, or "
+                f"cookies_from_browser: --cookies-from-browser NAME), lower rate_per_hour (--rate; now "
+                f"{config.rate_per_hour:g}/h), or wait an hour")
+    return (f"{head} with your {config.session} session; {tail}. Lower rate_per_hour (--rate; now "
+            f"{config.rate_per_hour:g}/h), "
             "wait an hour or more, and check that the cookies are fresh (exported from a private window)")
 
 

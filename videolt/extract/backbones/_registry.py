@@ -218,9 +218,9 @@ def create_backbone(name: str, *, weights: str = "imagenet", seed: int = 0, resi
     if resize is None and crop is None:
         return backbone
     if (crop if crop is not None else own.crop) > (resize if resize is not None else own.resize):
-        given = " and ".join(f"--{k} {v}" for k, v in (("resize", resize), ("crop", crop)) if v is not None)
+        given = " and ".join(f"{k} {v}" for k, v in (("resize", resize), ("crop", crop)) if v is not None)
         raise ConfigError(f"{name}: {given} would crop {crop or own.crop} px from a short side of "
                           f"{resize or own.resize} px (its own: resize {own.resize}, crop {own.crop}); "
-                          f"pass --resize at least the crop")
+                          f"set resize (--resize) at least the crop")
     backbone.cfg = replace(backbone.cfg, preprocessing=own.override(resize=resize, crop=crop))
     return backbone

@@ -88,15 +88,16 @@ def _own_preprocessing(name: str, data: dict, crop: int | None) -> Preprocessing
     if crop is None and height != width:
         raise ConfigError(
             f"{name} expects a non-square {height}x{width} (HxW) input; videolt feeds square centre crops: "
-            f"pass --crop {min(height, width)} (or another square size, e.g. --crop {max(height, width)})"
+            f"set crop (--crop) to {min(height, width)} (or another square size, e.g. {max(height, width)})"
         )
     if crop is None and data.get("crop_mode", "center") != "center":
         side = math.floor(height / pct)
         raise ConfigError(
             f"{name}: its pretrained config resizes with crop_mode {data['crop_mode']!r}, which videolt does not "
-            f"do; to feed it short-side-resized, centre-cropped frames instead pass --resize {side} --crop {height}"
+            f"do; to feed it short-side-resized, centre-cropped frames instead set resize {side} and crop {height} "
+            f"(--resize {side} --crop {height})"
         )
-    if height != width:  # only with an explicit --crop: the short side follows timm's crop_pct rule
+    if height != width:  # only with an explicit crop: the short side follows timm's crop_pct rule
         height = crop
     return Preprocessing(resize=math.floor(height / pct), crop=height, interpolation=data["interpolation"],
                          antialias=True, mean=tuple(data["mean"]), std=tuple(data["std"]))
@@ -107,14 +108,14 @@ def _create(name: str, model_name: str, *, pretrained: bool, kwargs: dict, own: 
         return timm.create_model(model_name, pretrained=pretrained, num_classes=0, **kwargs)
     except OSError as e:  # hub offline, unreachable or file missing: all OSError subclasses
         raise StageError(
-            f"could not download {name} pretrained weights ({e}); pass --weights PATH to a local copy"
+            f"could not download {name} pretrained weights ({e}); set weights (--weights) to the path of a local copy"
         ) from e
     except TypeError as e:
         if "img_size" not in kwargs:
             raise
         raise ConfigError(
             f"{name} takes a fixed {own.crop}x{own.crop} input and timm cannot build it at {kwargs['img_size']} "
-            f"({e}); pass --crop {own.crop} or leave --crop out"
+            f"({e}); set crop (--crop) to {own.crop} or leave it unset"
         ) from e
 
 
@@ -125,8 +126,8 @@ def _check_input_size(name: str, model: torch.nn.Module, size: int, kwargs: dict
     if isinstance(step, int) and step > 1 and size % step:
         low, high = size - size % step, size - size % step + step
         raise ConfigError(
-            f"{name} cuts its input into {step}-px patches: pass a --crop that is a multiple of {step} "
-            f"(e.g. {low or high} or {high}), or leave --crop out ({own.crop})"
+            f"{name} cuts its input into {step}-px patches: set crop (--crop) to a multiple of {step} "
+            f"(e.g. {low or high} or {high}), or leave it unset ({own.crop})"
         )
     if kwargs:
         try:
@@ -135,7 +136,7 @@ def _check_input_size(name: str, model: torch.nn.Module, size: int, kwargs: dict
         except Exception as e:  # the model's own shape checks: name the sizes it does take
             raise ConfigError(
                 f"{name} was built for {size}x{size} input but does not run at it ({type(e).__name__}: {e}); "
-                f"pass --crop {own.crop} or leave --crop out"
+                f"set crop (--crop) to {own.crop} or leave it unset"
             ) from e
 
 

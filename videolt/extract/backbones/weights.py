@@ -149,7 +149,7 @@ def download_state_dict(url: str, *, what: str) -> tuple[dict[str, torch.Tensor]
     Fails fast with StageError when the host cannot be reached and nothing is cached.
     """
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-    hint = f"pass --weights PATH to a local copy, or put the file at {cached}"
+    hint = f"set weights (--weights) to the path of a local copy, or put the file at {cached}"
     if not cached.is_file():
         _probe(url, what=what, hint=hint)
         log.info("downloading %s weights from %s", what, url)

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from videolt.data.protocol import FPS
 from videolt.errors import UsageError, VideoFailure
 from videolt.extract.failures import ExtractFailure
 from videolt.registry import Registry, docstring_summary
@@ -182,7 +183,7 @@ class FrameStream(Iterator[tuple[float, np.ndarray]]):
 
 
 def iter_frames(
-    path: str | Path, fps: float | Fraction = 1.0, *, backend: str = "pyav", timeout: float | None = None,
+    path: str | Path, fps: float | Fraction = FPS, *, backend: str = "pyav", timeout: float | None = None,
     selective: bool = True, threads: int = 0,
 ) -> FrameStream:
     """Yield (t seconds, uint8 [H, W, 3] RGB) for each tick as soon as its frame is known.
@@ -204,7 +205,7 @@ def iter_frames(
 
 
 def read_frames(
-    path: str | Path, fps: float | Fraction = 1.0, *, backend: str = "pyav", timeout: float | None = None,
+    path: str | Path, fps: float | Fraction = FPS, *, backend: str = "pyav", timeout: float | None = None,
     selective: bool = True, threads: int = 0,
 ) -> DecodedVideo:
     """Decode the whole video at `fps` into one array (see `videolt.extract.decoders` for the rule)."""

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from videolt.extract.decoders._exact_ticks import first_tick, tick_units
+
 __all__ = ["CODECS", "DEMUXERS", "Plan", "PlanMismatch", "plan_selection"]
 
 # Codecs whose libavcodec decoder discards non-reference frames per packet (skip_frame "NONREF").
@@ -108,13 +110,11 @@ def shown_frames(order: list[int], start: int, time_base: Fraction, fps: Fractio
     at or after d_i is ceil(d_i · fps) (never below 0). The last frame is kept whatever it shows: its
     timestamp and duration end the stream, and the one before it gives the fallback duration.
     """
-    # Tick k precedes offset d (pts units) iff k · tick < d · unit, all in integers (as the decoder's loop).
-    tick = fps.denominator * time_base.denominator
-    unit = fps.numerator * time_base.numerator
+    tick, unit = tick_units(fps, time_base)  # as the decoder's loop
     keep = []
     for i in range(len(order) - 2):
         d, d_next = order[i] - start, order[i + 1] - start
-        first = max(-(-d * unit // tick), 0)
+        first = max(first_tick(d, tick, unit), 0)
         if first * tick < d_next * unit:
             keep.append(order[i])
     return keep + order[-2:]

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from videolt.data.protocol import GROUP_TAIL
 from videolt.errors import ConfigError
 from videolt.train.losses._base import LOSSES, MultiLabelLoss
 
@@ -31,7 +32,7 @@ class EQLLoss(MultiLabelLoss):
         *,
         variant: str = "reference",
         drop_prob: float = 1.76e-3,
-        tail_threshold: int = 100,
+        tail_threshold: int = GROUP_TAIL,
         freq_threshold: float = 1.76e-3,
         train_videos: int | None = None,
         seed: int = 2021,
