@@ -8,7 +8,6 @@ saying what was expected; nothing is silently accepted or rewritten. Field docs 
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 import types
 import typing
@@ -133,14 +132,6 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def save_json(obj: Any, path: str | Path) -> None:
-    """Write a resolved config (or any plain data) atomically."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_dict(obj), indent=2, sort_keys=True) + "\n")
-    tmp.replace(p)
 
 
 def describe(cls: type) -> list[tuple[str, str, Any]]:
