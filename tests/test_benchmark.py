@@ -340,7 +340,7 @@ def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
         raise AssertionError("a finished run was trained again")
 
     with monkeypatch.context() as m:
-        m.setattr(benchmark, "train_run", no_training)
+        m.setattr(benchmark, "run_train", no_training)
         again = run_benchmark(root, config, progress=False)
     assert [r["status"] for r in again["runs"]] == ["done"] * 6
     assert {p: p.stat().st_mtime_ns for p in wd.runs_dir.rglob("metrics.json")} == mtimes
@@ -349,8 +349,8 @@ def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
     partial = wd.run_dir(result["runs"][0]["run"])
     (partial / "metrics.json").unlink()
     calls = []
-    real = benchmark.train_run
-    monkeypatch.setattr(benchmark, "train_run", lambda *a, **k: calls.append((a[1], k["resume"])) or real(*a, **k))
+    real = benchmark.run_train
+    monkeypatch.setattr(benchmark, "run_train", lambda *a, **k: calls.append((a[1], k["resume"])) or real(*a, **k))
     assert run_benchmark(root, config, dry_run=True)["runs"][0]["status"] == "partial"
     run_benchmark(root, config, progress=False)
     assert calls == [(partial.name, True)] and (partial / "metrics.json").is_file()

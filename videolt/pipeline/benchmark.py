@@ -38,7 +38,7 @@ from videolt.train import cache, preflight, rundir
 from videolt.train.config import TrainConfig, setting_changes
 from videolt.train.aggregators import aggregator_defaults
 from videolt.train.methods import create_method, method_model, resolve_method, setting_key
-from videolt.train.trainer import train_run
+from videolt.train.trainer import run_train
 
 __all__ = ["BenchmarkConfig", "BenchmarkError", "Cell", "ComparisonEntry", "FeatureEntry", "MethodEntry", "load_benchmark",
            "check_inputs", "paper_reference", "plan", "run_benchmark", "run_name", "run_status", "write_report"]
@@ -298,7 +298,7 @@ def _which(runs: list[str], total: int) -> str:
 
 def _train_all(wd: Workdir, cells: list[Cell], status: dict[str, str], *, jobs: int, progress: bool) -> dict[str, str]:
     """Train `cells`; returns {run: error message} for those that failed (the others go on)."""
-    # A run that failed before its first checkpoint starts again in train_run (`rundir.start`).
+    # A run that failed before its first checkpoint starts again in run_train (`rundir.start`).
     work = [(str(wd.root), c.run, to_dict(c.config), status[c.run] == "partial") for c in cells]
     failures: dict[str, str] = {}
     if jobs <= 1:
@@ -324,7 +324,7 @@ def _train_cell(root: str, run: str, config: dict, resume: bool, *, progress: bo
     """One run in this process; a run's failure is returned as one line so the others go on, and its
     traceback goes to the workdir's log."""
     try:
-        train_run(root, run, from_dict(TrainConfig, config), resume=resume, progress=progress)
+        run_train(root, run, from_dict(TrainConfig, config), resume=resume, progress=progress)
     except Exception as e:  # noqa: BLE001 - reported per run in the result's table, raised as one error at the end
         line = describe(e)[1][0]
         log.error("run %s failed: %s", run, line)

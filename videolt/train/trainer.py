@@ -54,7 +54,7 @@ from videolt.train.mixes import BatchMix, Gather, create_batch_mix
 from videolt.train.model import Decoupled, autocast, build_model, resolve_amp
 from videolt.train.samplers import create_sampler, sample_mask
 
-__all__ = ["DistEnv", "rank_loss_weight", "train_run"]
+__all__ = ["DistEnv", "rank_loss_weight", "run_train"]
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
         raise ConfigError(f"{run_dir}: cannot resume with a changed config ({', '.join(changed)})")
 
 
-def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume: bool = False,
+def run_train(workdir: str | Path, run_name: str, config: TrainConfig, *, resume: bool = False,
               progress: bool = True, wait: bool = False) -> dict | None:
     """Train `run_name` on `workdir`'s feature set and return the selected checkpoint's test metrics.
 
