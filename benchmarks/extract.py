@@ -53,7 +53,7 @@ from videolt.data.workdir import Workdir
 from videolt.extract.backbones import create_backbone
 from videolt.extract.config import ExtractConfig
 from videolt.extract.cores import available_cores, keep_freed_memory
-from videolt.extract.runner import Decoded, DecodeJob, View, decode_job
+from videolt.extract.decode_worker import Decoded, DecodeJob, View, decode_job
 from videolt.extract.sink import FeatureSink, SinkSpec
 from videolt.pipeline.executors import create_executor
 from videolt.pipeline.extract import extract_features

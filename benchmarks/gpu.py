@@ -237,7 +237,7 @@ def _sink_rate(device: str, frames: int, crop: int, videos: int, per_forward: in
     import numpy as np  # noqa: PLC0415
 
     from videolt.data.store import FeatureStore  # noqa: PLC0415
-    from videolt.extract.runner import Decoded  # noqa: PLC0415
+    from videolt.extract.decode_worker import Decoded  # noqa: PLC0415
     from videolt.extract.sink import FeatureSink, SinkSpec  # noqa: PLC0415
 
     path = root / f"sink-{device.replace(':', '')}-{per_forward}.zarr"
@@ -321,7 +321,7 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
 
 def _as_decoded(job: tuple[int, int, int]) -> Any:
     """A pre-decoded video (the same random clip, made once per process: no decoding is measured)."""
-    from videolt.extract.runner import Decoded  # noqa: PLC0415
+    from videolt.extract.decode_worker import Decoded  # noqa: PLC0415
 
     i, frames, crop = job
     return Decoded(i, f"gpu{i:08d}", frames, (_clip(frames, crop),))
@@ -385,15 +385,15 @@ def bench_run(source, counts, *, batch: int, clip: int, dim: int, device: torch.
     from videolt.train.methods import resolve_method  # noqa: PLC0415
     from videolt.train.mixes import create_batch_mix  # noqa: PLC0415
 
-    recipe = resolve_method("framestack")
+    spec = resolve_method("framestack")
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # the trainer's default
     model = create_aggregator("nonlinear", dim, len(counts)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     return SimpleNamespace(
         config=TrainConfig(features="bench", batch_size=batch, clip_len=clip, workers=0),
         env=trainer.DistEnv(), device=device, amp_dtype=None, sources={"train": source}, sampler=None,
-        mix=create_batch_mix(recipe.batch_mix, counts, 0, **recipe.mix_opts),
-        loss=create_loss(recipe.loss, counts, train_videos=int(counts.sum()), **recipe.loss_opts).to(device),
+        mix=create_batch_mix(spec.batch_mix, counts, 0, **spec.mix_opts),
+        loss=create_loss(spec.loss, counts, train_videos=int(counts.sum()), **spec.loss_opts).to(device),
         model=model, net=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, [30]),
         scaler=torch.amp.GradScaler("cuda", enabled=False))
 

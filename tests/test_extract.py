@@ -170,7 +170,7 @@ def test_two_cpu_sinks_in_two_processes_write_the_bits_of_one(tmp_path, capsys):
 
 def test_long_video_window_matches_full_decode(tmp_path):
     """The bounded-memory path (keep only candidate frames) picks exactly the frames of a full decode."""
-    from videolt.extract.runner import DecodeJob, View, decode_job
+    from videolt.extract.decode_worker import DecodeJob, View, decode_job
 
     path = make_video(tmp_path / "v.mp4", seconds=40, size=(32, 24), fps=5)
     job = DecodeJob(0, "x", str(path), (View(24, 24),), frames=7)
@@ -185,17 +185,17 @@ def test_long_video_window_matches_full_decode(tmp_path):
 def test_decode_job_one_torch_thread_restored_and_every_view_exact(tmp_path, monkeypatch):
     """Per-frame preprocessing runs on one torch thread (one decode worker per core), the caller's
     thread count comes back, and each view's clip is the contiguous torchvision reference."""
-    from videolt.extract import runner
+    from videolt.extract import decode_worker
 
     path = make_video(tmp_path / "v.mp4", seconds=4, size=(48, 40), fps=10)
     seen: list[int] = []
-    resize = runner.ResizeShortSide.__call__
-    monkeypatch.setattr(runner.ResizeShortSide, "__call__",
+    resize = decode_worker.ResizeShortSide.__call__
+    monkeypatch.setattr(decode_worker.ResizeShortSide, "__call__",
                         lambda self, x: seen.append(torch.get_num_threads()) or resize(self, x))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        d = runner.decode_job(runner.DecodeJob(0, "x", str(path), (runner.View(40, 32), runner.View(36, 36)), frames=3))
+        d = decode_worker.decode_job(decode_worker.DecodeJob(0, "x", str(path), (decode_worker.View(40, 32), decode_worker.View(36, 36)), frames=3))
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -264,9 +264,9 @@ def test_a_run_folder_of_an_older_videolt_is_refused_with_one_line(synth, baseli
     assert len(err) == 1 and "older videolt" in err[0], err
 
 
-def test_the_trained_recipe_is_the_one_the_benchmark_matches(synth, base_config):
+def test_the_trained_spec_is_the_one_the_benchmark_matches(synth, base_config):
     """Training and the benchmark's paper matching resolve method + loss + options in one function."""
-    from videolt.train.methods import METHODS, MethodSpec, resolve_method, setting_key
+    from videolt.train.methods import METHODS, MethodSpec, method_key, resolve_method
 
     root, _ = synth
     config = dataclasses.replace(base_config, epochs=1, method="framestack", loss="focal", loss_opts={"gamma": 1.0},
@@ -277,8 +277,8 @@ def test_the_trained_recipe_is_the_one_the_benchmark_matches(synth, base_config)
                         "batch_mix": "framestack",
                         "mix_opts": {"eta": 0.5, "beta_rule": "ap", "warmup_epochs": 1},
                         "train": {}, "source": METHODS.get("framestack").source}
-    assert setting_key(MethodSpec(**recorded)) == setting_key(resolve_method("framestack"))  # the paper's row
-    assert setting_key(MethodSpec(**recorded)) != setting_key(resolve_method("framestack", loss="bce"))
+    assert method_key(MethodSpec(**recorded)) == method_key(resolve_method("framestack"))  # the paper's row
+    assert method_key(MethodSpec(**recorded)) != method_key(resolve_method("framestack", loss="bce"))
 
 
 def test_evaluate_and_decouple_take_config_files_flags_and_set(synth, baseline, tmp_path, capsys):

@@ -25,7 +25,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
 
 
 def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None]):
-    """Register a subcommand: its help line, its argument declarations and its runner."""
+    """Register a subcommand: its help line, its argument declarations and its handler."""
 
     def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         _COMMANDS[name] = (help, args, fn)

@@ -38,7 +38,7 @@ import torch
 from videolt.errors import StageError
 from videolt.executor import SinkLost, SinkPlace
 from videolt.extract.failures import ExtractFailure
-from videolt.extract.runner import Decoded, RowResult
+from videolt.extract.decode_worker import Decoded, RowResult
 from videolt.extract.transforms import Preprocessing
 
 __all__ = ["FeatureSink", "SinkRecipe", "SinkSpec"]

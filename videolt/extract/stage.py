@@ -4,7 +4,7 @@ manifest as it arrives. Killed at any moment, a rerun redoes only rows whose sta
 and done rows whose data was found missing or short (`videolt.data.integrity.redo_damaged`).
 
 The executor is the caller's (`videolt.pipeline.extract` builds the one the config names); the
-work is `videolt.extract.runner`'s, the sinks `videolt.extract.sink`'s.
+work is `videolt.extract.decode_worker`'s, the sinks `videolt.extract.sink`'s.
 
 Where rows go: each sink writes its rows' feature chunks itself, whole (a chunk file is replaced
 atomically), and this process, the driver, alone sets a row's `n_frames` and `status` once the
@@ -44,7 +44,7 @@ from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.extract.cores import keep_freed_memory
 from videolt.extract.decoders import DECODERS, Decoder, package_version
 from videolt.extract.failures import ExtractFailure
-from videolt.extract.runner import DecodeJob, RowResult, View, decode_job
+from videolt.extract.decode_worker import DecodeJob, RowResult, View, decode_job
 from videolt.extract.sink import SinkRecipe, SinkSpec
 from videolt.extract.split import Split
 

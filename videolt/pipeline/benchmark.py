@@ -37,7 +37,7 @@ from videolt.pipeline.lifeline import exit_with
 from videolt.train import cache, preflight, rundir
 from videolt.train.config import TrainConfig, setting_changes
 from videolt.train.aggregators import aggregator_defaults
-from videolt.train.methods import create_method, method_model, resolve_method, setting_key
+from videolt.train.methods import create_method, method_model, method_key, resolve_method
 from videolt.train.trainer import run_train
 
 __all__ = ["BenchmarkConfig", "BenchmarkError", "Cell", "ComparisonEntry", "FeatureEntry", "MethodEntry", "load_benchmark",
@@ -166,7 +166,7 @@ class Cell:
     features: str
     aggregator: str
     seed: int
-    setting: str  # canonical method settings: rows with equal settings are the same experiment
+    method_key: str  # the resolved method spec (`method_key`): rows with equal keys are the same experiment
     config: TrainConfig
 
 
@@ -193,13 +193,13 @@ def plan(config: BenchmarkConfig) -> list[Cell]:
         for agg, block in blocks:
             for m in block:
                 model_opts = {**config.model_opts.get(agg, {}), **m.model_opts}
-                setting = setting_key(resolve_method(m.method, m.options, m.loss, m.loss_opts), agg, model_opts)
+                key = method_key(resolve_method(m.method, m.options, m.loss, m.loss_opts), agg, model_opts)
                 for seed in config.seeds:
                     train = {**config.train, "features": feat.name, "model": agg, "model_opts": model_opts,
                              "method": m.method, "method_opts": dict(m.options), "loss": m.loss,
                              "loss_opts": dict(m.loss_opts), "seed": seed}
                     cells.append(Cell(run_name(m, feat.name, agg, seed), m.display, feat.backbone or feat.name,
-                                      feat.name, agg, seed, setting, from_dict(TrainConfig, train, where="train")))
+                                      feat.name, agg, seed, key, from_dict(TrainConfig, train, where="train")))
     names = [c.run for c in cells]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -351,8 +351,8 @@ def _sanitise(text: str, *, keep: str) -> str:
 
 
 def paper_reference() -> list[dict]:
-    """The paper's numbers (evaluate/paper_results.json), each with the `setting` key rows are matched on."""
-    return [e | {"setting": setting_key(resolve_method(e["method"], e["options"], e["loss"]), e["aggregator"],
+    """The paper's numbers (evaluate/paper_results.json), each with the `method_key` rows are matched on."""
+    return [e | {"method_key": method_key(resolve_method(e["method"], e["options"], e["loss"]), e["aggregator"],
                                         e.get("model_opts"))}
             for e in report.paper_results()]
 
@@ -381,7 +381,7 @@ def _record(wd: Workdir, cell: Cell) -> dict | None:
     if other:
         selection[other["select_on"]] = _clean(other)
     return {"run": cell.run, "label": cell.label, "backbone": cell.backbone, "features": cell.features,
-            "aggregator": cell.aggregator, "seed": cell.seed, "setting": cell.setting, "metrics": _clean(metrics),
+            "aggregator": cell.aggregator, "seed": cell.seed, "method_key": cell.method_key, "metrics": _clean(metrics),
             "selection": selection}
 
 

@@ -1,4 +1,4 @@
-"""Wiring of the extract stage: the executor its config names, the stage runner, then closing it;
+"""Wiring of the extract stage: the executor its config names, the stage itself, then closing it;
 then, with `verify`, the check of a few videos against the reference path.
 
 The CLI (`videolt extract`) and `videolt run` both come through here; the stage itself is

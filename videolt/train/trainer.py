@@ -88,7 +88,7 @@ class _Run:
     labels: LabelSet
     store: FeatureStore
     sources: dict[str, FrameSource]  # split -> its cache, or the store (streaming)
-    recipe: MethodSpec
+    spec: MethodSpec  # the resolved method (`resolve_method`)
     train_rows: np.ndarray
     train_labels: list[tuple[int, ...]]
     train_targets: np.ndarray  # [N, C] multi-hot of the train list
@@ -113,9 +113,9 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
         other = _other_split(config.select_on)
         if any(_has_features(manifest.videos([other]), store)):
             selection[other] = split_rows(manifest.videos([other]), store)
-    recipe = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
-    loss_opts = dict(recipe.loss_opts)
-    if "seed" in loss_options(recipe.loss):
+    spec = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
+    loss_opts = dict(spec.loss_opts)
+    if "seed" in loss_options(spec.loss):
         loss_opts.setdefault("seed", config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple,
@@ -137,13 +137,13 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
     return _Run(
         config=config, env=env, device=device, amp_dtype=amp_dtype, labels=labels, store=store,
         sources=_sources(config, env, store, model, device, amp_dtype, labels.num_classes, train_rows, selection),
-        recipe=recipe, train_rows=train_rows, train_labels=train_labels,
+        spec=spec, train_rows=train_rows, train_labels=train_labels,
         train_targets=multi_hot(train_labels, labels.num_classes),
         selection={split: (rows, multi_hot(row_labels, labels.num_classes)) for split, (rows, row_labels)
                    in selection.items()}, model=model, net=net,
-        loss=create_loss(recipe.loss, labels.counts, train_videos=len(labels.splits["train"]), **loss_opts).to(device),
-        sampler=create_sampler(recipe.sampler, train_labels, labels.num_classes, config.seed),
-        mix=create_batch_mix(recipe.batch_mix, labels.counts, config.seed, **recipe.mix_opts),
+        loss=create_loss(spec.loss, labels.counts, train_videos=len(labels.splits["train"]), **loss_opts).to(device),
+        sampler=create_sampler(spec.sampler, train_labels, labels.num_classes, config.seed),
+        mix=create_batch_mix(spec.batch_mix, labels.counts, config.seed, **spec.mix_opts),
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
@@ -281,7 +281,7 @@ def _provenance(run: _Run) -> dict:
     return {"feature_set": {"name": run.config.features, "path": str(run.store.path), "attrs": run.store.attrs},
             "train_videos": int(len(run.train_rows)),
             "selection_videos": {split: int(len(rows)) for split, (rows, _) in run.selection.items()},
-            "recipe": to_dict(run.recipe),
+            "recipe": to_dict(run.spec),  # the resolved spec, under its historical key
             "versions": {"videolt": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
             "device": str(run.device), "world_size": run.env.world,
