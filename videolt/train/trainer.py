@@ -26,6 +26,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -307,12 +308,33 @@ def run_train(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
     one process holds the run at a time (`wait`: wait for the one holding it, else refuse).
     """
     env = DistEnv.from_env()
+    with _process_group(config, env):
+        return _hold_and_train(Workdir.open(workdir), run_name, config, env, resume=resume, progress=progress,
+                               wait=wait)
+
+
+@contextlib.contextmanager
+def _process_group(config: TrainConfig, env: DistEnv) -> Iterator[None]:
+    """Under torchrun: the process group (joined here unless the caller did), left after a last barrier
+    once the run returned (an exception leaves at once, as any rank's failure ends the job)."""
     owns_group = env.world > 1 and not dist.is_initialized()
     if owns_group:
         dist.init_process_group("nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
         if torch.cuda.is_available() and config.device != "cpu":
             torch.cuda.set_device(env.local_rank)
-    wd = Workdir.open(workdir)
+    yield
+    if env.world > 1:
+        # The last collective holds no tensor Python has seen: gloo's workers release a finished
+        # collective's tensors after waking its caller, and a release that needs the GIL while the
+        # interpreter is shutting down aborts the process (as broadcast_object_list here did; benchmarks/RESULTS.md).
+        dist.barrier()
+    if owns_group:
+        dist.destroy_process_group()
+
+
+def _hold_and_train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, resume: bool, progress: bool,
+                    wait: bool) -> dict | None:
+    """Take up the run folder under its lock (rank 0), check the inputs, and train or resume."""
     run_dir = wd.run_dir(run_name)
     writer = env.rank == 0
     # Only rank 0 holds the run's lock: the other ranks are its workers.
@@ -320,22 +342,13 @@ def run_train(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
         how = rundir.start(run_dir, to_dict(config), resume=resume, runtime=RUNTIME_FIELDS, writer=writer)
         if isinstance(how, dict):  # finished with this config: nothing to do twice
             log.info("%s: finished already; its metrics are in %s", run_name, run_dir / "metrics.json")
-            result = how if writer else None
-        else:
-            features = wd.features_path(config.features)
-            require_consistent(wd, FeatureStore.open(features) if features.exists() else None)
-            _preflight(wd, config, env)
-            if how == "resume":
-                _check_resumable(run_dir, config)
-            result = _train(wd, run_name, config, env, resume=how == "resume", progress=progress)
-    if env.world > 1:
-        # The last collective holds no tensor Python has seen: gloo's workers release a finished
-        # collective's tensors after waking its caller, and a release that needs the GIL while the
-        # interpreter is shutting down aborts the process (broadcast_object_list here did, in 3 of ~126 runs).
-        dist.barrier()
-    if owns_group:
-        dist.destroy_process_group()
-    return result
+            return how if writer else None
+        features = wd.features_path(config.features)
+        require_consistent(wd, FeatureStore.open(features) if features.exists() else None)
+        _preflight(wd, config, env)
+        if how == "resume":
+            _check_resumable(run_dir, config)
+        return _train(wd, run_name, config, env, resume=how == "resume", progress=progress)
 
 
 def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, resume: bool,
@@ -348,10 +361,7 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
     start, log_rows = 0, []
     best = {split: {"overall_map": -1.0, "epoch": -1} for split in run.selection}
     if resume:
-        state = rundir.load_checkpoint(last)
-        _restore(run, state)
-        start, best, log_rows = state["epoch"] + 1, state["best"], state["log"]
-        log.info("resuming %s after epoch %d", run_name, state["epoch"])
+        start, best, log_rows = _resume(run, last, run_name)
     if writer:  # on resume too: runtime fields (epochs, workers, ...) may have changed
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json(run_dir / "config.json", {"config": to_dict(config), "provenance": _provenance(run)})
@@ -362,25 +372,47 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
         loss, seen = _train_epoch(run, epoch, progress and writer)
         seconds = time.perf_counter() - tic
         final = epoch == config.epochs - 1
-        scores: dict[str, dict] = {}
-        if writer and ((epoch + 1) % config.eval_every == 0 or final):
-            for split in run.selection:  # the selection split, and the other one when it has features
-                scores[split] = _evaluate(run, split)
-                if scores[split]["overall_map"] > best[split]["overall_map"]:
-                    best[split] = {"overall_map": scores[split]["overall_map"], "epoch": epoch}
-                    which = "best" if split == config.select_on else f"best_{split}"
-                    rundir.save_checkpoint(rundir.checkpoint_path(run_dir, which), _state(run, epoch, best, log_rows))
-            log.info("epoch %d: %s", epoch, "; ".join(f"{split} mAP {scores[split]['overall_map']:.4f} (best "
-                                                      f"{b['overall_map']:.4f} at {b['epoch']})" for split, b in best.items()))
-        if writer:
-            main = scores.get(config.select_on, {})
-            log_rows.append([epoch, f"{loss:.6f}", f"{lr:.3g}", f"{seconds:.2f}", f"{seen * env.world / seconds:.1f}",
-                             *[f"{main[k]:.6f}" if main else "" for k in rundir.METRIC_KEYS],
-                             *[f"{scores[s]['overall_map']:.6f}" if s in scores else "" for s in list(run.selection)[1:]]])
-            rundir.write_csv(run_dir / "train_log.csv", header, log_rows)
-            if (epoch + 1) % config.checkpoint_every == 0 or final:
-                rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
+        if not writer:
+            continue
+        scores = _evaluate_epoch(run, run_dir, epoch, best, log_rows) if (
+            (epoch + 1) % config.eval_every == 0 or final) else {}
+        log_rows.append(_log_row(run, epoch, loss, lr, seconds, seen, scores))
+        rundir.write_csv(run_dir / "train_log.csv", header, log_rows)
+        if (epoch + 1) % config.checkpoint_every == 0 or final:
+            rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
     return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best", sources=run.sources) if writer else None
+
+
+def _resume(run: _Run, last: Path, run_name: str) -> tuple[int, dict, list]:
+    """Restore `last.pt` into the run; (first epoch to train, best so far, log rows so far)."""
+    state = rundir.load_checkpoint(last)
+    _restore(run, state)
+    log.info("resuming %s after epoch %d", run_name, state["epoch"])
+    return state["epoch"] + 1, state["best"], state["log"]
+
+
+def _evaluate_epoch(run: _Run, run_dir: Path, epoch: int, best: dict, log_rows: list) -> dict[str, dict]:
+    """Evaluate on the selection split (and the other one when it has features), save each split's new
+    best checkpoint (`best` updated in place) and log the bests; returns each split's metrics."""
+    scores: dict[str, dict] = {}
+    for split in run.selection:
+        scores[split] = _evaluate(run, split)
+        if scores[split]["overall_map"] > best[split]["overall_map"]:
+            best[split] = {"overall_map": scores[split]["overall_map"], "epoch": epoch}
+            which = "best" if split == run.config.select_on else f"best_{split}"
+            rundir.save_checkpoint(rundir.checkpoint_path(run_dir, which), _state(run, epoch, best, log_rows))
+    log.info("epoch %d: %s", epoch, "; ".join(f"{split} mAP {scores[split]['overall_map']:.4f} (best "
+                                              f"{b['overall_map']:.4f} at {b['epoch']})" for split, b in best.items()))
+    return scores
+
+
+def _log_row(run: _Run, epoch: int, loss: float, lr: float, seconds: float, seen: int,
+             scores: dict[str, dict]) -> list:
+    """One row of train_log.csv (`LOG_HEADER`, then the other split's mAP); metrics empty when not evaluated."""
+    main = scores.get(run.config.select_on, {})
+    return [epoch, f"{loss:.6f}", f"{lr:.3g}", f"{seconds:.2f}", f"{seen * run.env.world / seconds:.1f}",
+            *[f"{main[k]:.6f}" if main else "" for k in rundir.METRIC_KEYS],
+            *[f"{scores[s]['overall_map']:.6f}" if s in scores else "" for s in list(run.selection)[1:]]]
 
 
 def _preflight(wd: Workdir, config: TrainConfig, env: DistEnv) -> None:
