@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ba
 
 from videolt.extract.backbones import create_backbone  # noqa: E402
 from videolt.extract.config import ExtractConfig  # noqa: E402
-from videolt.extract.transforms import Normalize, Preprocessing, ToFloat  # noqa: E402
+from videolt.extract.transforms import Preprocessing  # noqa: E402
 from videolt.train.aggregators import create_aggregator  # noqa: E402
 
 BACKBONES = ("resnet50", "resnet101", "tsm_r50")
@@ -125,7 +125,7 @@ def device_path(bb, clip: torch.Tensor, device: torch.device, *, amp: bool, chan
                 forward=None) -> torch.Tensor:
     """The sink's device path for one video: uint8 [T, 3, c, c] on the host → float32 [T, dim] on the host."""
     x = clip.to(device, non_blocking=True)
-    x = Normalize(bb.preprocessing.mean, bb.preprocessing.std)(ToFloat()(x))
+    x = bb.preprocessing.normalise()(x)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
