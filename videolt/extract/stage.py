@@ -10,7 +10,7 @@ Where rows go: each sink writes its rows' feature chunks itself, whole (a chunk 
 atomically), and this process, the driver, alone sets a row's `n_frames` and `status` once the
 sink's result arrives, then records it in the manifest. A row is 600 KB: 8 GPUs at 33 videos/s
 are ~160 MB/s of chunks, which one driver process could not take in, convert and write besides
-its bookkeeping (a row write took ~20 ms here), while each sink writes its own 33 rows/s on two
+its bookkeeping (a row write is slow: benchmarks/RESULTS.md "## store"), while each sink writes its own 33 rows/s on two
 writer threads. The small shared arrays and the manifest have one writer, so no lock is needed
 across nodes (file locks on network filesystems are not to be trusted). On a Ray cluster the
 workdir must therefore be on a filesystem every sink's node mounts at the same path: the driver

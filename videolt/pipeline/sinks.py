@@ -5,8 +5,8 @@ results are yielded as the sinks finish them. One sink runs in this process, fed
 executor's decode pool (its own threads overlap copy, compute and writes). Several run one
 process each (`drive_sink_processes`): each sink process decodes its own jobs on its own share
 of the decode processes (`DecodingSink`), so decoded frames go from a decoder to its sink and
-never through this process (a 23 MB clip relayed through a queue cost the sender ~23 ms of CPU on
-the 2-core VM, benchmarks/RESULTS.md: at a few dozen videos a second it would bound every sink). The driver hands
+never through this process (relaying a clip through a queue costs the sender enough CPU that, at a
+few dozen videos a second, it would bound every sink: benchmarks/RESULTS.md "## extract"). The driver hands
 out jobs by room, through a queue per sink process, and a reader thread per process turns its
 answers back into futures.
 

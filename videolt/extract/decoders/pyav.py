@@ -4,8 +4,8 @@ The stream is decoded once, front to back, keeping only the current candidate fr
 to RGB only the frames it keeps (converting every frame would cost as much as decoding), with the
 CLI's own conversion (`_rgb.py`: byte for byte on 10-bit sources too). With
 `selective` (the default), H.264 frames that no tick shows and no frame references are discarded
-before decoding (`_selective.py`: exact, about 0.7x the decode time of a full pass on streaming
-H.264 with B-frames); other codecs, and streams whose timestamps give no safe plan, are decoded in
+before decoding (`_selective.py`: exact, and faster than a full pass on H.264 with B-frames:
+benchmarks/RESULTS.md "## decode"); other codecs, and streams whose timestamps give no safe plan, are decoded in
 full, and the report says which path ran and why. Rotation
 metadata is applied as ffmpeg's autorotate does. A stream that ends more than a second before the
 duration its header declares counts as `corrupt` (a cut download: demuxers report it as a normal
