@@ -4,7 +4,10 @@ Transforms take a batch of frames as a tensor on any device, either channels-las
 [N, H, W, 3] straight from the decoder or channels-first [N, 3, H, W], and return channels-first
 [N, 3, H, W] (a tensor whose last dimension is 3 and second is not is read as channels-last).
 `Preprocessing` is the frozen, recorded description of the whole chain; its `.to_dict()` goes
-into the feature set's attributes so the features say how their inputs were made.
+into the feature set's attributes so the features say how their inputs were made. The chain is
+torchvision.transforms.v2's `Compose` and `Normalize` around three pieces of ours that v2 has
+otherwise: the short-side resize of channels-last frames, a centre crop that refuses a frame smaller
+than the crop, and the division by 255.
 """
 
 from __future__ import annotations
