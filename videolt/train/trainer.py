@@ -316,7 +316,7 @@ def run_train(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
 @contextlib.contextmanager
 def _process_group(config: TrainConfig, env: DistEnv) -> Iterator[None]:
     """Under torchrun: the process group (joined here unless the caller did), left after a last barrier
-    once the run returned (an exception leaves at once, as any rank's failure ends the job)."""
+    once the run returned (an exception propagates without them)."""
     owns_group = env.world > 1 and not dist.is_initialized()
     if owns_group:
         dist.init_process_group("nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
