@@ -82,7 +82,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {platform.processor() or platform.machine()}; torch {torch.__version__}; "
+    print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {platform.processor() or platform.machine()}; "
+          f"torch {torch.__version__}; "
           f"{args.threads} thread(s); {args.frames} frames of 640x360 per batch; {args.reps} reps each", flush=True)
     g = torch.Generator().manual_seed(0)
     decoded = torch.randint(0, 256, (args.frames, 360, 640, 3), dtype=torch.uint8, generator=g)

@@ -195,7 +195,8 @@ def test_decode_job_one_torch_thread_restored_and_every_view_exact(tmp_path, mon
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        d = decode_worker.decode_job(decode_worker.DecodeJob(0, "x", str(path), (decode_worker.View(40, 32), decode_worker.View(36, 36)), frames=3))
+        views = (decode_worker.View(40, 32), decode_worker.View(36, 36))
+        d = decode_worker.decode_job(decode_worker.DecodeJob(0, "x", str(path), views, frames=3))
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

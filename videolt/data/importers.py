@@ -196,7 +196,8 @@ def _import_features(wd: Workdir, config: ImportFeaturesConfig, progress: bool) 
 
 def _open_feature_set(path: Path, config: ImportFeaturesConfig, npy_dir: Path, everything: Sequence[VideoRow],
                       selected: Sequence[VideoRow]) -> FeatureStore:
-    """The feature set with a row per manifest video; D is the config's, the existing set's, or the first good file's."""
+    """The feature set with a row per manifest video; D is the config's, the existing set's or the first good
+    file's."""
     dim = config.dim
     if dim is None:
         dim = FeatureStore.open(path).dim if path.exists() else _infer_dim(selected, npy_dir, config.frames)
