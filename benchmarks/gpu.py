@@ -343,7 +343,7 @@ def stage(sizes: Sizes, device: torch.device, budget: Budget, sources: list[Path
         return {"skipped": f"out of time ({budget.left():.0f} s left)"}
     from extract import make_workdir  # benchmarks/extract.py: imports zarr, so only here
 
-    from videolt.pipeline.extract import extract_features
+    from videolt.pipeline.extract import run_extract
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -357,7 +357,7 @@ def stage(sizes: Sizes, device: torch.device, budget: Budget, sources: list[Path
                             batch_size=sizes.frames, amp=device.type == "cuda",
                             workers=None if device.type == "cuda" else 0,
                             torch_threads=None if device.type == "cuda" else 1)
-        counts = extract_features(wd, cfg, progress=False)
+        counts = run_extract(wd, cfg, progress=False)
     return {"fps": counts["done"] * sizes.frames / counts["seconds"], "videos": counts["videos"],
             "done": counts["done"], "seconds": counts["seconds"], "split": counts["split"],
             "sources": [str(s) for s in sources]}

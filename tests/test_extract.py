@@ -21,7 +21,7 @@ from tests.videos import make_video
 from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.extract.config import ExtractConfig
-from videolt.pipeline.extract import extract_features
+from videolt.pipeline.extract import run_extract
 
 SMALL = dict(frames=6, resize=40, crop=32)
 
@@ -61,7 +61,7 @@ def test_features_equal_independent_torchvision_computation(tmp_path):
             mod.running_var.uniform_(0.5, 1.5)
     torch.save(ref_model.state_dict(), weights)
     cfg = ExtractConfig(backbones=("resnet50",), weights=str(weights), names=("r50",), workers=0, **SMALL)
-    counts = extract_features(wd, cfg, progress=False)
+    counts = run_extract(wd, cfg, progress=False)
     assert counts["done"] == 3 and counts["failed"] == {}
     store = FeatureStore.open(wd.features_path("r50"))
     assert store.attrs["weights"]["sha256"] is not None
@@ -98,7 +98,7 @@ def test_failures_recorded_and_batch_goes_on(tmp_path):
     cut = wd.find_video(wd.manifest().video(2).video_id)
     cut.write_bytes(good[: len(good) // 3])  # truncated mp4
     cfg = ExtractConfig(backbones=("resnet50",), weights="random", names=("r50",), workers=1, **SMALL)
-    counts = extract_features(wd, cfg, progress=False)
+    counts = run_extract(wd, cfg, progress=False)
     assert counts["done"] == 2
     with wd.manifest() as m:
         dec = m.states("decode")
@@ -108,7 +108,7 @@ def test_failures_recorded_and_batch_goes_on(tmp_path):
         assert m.counts("features:r50")["done"] == 2
     st = FeatureStore.open(wd.features_path("r50")).status().tolist()
     assert st == [1, 2, 2, 2, 1]
-    assert extract_features(wd, cfg, progress=False)["videos"] == 0  # nothing done twice, failures not retried
+    assert run_extract(wd, cfg, progress=False)["videos"] == 0  # nothing done twice, failures not retried
 
 
 def _cli(wd: Path, name: str) -> list[str]:

@@ -272,10 +272,10 @@ def _download_args(p: argparse.ArgumentParser) -> None:
 def _download(args: argparse.Namespace) -> int:
     from videolt.data.download import DownloadConfig
     from videolt.data.workdir import Workdir
-    from videolt.pipeline.download import download_videos
+    from videolt.pipeline.download import run_download
 
     config = _stage_config(DownloadConfig, args, **_keys(args, DownloadConfig))
-    counts = download_videos(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
+    counts = run_download(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
     _print_counts(counts, args.json, "downloaded {done} of {todo}")
     return 0
 
@@ -364,10 +364,10 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
 def _extract(args: argparse.Namespace) -> int:
     from videolt.data.workdir import Workdir
     from videolt.extract.config import ExtractConfig
-    from videolt.pipeline.extract import extract_features
+    from videolt.pipeline.extract import run_extract
 
     config = _stage_config(ExtractConfig, args, **_keys(args, ExtractConfig))
-    counts = extract_features(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
+    counts = run_extract(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
     _print_counts(counts, args.json, "extracted {done} of {videos} videos")
     if "verify" in counts and not args.json:
         v = counts["verify"]

@@ -48,12 +48,12 @@ from videolt.extract.decode_worker import DecodeJob, RowResult, View, decode_job
 from videolt.extract.sink import SinkRecipe, SinkSpec
 from videolt.extract.split import Split
 
-__all__ = ["run_extract"]
+__all__ = ["extract_pending"]
 
 log = logging.getLogger(__name__)
 
 
-def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress: bool = True) -> dict:
+def extract_pending(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress: bool = True) -> dict:
     """Extract features for every downloaded video not yet done, on `executor`; returns counts of this run."""
     devices = resolve_devices(cfg.devices, cfg.device, executor.gpus())
     device = torch.device(devices[0].split(":")[0])  # the kind: every sink of a run computes alike
