@@ -295,7 +295,7 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
         return {"multi_sink": True, "skipped": f"out of time ({budget.left():.0f} s left)"}
     from videolt.data.store import FeatureStore  # noqa: PLC0415
     from videolt.executor import SinkPlan  # noqa: PLC0415
-    from videolt.extract.sink import SinkRecipe, SinkSpec  # noqa: PLC0415
+    from videolt.extract.sink import FeatureSinkFactory, SinkSpec  # noqa: PLC0415
     from videolt.pipeline.executors import create_executor  # noqa: PLC0415
 
     frames, videos = sizes.frames, sizes.sink_videos * gpus
@@ -305,7 +305,7 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
                     resize=max(sizes.crop, Preprocessing().resize))
     rates = {}
     for n in (1, gpus):
-        plan = SinkPlan(SinkRecipe((spec,), batch_size=frames, room=3), tuple(f"cuda:{k}" for k in range(n)), 3)
+        plan = SinkPlan(FeatureSinkFactory((spec,), batch_size=frames, room=3), tuple(f"cuda:{k}" for k in range(n)), 3)
         executor = create_executor("local", workers=0)  # clips made where they are consumed: no decoding
         try:
             count = videos * n // gpus

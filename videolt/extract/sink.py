@@ -40,7 +40,7 @@ from videolt.extract.failures import ExtractFailure
 from videolt.extract.decode_worker import Decoded, RowResult
 from videolt.extract.transforms import Preprocessing
 
-__all__ = ["FeatureSink", "SinkRecipe", "SinkSpec"]
+__all__ = ["FeatureSink", "FeatureSinkFactory", "SinkSpec"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class SinkSpec:
 
 
 @dataclass(frozen=True)
-class SinkRecipe:
+class FeatureSinkFactory:
     """Everything a sink of one run is built from: picklable, so sink processes and Ray actors build
     their own. `probe` is (path, token): a file the driver wrote that every sink must read back, so a
     sink on a node that does not mount the workdir fails before any work."""

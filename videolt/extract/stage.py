@@ -45,7 +45,7 @@ from videolt.extract.cores import keep_freed_memory
 from videolt.extract.decoders import DECODERS, Decoder, package_version
 from videolt.extract.failures import ExtractFailure
 from videolt.extract.decode_worker import DecodeJob, RowResult, View, decode_job
-from videolt.extract.sink import SinkRecipe, SinkSpec
+from videolt.extract.sink import FeatureSinkFactory, SinkSpec
 from videolt.extract.split import Split
 
 __all__ = ["extract_pending"]
@@ -105,9 +105,9 @@ def _sink_plan(cfg: ExtractConfig, specs: list[SinkSpec], devices: list[str], pr
     per_forward = max(cfg.batch_size // cfg.frames, 1) if pack else 1
     room = 2 * per_forward + 1
     amp = cfg.amp if cfg.amp is not None else gpu  # as recorded (`_provenance`), whatever a sink computes on
-    recipe = SinkRecipe(tuple(specs), batch_size=cfg.batch_size, amp=amp, compile=cfg.compile,
-                        threads=cfg.torch_threads, pack=pack, room=room, probe=probe)
-    return SinkPlan(recipe, tuple(devices), room)
+    factory = FeatureSinkFactory(tuple(specs), batch_size=cfg.batch_size, amp=amp, compile=cfg.compile,
+                                 threads=cfg.torch_threads, pack=pack, room=room, probe=probe)
+    return SinkPlan(factory, tuple(devices), room)
 
 
 @contextmanager
@@ -183,7 +183,7 @@ def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[
 
 def _provenance(cfg: ExtractConfig, bb_cfg: BackboneCfg, decoder: Decoder, device: torch.device) -> dict:
     """The feature set's attrs: what produced it. `preprocessing` is the backbone's Preprocessing
-    object serialised (the one the decoder and the sink apply), with the temporal side of the recipe."""
+    object serialised (the one the decoder and the sink apply), with the temporal side of the preprocessing."""
     amp = cfg.amp if cfg.amp is not None else device.type != "cpu"
     return {
         "backbone": {k: v for k, v in bb_cfg.to_dict().items() if k != "preprocessing"},

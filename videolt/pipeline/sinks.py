@@ -64,11 +64,11 @@ class InlinePool:
 def drive_sink_processes(work: Callable[[Any], Any], jobs: Iterable[Any], plan: SinkPlan, workers: int,
                          pool: Callable[[int], Callable[[], _Pool]]) -> Iterator[Any]:
     """One process per device of the plan, each decoding its jobs on `workers / len(devices)` processes of
-    its own (`pool(n)` makes a picklable recipe for them; 0 workers: in the sink process) and feeding its sink."""
+    its own (`pool(n)` makes a picklable factory of them; 0 workers: in the sink process) and feeding its sink."""
     each = max(workers // len(plan.devices), 1) if workers else 0
     room = 2 * each + plan.room  # jobs one sink process holds: decoding, and in its sink
-    recipe = DecodingSinks(work, plan.factory, pool(each) if each else None)
-    yield from drive(InlinePool(), _passthrough, jobs, room * len(plan.devices), SinkPlan(recipe, plan.devices, room))
+    factory = DecodingSinks(work, plan.factory, pool(each) if each else None)
+    yield from drive(InlinePool(), _passthrough, jobs, room * len(plan.devices), SinkPlan(factory, plan.devices, room))
 
 
 def _passthrough(job: Any) -> Any:
