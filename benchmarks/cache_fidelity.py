@@ -31,7 +31,7 @@ from videolt.config import from_dict, parse_overrides  # noqa: E402
 from videolt.data.workdir import Workdir  # noqa: E402
 from videolt.train import cache  # noqa: E402
 from videolt.train.config import TrainConfig  # noqa: E402
-from videolt.train.trainer import train_run  # noqa: E402
+from videolt.train.trainer import run_train  # noqa: E402
 
 SMALL_MOVE = {"clusters": 16, "hidden": 256, "key_dim": 128}  # MOVE's aggregator shrunk as in RESULTS.md's MOVE study
 
@@ -51,7 +51,7 @@ def run(wd: Path, name: str, config: TrainConfig) -> dict:
     run_dir = Workdir.open(wd).run_dir(name)
     if (run_dir / "metrics.json").is_file():
         return json.loads((run_dir / "metrics.json").read_text())
-    return train_run(wd, name, config, resume=(run_dir / "last.pt").is_file(), progress=False)
+    return run_train(wd, name, config, resume=(run_dir / "last.pt").is_file(), progress=False)
 
 
 def main() -> None:

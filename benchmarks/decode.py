@@ -117,7 +117,7 @@ def _cpu_seconds() -> float:
 
 
 def _job(video: Path, selective: bool, threads: int) -> tuple[int, tuple[int, ...], float]:
-    from videolt.extract.runner import DecodeJob, View, decode_job
+    from videolt.extract.decode_worker import DecodeJob, View, decode_job
 
     before = _rss_mb()
     d = decode_job(DecodeJob(0, video.stem, str(video), (View(SIDE, SIDE),), frames=FRAMES, selective=selective,
@@ -192,7 +192,7 @@ def child(route: str, video: Path, threads: int) -> dict:
     """One measurement inside this (fresh) process; imports happen before the clock starts."""
     import numpy  # noqa: F401  (import cost is not decode cost)
 
-    import videolt.extract.runner  # noqa: F401
+    import videolt.extract.decode_worker  # noqa: F401
 
     baseline = _rss_mb()
     cpu, start = _cpu_seconds(), time.perf_counter()

@@ -20,7 +20,7 @@ state; `--only NAME` runs one there and prints JSON), measurements interleaved o
   the sender (CPU ms per video; the reason each local sink process decodes its own jobs);
 - decode: `decode_job` (selective where exact, resize + centre crop) over the videos on one
   process per core, one decoder thread each, nothing else running: decoding alone on these cores;
-- stage: `extract_features` over the videos, decoding included, cores sized by
+- stage: `run_extract` over the videos, decoding included, cores sized by
   `videolt.extract.cores` unless `--workers`/`--decoder-threads`/`--torch-threads`/`--nice` say
   otherwise; the whole run (pool and model start-up included) and its steady state (first to
   last finished video), and the run's decode/inference split;
@@ -53,10 +53,10 @@ from videolt.data.workdir import Workdir
 from videolt.extract.backbones import create_backbone
 from videolt.extract.config import ExtractConfig
 from videolt.extract.cores import available_cores, keep_freed_memory
-from videolt.extract.runner import Decoded, DecodeJob, View, decode_job
+from videolt.extract.decode_worker import Decoded, DecodeJob, View, decode_job
 from videolt.extract.sink import FeatureSink, SinkSpec
 from videolt.pipeline.executors import create_executor
-from videolt.pipeline.extract import extract_features
+from videolt.pipeline.extract import run_extract
 
 BACKBONE = "resnet50"
 VIDEOLT_FRAMES = 150  # features per video in VideoLT: what the GPU rate is divided by for the estimate
@@ -268,7 +268,7 @@ def decode_rate(args: argparse.Namespace) -> dict:
 
 
 def stage_rate(args: argparse.Namespace) -> dict:
-    """Frames/s of `extract_features` (decoding included), whole run and steady state, and its split."""
+    """Frames/s of `run_extract` (decoding included), whole run and steady state, and its split."""
     sources = make_sources(args.cache, args.videos, args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
         wd = make_workdir(Path(tmp), sources)
@@ -277,7 +277,7 @@ def stage_rate(args: argparse.Namespace) -> dict:
                             workers=args.workers, decoder_threads=args.decoder_threads,
                             torch_threads=args.torch_threads, decoder_nice=args.nice,
                             selective=not args.full_decode)
-        counts = extract_features(wd, cfg, progress=False)
+        counts = run_extract(wd, cfg, progress=False)
         assert counts["done"] == counts["videos"] == len(sources), counts
     split = counts["split"]  # steady state: from the first video done to the last
     after_first = counts["seconds"] - split["first_video_s"]

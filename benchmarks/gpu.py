@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ba
 
 from videolt.extract.backbones import create_backbone  # noqa: E402
 from videolt.extract.config import ExtractConfig  # noqa: E402
-from videolt.extract.transforms import Normalize, Preprocessing, ToFloat  # noqa: E402
+from videolt.extract.transforms import Preprocessing  # noqa: E402
 from videolt.train.aggregators import create_aggregator  # noqa: E402
 
 BACKBONES = ("resnet50", "resnet101", "tsm_r50")
@@ -125,7 +125,7 @@ def device_path(bb, clip: torch.Tensor, device: torch.device, *, amp: bool, chan
                 forward=None) -> torch.Tensor:
     """The sink's device path for one video: uint8 [T, 3, c, c] on the host → float32 [T, dim] on the host."""
     x = clip.to(device, non_blocking=True)
-    x = Normalize(bb.preprocessing.mean, bb.preprocessing.std)(ToFloat()(x))
+    x = bb.preprocessing.normalise()(x)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -237,7 +237,7 @@ def _sink_rate(device: str, frames: int, crop: int, videos: int, per_forward: in
     import numpy as np  # noqa: PLC0415
 
     from videolt.data.store import FeatureStore  # noqa: PLC0415
-    from videolt.extract.runner import Decoded  # noqa: PLC0415
+    from videolt.extract.decode_worker import Decoded  # noqa: PLC0415
     from videolt.extract.sink import FeatureSink, SinkSpec  # noqa: PLC0415
 
     path = root / f"sink-{device.replace(':', '')}-{per_forward}.zarr"
@@ -295,7 +295,7 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
         return {"multi_sink": True, "skipped": f"out of time ({budget.left():.0f} s left)"}
     from videolt.data.store import FeatureStore  # noqa: PLC0415
     from videolt.executor import SinkPlan  # noqa: PLC0415
-    from videolt.extract.sink import SinkRecipe, SinkSpec  # noqa: PLC0415
+    from videolt.extract.sink import FeatureSinkFactory, SinkSpec  # noqa: PLC0415
     from videolt.pipeline.executors import create_executor  # noqa: PLC0415
 
     frames, videos = sizes.frames, sizes.sink_videos * gpus
@@ -305,7 +305,7 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
                     resize=max(sizes.crop, Preprocessing().resize))
     rates = {}
     for n in (1, gpus):
-        plan = SinkPlan(SinkRecipe((spec,), batch_size=frames, room=3), tuple(f"cuda:{k}" for k in range(n)), 3)
+        plan = SinkPlan(FeatureSinkFactory((spec,), batch_size=frames, room=3), tuple(f"cuda:{k}" for k in range(n)), 3)
         executor = create_executor("local", workers=0)  # clips made where they are consumed: no decoding
         try:
             count = videos * n // gpus
@@ -321,7 +321,7 @@ def _multi_sink(sizes: Sizes, device: torch.device, budget: Budget, root: Path) 
 
 def _as_decoded(job: tuple[int, int, int]) -> Any:
     """A pre-decoded video (the same random clip, made once per process: no decoding is measured)."""
-    from videolt.extract.runner import Decoded  # noqa: PLC0415
+    from videolt.extract.decode_worker import Decoded  # noqa: PLC0415
 
     i, frames, crop = job
     return Decoded(i, f"gpu{i:08d}", frames, (_clip(frames, crop),))
@@ -343,7 +343,7 @@ def stage(sizes: Sizes, device: torch.device, budget: Budget, sources: list[Path
         return {"skipped": f"out of time ({budget.left():.0f} s left)"}
     from extract import make_workdir  # benchmarks/extract.py: imports zarr, so only here
 
-    from videolt.pipeline.extract import extract_features
+    from videolt.pipeline.extract import run_extract
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -357,7 +357,7 @@ def stage(sizes: Sizes, device: torch.device, budget: Budget, sources: list[Path
                             batch_size=sizes.frames, amp=device.type == "cuda",
                             workers=None if device.type == "cuda" else 0,
                             torch_threads=None if device.type == "cuda" else 1)
-        counts = extract_features(wd, cfg, progress=False)
+        counts = run_extract(wd, cfg, progress=False)
     return {"fps": counts["done"] * sizes.frames / counts["seconds"], "videos": counts["videos"],
             "done": counts["done"], "seconds": counts["seconds"], "split": counts["split"],
             "sources": [str(s) for s in sources]}
@@ -385,15 +385,15 @@ def bench_run(source, counts, *, batch: int, clip: int, dim: int, device: torch.
     from videolt.train.methods import resolve_method  # noqa: PLC0415
     from videolt.train.mixes import create_batch_mix  # noqa: PLC0415
 
-    recipe = resolve_method("framestack")
+    spec = resolve_method("framestack")
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # the trainer's default
     model = create_aggregator("nonlinear", dim, len(counts)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     return SimpleNamespace(
         config=TrainConfig(features="bench", batch_size=batch, clip_len=clip, workers=0),
         env=trainer.DistEnv(), device=device, amp_dtype=None, sources={"train": source}, sampler=None,
-        mix=create_batch_mix(recipe.batch_mix, counts, 0, **recipe.mix_opts),
-        loss=create_loss(recipe.loss, counts, train_videos=int(counts.sum()), **recipe.loss_opts).to(device),
+        mix=create_batch_mix(spec.batch_mix, counts, 0, **spec.mix_opts),
+        loss=create_loss(spec.loss, counts, train_videos=int(counts.sum()), **spec.loss_opts).to(device),
         model=model, net=model, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, [30]),
         scaler=torch.amp.GradScaler("cuda", enabled=False))
 

@@ -121,3 +121,8 @@ def test_the_checks_can_fail(monkeypatch, rule):
     else:
         monkeypatch.setitem(GRAPH, "videolt.registry", GRAPH["videolt.registry"] | {"videolt.cli"})
         assert _cycle() is not None
+
+
+def test_runner_means_the_download_batch_runner():
+    """One word, one thing (docs/architecture.md, Glossary): the only `runner` module is the download loop."""
+    assert [m for m in MODULES if m.rpartition(".")[2] == "runner"] == ["videolt.data.download.runner"]

@@ -34,9 +34,9 @@ from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.extract.backbones import create_backbone
 from videolt.extract.config import ExtractConfig
-from videolt.extract.runner import DecodeJob, View, decode_job
+from videolt.extract.decode_worker import DecodeJob, View, decode_job
 from videolt.extract.transforms import Preprocessing
-from videolt.pipeline.extract import extract_features
+from videolt.pipeline.extract import run_extract
 
 FRAMES = 3
 VIDEO_SIZE = (320, 240)  # width, height: the short side is resampled down for every family
@@ -103,7 +103,7 @@ def test_family_matches_its_library_reference(family, tmp_path):
     wd = make_workdir(tmp_path)
     cfg = ExtractConfig(backbones=(name,), weights="random", names=("f",), frames=FRAMES, batch_size=FRAMES,
                         workers=0, verify=1, **overrides)
-    counts = extract_features(wd, cfg, progress=False)
+    counts = run_extract(wd, cfg, progress=False)
     assert counts["done"] == 2 and counts["failed"] == {}
     assert counts["verify"]["checked"] == 1 and counts["verify"]["worst"] < 0.02  # the library's own check agrees
 
@@ -136,17 +136,17 @@ def test_family_matches_its_library_reference(family, tmp_path):
 
 def test_two_backbones_of_different_sizes_decode_each_video_once(tmp_path, monkeypatch):
     """resnet50 (256/256 bilinear) and a ViT (248/224 bicubic) in one run: one decode per video, two crops."""
-    from videolt.extract import runner, stage
+    from videolt.extract import decode_worker, stage
 
     wd = make_workdir(tmp_path, n=2)
     decoded: list[str] = []
-    real = runner.iter_frames
-    monkeypatch.setattr(runner, "iter_frames", lambda path, *a, **k: decoded.append(str(path)) or real(path, *a, **k))
+    real = decode_worker.iter_frames
+    monkeypatch.setattr(decode_worker, "iter_frames", lambda path, *a, **k: decoded.append(str(path)) or real(path, *a, **k))
     views: list[tuple] = []
-    monkeypatch.setattr(stage, "decode_job", lambda job: views.append(job.views) or runner.decode_job(job))
+    monkeypatch.setattr(stage, "decode_job", lambda job: views.append(job.views) or decode_worker.decode_job(job))
     cfg = ExtractConfig(backbones=("resnet50", "timm:vit_tiny_patch16_224"), weights="random", names=("r", "v"),
                         frames=FRAMES, batch_size=FRAMES, workers=0, verify=2)
-    counts = extract_features(wd, cfg, progress=False)
+    counts = run_extract(wd, cfg, progress=False)
     assert counts["done"] == 2 and counts["verify"]["checked"] == 4 and counts["verify"]["worst"] < 0.02
     with wd.manifest() as m:
         paths = sorted(str(wd.find_video(v.video_id)) for v in m.videos())

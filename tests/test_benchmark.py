@@ -252,8 +252,8 @@ def test_rows_with_their_own_aggregator_run_once_in_their_block(tmp_path):
     assert (agg.model, agg.model_opts, agg.method) == ("move", {"lb": 4.0, "sampling": "none"}, "baseline")
     assert (move.model, move.model_opts, move.method) == ("move", {"lb": 4.0}, "move")
     assert cells[2].config.model_opts == {"clusters": 8}
-    assert json.loads(cells[4].setting)["model_opts"] == {"lb": 4.0, "sampling": "none"}
-    assert cells[0].setting == benchmark.paper_reference()[0]["setting"]  # the paper's keys are unchanged
+    assert json.loads(cells[4].method_key)["model_opts"] == {"lb": 4.0, "sampling": "none"}
+    assert cells[0].method_key == benchmark.paper_reference()[0]["method_key"]  # the paper's keys are unchanged
     bad = OWN_GRID.replace("{method: move, label: MOVE}", "{method: move, model: nonlinear, label: MOVE}")
     with pytest.raises(ConfigError, match="own aggregator 'move'"):
         load_benchmark(write_grid(tmp_path / "b.yaml", bad % (10, 2)))
@@ -273,10 +273,10 @@ def test_moves_paper_rows_match_its_recipes():
     assert all("exp1.png" in e["source"] and "Table 1" in e["source"] for e in paper)
     grid = load_benchmark(CONFIGS / "table6_beyond.yaml")
     by_label = {c.label: c for c in plan(grid) if c.seed == 2021}
-    matched = {e["setting"]: e for e in paper if e["backbone"] == "resnet50"}
-    assert matched[by_label["MOVE"].setting]["tail_map"] == 0.626
-    assert matched[by_label["MOVE aggregator, no sampling (BCE)"].setting]["tail_map"] == 0.585
-    assert by_label["MOVE aggregator (BCE)"].setting not in matched
+    matched = {e["method_key"]: e for e in paper if e["backbone"] == "resnet50"}
+    assert matched[by_label["MOVE"].method_key]["tail_map"] == 0.626
+    assert matched[by_label["MOVE aggregator, no sampling (BCE)"].method_key]["tail_map"] == 0.585
+    assert by_label["MOVE aggregator (BCE)"].method_key not in matched
 
 
 def test_report_pairs_a_control_from_another_block(tmp_path):
@@ -340,7 +340,7 @@ def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
         raise AssertionError("a finished run was trained again")
 
     with monkeypatch.context() as m:
-        m.setattr(benchmark, "train_run", no_training)
+        m.setattr(benchmark, "run_train", no_training)
         again = run_benchmark(root, config, progress=False)
     assert [r["status"] for r in again["runs"]] == ["done"] * 6
     assert {p: p.stat().st_mtime_ns for p in wd.runs_dir.rglob("metrics.json")} == mtimes
@@ -349,8 +349,8 @@ def test_smoke_grid_end_to_end_and_rerun_trains_nothing(tmp_path, monkeypatch):
     partial = wd.run_dir(result["runs"][0]["run"])
     (partial / "metrics.json").unlink()
     calls = []
-    real = benchmark.train_run
-    monkeypatch.setattr(benchmark, "train_run", lambda *a, **k: calls.append((a[1], k["resume"])) or real(*a, **k))
+    real = benchmark.run_train
+    monkeypatch.setattr(benchmark, "run_train", lambda *a, **k: calls.append((a[1], k["resume"])) or real(*a, **k))
     assert run_benchmark(root, config, dry_run=True)["runs"][0]["status"] == "partial"
     run_benchmark(root, config, progress=False)
     assert calls == [(partial.name, True)] and (partial / "metrics.json").is_file()

@@ -213,14 +213,14 @@ def test_benchmark_dry_run_warns_of_empty_groups_with_the_fix(wd, tmp_path, caps
 def test_benchmark_reports_failed_runs_as_a_table_and_logs_their_tracebacks(wd, tmp_path, capsys, monkeypatch):
     from videolt.pipeline import benchmark
 
-    real = benchmark.train_run
+    real = benchmark.run_train
 
     def sometimes(root, run, config, **kw):
         if run.startswith("focal"):
             raise RuntimeError("the GPU caught fire")
         return real(root, run, config, **kw)
 
-    monkeypatch.setattr(benchmark, "train_run", sometimes)
+    monkeypatch.setattr(benchmark, "run_train", sometimes)
     assert cli.main(["benchmark", str(wd), "--config", str(_grid(tmp_path)), "--no-progress"]) == 1
     out, err = capsys.readouterr()
     table = {line.split()[1]: line for line in out.splitlines() if not line.startswith("report:")}

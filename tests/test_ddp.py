@@ -21,7 +21,7 @@ from tests.synthetic import make_workdir
 from videolt.train.config import TrainConfig
 from videolt.train.datasets import rank_share
 from videolt.train.model import build_model
-from videolt.train.trainer import rank_loss_weight, train_run
+from videolt.train.trainer import rank_loss_weight, run_train
 
 C = 6
 TRAIN = 101  # batch 16: six full batches and one of 5 (3 + 2); batch 20: five full and one of 1 (1 + 0)
@@ -110,7 +110,7 @@ def _last(root, run: str) -> dict:
 def test_two_ranks_match_one_process(synth, method, batch_size, epochs, cache):
     root, syn = synth
     config = _config(syn, method=method, batch_size=batch_size, epochs=epochs, cache=cache)
-    single = train_run(root, f"{method}-single", config, progress=False)
+    single = run_train(root, f"{method}-single", config, progress=False)
     _torchrun(root, f"{method}-ddp", config)
 
     a, b = _last(root, f"{method}-single"), _last(root, f"{method}-ddp")

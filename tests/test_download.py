@@ -295,12 +295,12 @@ def test_download_pending_rate_limit_pauses_then_stops(server, tmp_path):
 
 def test_download_videos_on_local_processes(server, tmp_path):
     """The stage wiring with `executor: local`: fetches in worker processes, recorded here alike."""
-    from videolt.pipeline.download import download_videos
+    from videolt.pipeline.download import run_download
 
     server.by_id.update({"procGone001": "404", "procFlaky01": "flaky2"})
     wd = _workdir(tmp_path, ["procOk00001", "procOk00002", "procGone001", "procFlaky01"])
     config = _config(f"{server.base}/by-id/{{id}}.mp4", executor="local", workers=2)
-    assert tally(download_videos(wd, config, progress=False)) == {"todo": 4, "done": 3, "failed": {"removed": 1}}
+    assert tally(run_download(wd, config, progress=False)) == {"todo": 4, "done": 3, "failed": {"removed": 1}}
     with wd.manifest() as m:
         states = {m.video(i).video_id: (s.status, s.failure) for i, s in m.states(STAGE).items()}
     assert states == {"procOk00001": ("done", None), "procOk00002": ("done", None),

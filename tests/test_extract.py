@@ -21,7 +21,7 @@ from tests.videos import make_video
 from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.extract.config import ExtractConfig
-from videolt.pipeline.extract import extract_features
+from videolt.pipeline.extract import run_extract
 
 SMALL = dict(frames=6, resize=40, crop=32)
 
@@ -61,7 +61,7 @@ def test_features_equal_independent_torchvision_computation(tmp_path):
             mod.running_var.uniform_(0.5, 1.5)
     torch.save(ref_model.state_dict(), weights)
     cfg = ExtractConfig(backbones=("resnet50",), weights=str(weights), names=("r50",), workers=0, **SMALL)
-    counts = extract_features(wd, cfg, progress=False)
+    counts = run_extract(wd, cfg, progress=False)
     assert counts["done"] == 3 and counts["failed"] == {}
     store = FeatureStore.open(wd.features_path("r50"))
     assert store.attrs["weights"]["sha256"] is not None
@@ -98,7 +98,7 @@ def test_failures_recorded_and_batch_goes_on(tmp_path):
     cut = wd.find_video(wd.manifest().video(2).video_id)
     cut.write_bytes(good[: len(good) // 3])  # truncated mp4
     cfg = ExtractConfig(backbones=("resnet50",), weights="random", names=("r50",), workers=1, **SMALL)
-    counts = extract_features(wd, cfg, progress=False)
+    counts = run_extract(wd, cfg, progress=False)
     assert counts["done"] == 2
     with wd.manifest() as m:
         dec = m.states("decode")
@@ -108,7 +108,7 @@ def test_failures_recorded_and_batch_goes_on(tmp_path):
         assert m.counts("features:r50")["done"] == 2
     st = FeatureStore.open(wd.features_path("r50")).status().tolist()
     assert st == [1, 2, 2, 2, 1]
-    assert extract_features(wd, cfg, progress=False)["videos"] == 0  # nothing done twice, failures not retried
+    assert run_extract(wd, cfg, progress=False)["videos"] == 0  # nothing done twice, failures not retried
 
 
 def _cli(wd: Path, name: str) -> list[str]:
@@ -170,7 +170,7 @@ def test_two_cpu_sinks_in_two_processes_write_the_bits_of_one(tmp_path, capsys):
 
 def test_long_video_window_matches_full_decode(tmp_path):
     """The bounded-memory path (keep only candidate frames) picks exactly the frames of a full decode."""
-    from videolt.extract.runner import DecodeJob, View, decode_job
+    from videolt.extract.decode_worker import DecodeJob, View, decode_job
 
     path = make_video(tmp_path / "v.mp4", seconds=40, size=(32, 24), fps=5)
     job = DecodeJob(0, "x", str(path), (View(24, 24),), frames=7)
@@ -185,17 +185,18 @@ def test_long_video_window_matches_full_decode(tmp_path):
 def test_decode_job_one_torch_thread_restored_and_every_view_exact(tmp_path, monkeypatch):
     """Per-frame preprocessing runs on one torch thread (one decode worker per core), the caller's
     thread count comes back, and each view's clip is the contiguous torchvision reference."""
-    from videolt.extract import runner
+    from videolt.extract import decode_worker
 
     path = make_video(tmp_path / "v.mp4", seconds=4, size=(48, 40), fps=10)
     seen: list[int] = []
-    resize = runner.ResizeShortSide.__call__
-    monkeypatch.setattr(runner.ResizeShortSide, "__call__",
+    resize = decode_worker.ResizeShortSide.__call__
+    monkeypatch.setattr(decode_worker.ResizeShortSide, "__call__",
                         lambda self, x: seen.append(torch.get_num_threads()) or resize(self, x))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        d = runner.decode_job(runner.DecodeJob(0, "x", str(path), (runner.View(40, 32), runner.View(36, 36)), frames=3))
+        views = (decode_worker.View(40, 32), decode_worker.View(36, 36))
+        d = decode_worker.decode_job(decode_worker.DecodeJob(0, "x", str(path), views, frames=3))
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

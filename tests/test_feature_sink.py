@@ -15,7 +15,7 @@ from videolt.data.store import FeatureStore
 from videolt.executor import SinkLost, SinkPlace
 from videolt.extract.backbones import create_backbone
 from videolt.extract.config import ExtractConfig
-from videolt.extract.runner import Decoded
+from videolt.extract.decode_worker import Decoded
 from videolt.extract.sink import FeatureSink, SinkSpec, check_probe
 from videolt.errors import StageError
 

@@ -20,10 +20,10 @@ from videolt.train.methods import (
     RECIPE,
     MethodSpec,
     create_method,
+    method_key,
     method_model,
     method_recipe,
     resolve_method,
-    setting_key,
 )
 from videolt.train.mixes import create_batch_mix
 from videolt.train.mixes.mixup import mixup
@@ -207,7 +207,7 @@ def test_a_method_names_its_aggregator() -> None:
 
 def test_setting_key_counts_model_and_changed_aggregator_options() -> None:
     base = resolve_method("baseline")
-    assert setting_key(base) == setting_key(base, "move", {"lb": 3.0})  # a default option names no new setting
-    assert setting_key(base, "move", {"sampling": "none"}) != setting_key(base, "move")
-    assert json.loads(setting_key(resolve_method("move")))["model"] == "move"
-    assert "model" not in json.loads(setting_key(base))  # the paper's methods keep their keys
+    assert method_key(base) == method_key(base, "move", {"lb": 3.0})  # a default option names no new setting
+    assert method_key(base, "move", {"sampling": "none"}) != method_key(base, "move")
+    assert json.loads(method_key(resolve_method("move")))["model"] == "move"
+    assert "model" not in json.loads(method_key(base))  # the paper's methods keep their keys

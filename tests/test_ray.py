@@ -36,7 +36,7 @@ from tests.videos import make_video  # noqa: E402
 from videolt.data.store import FeatureStore  # noqa: E402
 from videolt.data.workdir import Workdir  # noqa: E402
 from videolt.extract.config import ExtractConfig  # noqa: E402
-from videolt.extract.stage import run_extract  # noqa: E402
+from videolt.extract.stage import extract_pending  # noqa: E402
 from videolt.pipeline.executors import create_executor  # noqa: E402
 
 N = 6
@@ -132,7 +132,7 @@ def _workdir(root: Path) -> Workdir:
 def local_result(tmp_path_factory):
     """The reference: the same videos through the local executor (decoding in this process)."""
     wd = _workdir(tmp_path_factory.mktemp("local"))
-    counts = run_extract(wd, CFG, create_executor("local", workers=0), progress=False)
+    counts = extract_pending(wd, CFG, create_executor("local", workers=0), progress=False)
     assert counts["done"] == N
     store = FeatureStore.open(wd.features_path("r50"))
     return store.read_rows(range(N)), store.n_frames()
@@ -152,7 +152,7 @@ def test_ray_executor_writes_the_local_bits(tmp_path, ray_instance, local_result
     wd = _workdir(tmp_path)
     executor = create_executor("ray")
     try:
-        counts = run_extract(wd, CFG, executor, progress=False)
+        counts = extract_pending(wd, CFG, executor, progress=False)
     finally:
         executor.close()
     assert ray.is_initialized(), "closing the executor stopped an instance it did not start"
@@ -160,7 +160,7 @@ def test_ray_executor_writes_the_local_bits(tmp_path, ray_instance, local_result
     _assert_same(wd, local_result)
     executor = create_executor("ray")
     try:
-        assert run_extract(wd, CFG, executor, progress=False)["videos"] == 0  # nothing done twice
+        assert extract_pending(wd, CFG, executor, progress=False)["videos"] == 0  # nothing done twice
     finally:
         executor.close()
 
@@ -175,7 +175,7 @@ def _extract_on_gpu_sinks(wd: Workdir, caplog, level: int) -> dict:
     executor = _gpu_sinks()
     try:
         with caplog.at_level(level, logger="videolt.pipeline.ray_sinks"):
-            return run_extract(wd, GPU_CFG, executor, progress=False)
+            return extract_pending(wd, GPU_CFG, executor, progress=False)
     finally:
         executor.close()
 
@@ -258,7 +258,7 @@ def test_a_sink_that_cannot_see_the_workdir_stops_the_run_before_any_work(tmp_pa
     executor = _gpu_sinks()
     try:
         with pytest.raises(StageError) as info:
-            run_extract(wd, GPU_CFG, executor, progress=False)
+            extract_pending(wd, GPU_CFG, executor, progress=False)
     finally:
         executor.close()
     message = str(info.value)
@@ -302,7 +302,7 @@ def test_ray_cli_killed_midway_then_rerun_completes(tmp_path, ray_instance, loca
     assert 1 <= done_before < N, "killed too late to test anything"
     executor = create_executor("ray")  # the rerun joins this module's instance
     try:
-        counts = run_extract(wd, CFG, executor, progress=False)
+        counts = extract_pending(wd, CFG, executor, progress=False)
     finally:
         executor.close()
     assert counts["videos"] == N - done_before  # only the unfinished rows are redone

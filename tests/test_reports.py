@@ -19,9 +19,9 @@ from videolt.evaluate.compare import compare_runs, format_comparison
 METRICS = tables.METRICS
 
 
-def record(label: str, seed: int, values: list[float], *, backbone: str = "resnet50", setting: str = "s") -> dict:
+def record(label: str, seed: int, values: list[float], *, backbone: str = "resnet50", method_key: str = "s") -> dict:
     return {"run": f"{label}_s{seed}", "label": label, "backbone": backbone, "features": "feats",
-            "aggregator": "nonlinear", "seed": seed, "setting": setting, "metrics": dict(zip(METRICS, values))}
+            "aggregator": "nonlinear", "seed": seed, "method_key": method_key, "metrics": dict(zip(METRICS, values))}
 
 
 def test_mean_std_is_the_sample_std_and_undefined_for_one_seed():
@@ -32,12 +32,12 @@ def test_mean_std_is_the_sample_std_and_undefined_for_one_seed():
 
 
 def test_result_rows_average_seeds_and_match_the_paper():
-    recs = [record("FrameStack", 1, [0.50, 0.70, 0.55, 0.40, 0.6, 0.8], setting="fs"),
-            record("FrameStack", 2, [0.52, 0.72, 0.57, 0.38, 0.7, 0.9], setting="fs"),
-            record("baseline", 1, [0.45, 0.60, 0.50, 0.35, 0.5, 0.7], setting="bce")]
-    paper = [{"backbone": "resnet50", "aggregator": "nonlinear", "setting": "fs", "overall_map": 0.516,
+    recs = [record("FrameStack", 1, [0.50, 0.70, 0.55, 0.40, 0.6, 0.8], method_key="fs"),
+            record("FrameStack", 2, [0.52, 0.72, 0.57, 0.38, 0.7, 0.9], method_key="fs"),
+            record("baseline", 1, [0.45, 0.60, 0.50, 0.35, 0.5, 0.7], method_key="bce")]
+    paper = [{"backbone": "resnet50", "aggregator": "nonlinear", "method_key": "fs", "overall_map": 0.516,
               "head_map": 0.683, "medium_map": 0.569, "tail_map": 0.397, "source": "paper, Table 1"},
-             {"backbone": "resnet101", "aggregator": "nonlinear", "setting": "bce", "overall_map": 0.516}]
+             {"backbone": "resnet101", "aggregator": "nonlinear", "method_key": "bce", "overall_map": 0.516}]
     rows = tables.result_rows(recs, paper)
     assert [r["source"] for r in rows] == ["ours", "paper", "ours − paper", "ours"]  # resnet101 row: no match
     fs, ref, delta, base = rows

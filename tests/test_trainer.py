@@ -19,11 +19,11 @@ from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError, UsageError
 from videolt.train import trainer
 from videolt.train.config import TrainConfig
-from videolt.train.decoupling import crt_run, lws_run, tau_norm_run
-from videolt.train.evaluation import EvaluateConfig, evaluate_run
+from videolt.train.decoupling import run_crt, run_lws, run_tau_norm
+from videolt.train.evaluation import EvaluateConfig, run_evaluate
 from videolt.train.methods import METHODS
 from videolt.train.model import build_model
-from videolt.train.trainer import train_run
+from videolt.train.trainer import run_train
 
 METRICS = ("overall_map", "head_map", "medium_map", "tail_map", "acc1", "acc5")
 C = 10
@@ -48,7 +48,7 @@ def base_config(synth) -> TrainConfig:
 @pytest.fixture(scope="module")
 def baseline(synth, base_config) -> tuple[str, dict]:
     root, _ = synth
-    return "baseline", train_run(root, "baseline", base_config, progress=False)
+    return "baseline", run_train(root, "baseline", base_config, progress=False)
 
 
 def _chance(root) -> float:
@@ -130,7 +130,7 @@ def test_methods_learn(synth, base_config, method, model, opts):
     root, _ = synth
     config = dataclasses.replace(base_config, method=method, method_opts=opts, model=model,
                                  model_opts=SMALL_MODEL_OPTS.get(model, {}))
-    result = train_run(root, f"{method}-{model}", config, progress=False)
+    result = run_train(root, f"{method}-{model}", config, progress=False)
     assert result["overall_map"] > _chance(root) + 0.2
     assert result["acc1"] > 1.5 / C
 
@@ -144,7 +144,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_conf
     config = dataclasses.replace(base_config, method=method, epochs=4, eval_every=2, workers=0, model=model,
                                  model_opts=SMALL_MODEL_OPTS.get(model, {}), cache=cache)
     method = f"{method}-{cache}"
-    straight = train_run(root, f"{method}-straight", config, progress=False)
+    straight = run_train(root, f"{method}-straight", config, progress=False)
 
     real_epoch = trainer._train_epoch
 
@@ -155,7 +155,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_conf
 
     monkeypatch.setattr(trainer, "_train_epoch", killed_at_2)
     with pytest.raises(KeyboardInterrupt):
-        train_run(root, f"{method}-resumed", config, progress=False)
+        run_train(root, f"{method}-resumed", config, progress=False)
     monkeypatch.setattr(trainer, "_train_epoch", real_epoch)
     killed = torch.load(root / "runs" / f"{method}-resumed" / "last.pt", weights_only=True)
     assert killed["epoch"] == 1
@@ -164,10 +164,10 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_conf
     if method.startswith("move"):
         assert killed["model"]["_extra_state"]["generator"].dtype == torch.uint8  # the frame draws' generator
     with pytest.raises(UsageError):
-        train_run(root, f"{method}-resumed", config, progress=False)  # exists: must be resumed
+        run_train(root, f"{method}-resumed", config, progress=False)  # exists: must be resumed
     with pytest.raises(ConfigError):
-        train_run(root, f"{method}-resumed", dataclasses.replace(config, lr=1.0), resume=True, progress=False)
-    resumed = train_run(root, f"{method}-resumed", config, resume=True, progress=False)
+        run_train(root, f"{method}-resumed", dataclasses.replace(config, lr=1.0), resume=True, progress=False)
+    resumed = run_train(root, f"{method}-resumed", config, resume=True, progress=False)
 
     assert resumed == straight
     a = torch.load(root / "runs" / f"{method}-straight" / "last.pt", weights_only=True)
@@ -183,19 +183,19 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(synth, base_conf
 def test_resume_without_checkpoint_is_a_usage_error(synth, base_config):
     root, _ = synth
     with pytest.raises(UsageError, match="nothing to resume"):
-        train_run(root, "never-ran", base_config, resume=True, progress=False)
+        run_train(root, "never-ran", base_config, resume=True, progress=False)
 
 
 def test_evaluate_run_other_split_and_checkpoint(synth, baseline):
     root, _ = synth
     name, _ = baseline
-    result = evaluate_run(root, name, EvaluateConfig(split="val", checkpoint="last"))
+    result = run_evaluate(root, name, EvaluateConfig(split="val", checkpoint="last"))
     run_dir = root / "runs" / name
     assert result["split"] == "val" and result["epoch"] == 2 and result["checkpoint"] == "last"
     assert json.loads((run_dir / "metrics_val.json").read_text()) == result
     assert np.load(run_dir / "scores_val.npy").shape == (60, C)
     assert (run_dir / "per_class_ap_val.csv").is_file()
-    again = evaluate_run(root, name)  # re-scoring the test split reproduces train_run's metrics
+    again = run_evaluate(root, name)  # re-scoring the test split reproduces run_train's metrics
     assert again == json.loads((run_dir / "metrics.json").read_text()) == baseline[1]
 
 
@@ -204,19 +204,19 @@ def test_decoupling_stages_keep_the_frozen_model(synth, baseline):
     name, _ = baseline
     source = torch.load(root / "runs" / name / "best.pt", weights_only=True)["model"]
 
-    crt = crt_run(root, name, "crt", epochs=2, progress=False)
+    crt = run_crt(root, name, "crt", epochs=2, progress=False)
     state = torch.load(root / "runs" / "crt" / "last.pt", weights_only=True)["model"]
     torch.testing.assert_close(state["base.fc.weight"], source["fc.weight"], rtol=0, atol=0)
     assert not torch.equal(state["base.classifier.weight"], source["classifier.weight"])
     assert crt["overall_map"] > _chance(root) + 0.2
 
-    lws = lws_run(root, name, "lws", epochs=2, progress=False)
+    lws = run_lws(root, name, "lws", epochs=2, progress=False)
     state = torch.load(root / "runs" / "lws" / "last.pt", weights_only=True)["model"]
     torch.testing.assert_close(state["base.classifier.weight"], source["classifier.weight"], rtol=0, atol=0)
     assert not torch.equal(state["scale"], torch.ones(C))
     assert lws["overall_map"] > _chance(root) + 0.2
 
-    tau = tau_norm_run(root, name, "tau")
+    tau = run_tau_norm(root, name, "tau")
     state = torch.load(root / "runs" / "tau" / "best.pt", weights_only=True)["model"]
     torch.testing.assert_close(state["classifier.weight"].norm(dim=1), torch.ones(C))
     torch.testing.assert_close(state["classifier.weight"],
@@ -264,21 +264,21 @@ def test_a_run_folder_of_an_older_videolt_is_refused_with_one_line(synth, baseli
     assert len(err) == 1 and "older videolt" in err[0], err
 
 
-def test_the_trained_recipe_is_the_one_the_benchmark_matches(synth, base_config):
+def test_the_trained_spec_is_the_one_the_benchmark_matches(synth, base_config):
     """Training and the benchmark's paper matching resolve method + loss + options in one function."""
-    from videolt.train.methods import METHODS, MethodSpec, resolve_method, setting_key
+    from videolt.train.methods import METHODS, MethodSpec, method_key, resolve_method
 
     root, _ = synth
     config = dataclasses.replace(base_config, epochs=1, method="framestack", loss="focal", loss_opts={"gamma": 1.0},
                                  method_opts={"eta": 0.5})
-    train_run(root, "recipe", config, progress=False)
+    run_train(root, "recipe", config, progress=False)
     recorded = json.loads((root / "runs" / "recipe" / "config.json").read_text())["provenance"]["recipe"]
     assert recorded == {"model": "", "loss": "focal", "loss_opts": {"gamma": 1.0}, "sampler": "none",
                         "batch_mix": "framestack",
                         "mix_opts": {"eta": 0.5, "beta_rule": "ap", "warmup_epochs": 1},
                         "train": {}, "source": METHODS.get("framestack").source}
-    assert setting_key(MethodSpec(**recorded)) == setting_key(resolve_method("framestack"))  # the paper's row
-    assert setting_key(MethodSpec(**recorded)) != setting_key(resolve_method("framestack", loss="bce"))
+    assert method_key(MethodSpec(**recorded)) == method_key(resolve_method("framestack"))  # the paper's row
+    assert method_key(MethodSpec(**recorded)) != method_key(resolve_method("framestack", loss="bce"))
 
 
 def test_evaluate_and_decouple_take_config_files_flags_and_set(synth, baseline, tmp_path, capsys):
@@ -316,7 +316,7 @@ def test_bf16_training_evaluates_in_float32(synth, base_config):
 
     trainer._setup = watched_setup
     try:
-        train_run(root, "bf16", config, progress=False)
+        run_train(root, "bf16", config, progress=False)
     finally:
         trainer._setup = real_setup
     assert {d for train, grad, d in seen if train and grad} == {torch.bfloat16}  # the training forward
@@ -353,7 +353,7 @@ def test_test_selected_and_validation_selected_checkpoints_side_by_side(synth, b
     validation list picks (best_val.pt), and reports the test metrics of both."""
     root, _ = synth
     config = dataclasses.replace(base_config, epochs=4, eval_every=1, lr=3e-2)
-    result = train_run(root, "both-selections", config, progress=False)
+    result = run_train(root, "both-selections", config, progress=False)
     run_dir = root / "runs" / "both-selections"
     with open(run_dir / "train_log.csv") as f:
         log_rows = list(csv.DictReader(f))
@@ -385,7 +385,7 @@ def test_lws_and_tau_norm_leave_every_ap_unchanged(synth, baseline, capsys):
     assert main(["decouple", str(root), "--from", name, "--run", "tau-inv", "--stage", "tau_norm"]) == 0
     assert "only Acc@k can change" in capsys.readouterr().out
     np.testing.assert_allclose(per_class_ap("tau-inv"), source, atol=1e-6)
-    lws = lws_run(root, name, "lws-inv", epochs=2, progress=False)
+    lws = run_lws(root, name, "lws-inv", epochs=2, progress=False)
     scale = torch.load(root / "runs" / "lws-inv" / "best.pt", weights_only=True)["model"]["scale"]
     assert (scale > 0).all() and not torch.equal(scale, torch.ones_like(scale))
     np.testing.assert_allclose(per_class_ap("lws-inv"), source, atol=1e-6)
@@ -411,7 +411,7 @@ def test_fp16_cache_gives_the_streaming_bits_for_every_method(tiny, method):
     for cache in ("stream", "fp16"):
         config = dataclasses.replace(base, method=method, method_opts=opts, model=model, cache=cache,
                                      model_opts=SMALL_MODEL_OPTS.get(model, {}))
-        runs[cache] = (train_run(root, f"{method}-{cache}", config, progress=False),
+        runs[cache] = (run_train(root, f"{method}-{cache}", config, progress=False),
                        np.load(root / "runs" / f"{method}-{cache}" / "scores_test.npy"),
                        torch.load(root / "runs" / f"{method}-{cache}" / "last.pt", weights_only=True))
     assert runs["fp16"][0] == runs["stream"][0]
@@ -428,10 +428,10 @@ def test_a_cache_that_does_not_fit_streams_with_the_same_result(tiny, monkeypatc
 
     root, base = tiny
     config = dataclasses.replace(base, method="framestack", cache="fp16")
-    cached = train_run(root, "fits", config, progress=False)
+    cached = run_train(root, "fits", config, progress=False)
     monkeypatch.setattr(memory, "host_available", lambda: 0)
     with caplog.at_level(logging.WARNING, logger="videolt.train.cache"):
-        streamed = train_run(root, "does-not-fit", config, progress=False)
+        streamed = run_train(root, "does-not-fit", config, progress=False)
     assert streamed == cached
     lines = [r.getMessage() for r in caplog.records if "does not fit" in r.getMessage()]
     assert [line.split(" (")[0] for line in lines] == ["cache fp16 of train", "cache fp16 of test", "cache fp16 of val"]

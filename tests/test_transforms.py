@@ -16,7 +16,6 @@ from videolt.extract.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CenterCrop,
-    Normalize,
     Preprocessing,
     ResizeShortSide,
     ToFloat,
@@ -59,16 +58,16 @@ def test_center_crop_refuses_small_frames() -> None:
         CenterCrop(64)(frames(1, 48, 80))
 
 
-def test_to_float_and_normalize_match_torchvision() -> None:
+def test_to_float_divides_by_255_and_normalise_refuses_uint8() -> None:
     x = frames(2, 8, 10)
     nchw = x.permute(0, 3, 1, 2)
     as_float = ToFloat()(x)
+    assert torch.equal(as_float, nchw.to(torch.float32) / 255)  # divided, not multiplied by 1/255 (v2's ToDtype)
     assert torch.allclose(as_float, F.to_dtype(nchw, torch.float32, scale=True), rtol=0, atol=1e-7)
-    assert torch.allclose(
-        Normalize()(as_float), F.normalize(as_float, list(IMAGENET_MEAN), list(IMAGENET_STD)), atol=1e-6
-    )
+    expected = (as_float - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.equal(Preprocessing().normalise()(x), expected)  # the float part, bit for bit
     with pytest.raises(TypeError):
-        Normalize()(x)
+        Preprocessing().normalise().transforms[1](x)  # v2.Normalize: uint8 frames are refused
     with pytest.raises(TypeError):
         ToFloat()(as_float)
 

@@ -26,7 +26,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
 
 
 def command(name: str, help: str, args: Callable[[argparse.ArgumentParser], None]):
-    """Register a subcommand: its help line, its argument declarations and its runner."""
+    """Register a subcommand: its help line, its argument declarations and its handler."""
 
     def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         _COMMANDS[name] = (help, args, fn)
@@ -273,10 +273,10 @@ def _download_args(p: argparse.ArgumentParser) -> None:
 def _download(args: argparse.Namespace) -> int:
     from videolt.data.download import DownloadConfig
     from videolt.data.workdir import Workdir
-    from videolt.pipeline.download import download_videos
+    from videolt.pipeline.download import run_download
 
     config = _stage_config(DownloadConfig, args, **_keys(args, DownloadConfig))
-    counts = download_videos(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
+    counts = run_download(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
     _print_counts(counts, args.json, "downloaded {done} of {todo}")
     return 0
 
@@ -364,10 +364,10 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
 def _extract(args: argparse.Namespace) -> int:
     from videolt.data.workdir import Workdir
     from videolt.extract.config import ExtractConfig
-    from videolt.pipeline.extract import extract_features
+    from videolt.pipeline.extract import run_extract
 
     config = _stage_config(ExtractConfig, args, **_keys(args, ExtractConfig))
-    counts = extract_features(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
+    counts = run_extract(Workdir.open(args.workdir), config, progress=not args.no_progress, wait=args.wait)
     _print_counts(counts, args.json, "extracted {done} of {videos} videos")
     if "verify" in counts and not args.json:
         v = counts["verify"]
@@ -456,10 +456,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train an aggregator with a long-tail method; writes runs/RUN/", _train_args)
 def _train(args: argparse.Namespace) -> int:
     from videolt.train.config import TrainConfig
-    from videolt.train.trainer import train_run
+    from videolt.train.trainer import run_train
 
     cfg = _stage_config(TrainConfig, args, **_keys(args, TrainConfig))
-    metrics = train_run(args.workdir, args.run, cfg, resume=args.resume, progress=not args.no_progress,
+    metrics = run_train(args.workdir, args.run, cfg, resume=args.resume, progress=not args.no_progress,
                         wait=args.wait)
     if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)
@@ -481,10 +481,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "score a run on a split: mAP overall/head/medium/tail, Acc@1/5", _evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
-    from videolt.train.evaluation import EvaluateConfig, evaluate_run
+    from videolt.train.evaluation import EvaluateConfig, run_evaluate
 
     cfg = _stage_config(EvaluateConfig, args, **_keys(args, EvaluateConfig))
-    _print_metrics(evaluate_run(args.workdir, args.run, cfg, wait=args.wait), args.json)
+    _print_metrics(run_evaluate(args.workdir, args.run, cfg, wait=args.wait), args.json)
     return 0
 
 
@@ -504,10 +504,10 @@ def _decouple_args(p: argparse.ArgumentParser) -> None:
 
 @command("decouple", "decoupling baselines on a trained run: cRT, LWS, τ-normalisation", _decouple_args)
 def _decouple(args: argparse.Namespace) -> int:
-    from videolt.train.decoupling import DecoupleConfig, decouple_run
+    from videolt.train.decoupling import DecoupleConfig, run_decouple
 
     cfg = _stage_config(DecoupleConfig, args, **_keys(args, DecoupleConfig))
-    metrics = decouple_run(args.workdir, args.source, args.run, cfg, progress=not args.no_progress, wait=args.wait)
+    metrics = run_decouple(args.workdir, args.source, args.run, cfg, progress=not args.no_progress, wait=args.wait)
     if metrics is not None:  # None on torchrun's ranks other than 0
         _print_metrics(metrics, args.json)
     return 0

@@ -9,7 +9,6 @@ registry's names, read when described, so a new component shows in the help with
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 import types
 import typing
@@ -135,14 +134,6 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def save_json(obj: Any, path: str | Path) -> None:
-    """Write a resolved config (or any plain data) atomically."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_dict(obj), indent=2, sort_keys=True) + "\n")
-    tmp.replace(p)
 
 
 def describe(cls: type) -> list[tuple[str, str, Any]]:

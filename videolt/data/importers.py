@@ -11,6 +11,7 @@ stage are the record of what is done, and a rerun only touches what is not.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import shutil
@@ -167,57 +168,74 @@ def import_features(workdir: Workdir | str | Path, config: ImportFeaturesConfig,
 
 
 def _import_features(wd: Workdir, config: ImportFeaturesConfig, progress: bool) -> dict[str, Any]:
-    name, frames, dim, dtype = config.name, config.frames, config.dim, config.dtype
     npy_dir = Path(config.npy_dir).resolve()
     if not npy_dir.is_dir():
         raise UsageError(f"{npy_dir}: not a directory of <id>.npy files")
-    stage = f"features:{name}"
-    path = wd.features_path(name)
+    stage = f"features:{config.name}"
+    path = wd.features_path(config.name)
     manifest = wd.manifest()
     try:
         everything = manifest.videos()
         selected = manifest.videos(list(config.splits)) if config.splits else everything
-        if dim is None:
-            dim = FeatureStore.open(path).dim if path.exists() else _infer_dim(selected, npy_dir, frames)
-        store = FeatureStore.create(
-            path, [v.video_id for v in everything], frames=frames, dim=dim, dtype=dtype,
-            compression=config.compression,
-            attrs={"source": "import", "npy_dir": str(npy_dir), "dtype": dtype},
-        )
+        store = _open_feature_set(path, config, npy_dir, everything, selected)
         redo_damaged(store, manifest, stage)
         status = store.status()
         skipped = _reconcile(manifest, stage, [v for v in selected if status[v.index] == STATUS_DONE])
         todo = [v for v in selected if status[v.index] != STATUS_DONE]
-
-        def one(v: VideoRow) -> tuple[VideoRow, ImportFailure | None, str | None]:
-            try:
-                data = _read_npy(npy_dir / f"{v.video_id}.npy", frames, dim)
-                try:
-                    store.write_row(v.index, data, frames)  # the release keeps no decoded-frame count
-                except UsageError as exc:  # finite float32 beyond the float16 range
-                    raise _Rejected(ImportFailure.NON_FINITE, str(exc)) from None
-            except _Rejected as rej:
-                if rej.failure is not ImportFailure.MISSING:
-                    store.mark_failed(v.index)
-                return v, rej.failure, f"[{stage}] {v.video_id}: {rej}"
-            return v, None, None
-
         counts: dict[str, Any] = {"videos": len(selected), "skipped": skipped, "done": 0, "failed": {}}
-        bar = tqdm(total=len(todo), desc=f"import {name}", unit="video", file=sys.stderr, disable=not progress)
+        one = functools.partial(_import_one, store, npy_dir, stage, config.frames)
+        bar = tqdm(total=len(todo), desc=f"import {config.name}", unit="video", file=sys.stderr, disable=not progress)
         with bar:
             for v, failure, message in _bounded_map(one, todo, config.workers):
-                if failure is None:
-                    manifest.record(stage, v.index, "done", info={"source": "import"})
-                    counts["done"] += 1
-                else:
-                    manifest.record(stage, v.index, "failed", failure=failure.value, message=message)
-                    counts["failed"][failure.value] = counts["failed"].get(failure.value, 0) + 1
-                    logger.debug("%s", message)
+                _record_import(manifest, stage, v, failure, message, counts)
                 bar.update()
     finally:
         manifest.close()
     logger.info("imported %s into %s: %s", npy_dir, path, counts)
     return counts
+
+
+def _open_feature_set(path: Path, config: ImportFeaturesConfig, npy_dir: Path, everything: Sequence[VideoRow],
+                      selected: Sequence[VideoRow]) -> FeatureStore:
+    """The feature set with a row per manifest video; D is the config's, the existing set's or the first good
+    file's."""
+    dim = config.dim
+    if dim is None:
+        dim = FeatureStore.open(path).dim if path.exists() else _infer_dim(selected, npy_dir, config.frames)
+    return FeatureStore.create(
+        path, [v.video_id for v in everything], frames=config.frames, dim=dim, dtype=config.dtype,
+        compression=config.compression,
+        attrs={"source": "import", "npy_dir": str(npy_dir), "dtype": config.dtype},
+    )
+
+
+def _import_one(store: FeatureStore, npy_dir: Path, stage: str, frames: int,
+                v: VideoRow) -> tuple[VideoRow, ImportFailure | None, str | None]:
+    """Copy one video's file into its row; a rejected file comes back as (failure, message), its row marked
+    failed unless the file is missing."""
+    try:
+        data = _read_npy(npy_dir / f"{v.video_id}.npy", frames, store.dim)
+        try:
+            store.write_row(v.index, data, frames)  # the release keeps no decoded-frame count
+        except UsageError as exc:  # finite float32 beyond the float16 range
+            raise _Rejected(ImportFailure.NON_FINITE, str(exc)) from None
+    except _Rejected as rej:
+        if rej.failure is not ImportFailure.MISSING:
+            store.mark_failed(v.index)
+        return v, rej.failure, f"[{stage}] {v.video_id}: {rej}"
+    return v, None, None
+
+
+def _record_import(manifest: Manifest, stage: str, v: VideoRow, failure: ImportFailure | None, message: str | None,
+                   counts: dict[str, Any]) -> None:
+    """One video's outcome into the manifest and the counts."""
+    if failure is None:
+        manifest.record(stage, v.index, "done", info={"source": "import"})
+        counts["done"] += 1
+    else:
+        manifest.record(stage, v.index, "failed", failure=failure.value, message=message)
+        counts["failed"][failure.value] = counts["failed"].get(failure.value, 0) + 1
+        logger.debug("%s", message)
 
 
 def _reconcile(manifest: Manifest, stage: str, done: Sequence[VideoRow]) -> int:

@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import yt_dlp
 
@@ -190,5 +190,3 @@ def file_is_private(mode: int) -> bool:
     """Whether a file mode gives no access to group or others (what a cookies file should have)."""
     return not mode & 0o077
 
-
-Redact = Callable[[str], str]

@@ -24,8 +24,8 @@ with partial data.
 Zstd saves little on float features (nothing on random float16) and its decode bounds streaming
 training on few cores. A raw set (`compression="none"`) is read without zarr: the chunk file of a
 `bytes`-only array is the C-order little-endian row, so `read_frames` reads just the frames it
-needs with one `preadv`: 40-100 µs per row where zarr takes 320-420 µs (780-950 µs with zstd),
-measured in benchmarks/RESULTS.md "## train". Any other layout goes through zarr.
+needs with one `preadv`, several times faster than zarr (benchmarks/RESULTS.md "## train"). Any
+other layout goes through zarr.
 
 What a user can mend is a `UsageError`: a folder that is not a feature set, a set that exists with
 other settings, rows of non-finite features. A caller's bug (a row out of range, a mis-shaped array,

@@ -1,8 +1,7 @@
 """The compiled core of `average_precision`: every positive's rank without sorting any column.
 
-numba, because numpy's whole-column passes end at ~10x scikit-learn (about 1 ms a class at
-VideoLT's test size; see benchmarks/RESULTS.md "## metrics"), while one fused pass over the
-scores costs about a nanosecond an element.
+numba, because numpy's whole-column passes stay far slower than one fused pass over the scores
+(benchmarks/RESULTS.md "## metrics").
 
 Per class, the positives are sorted (they are few) by descending score, ties by row. Every
 other element only needs its *bucket*: how many positives precede it in that stable order. A
@@ -21,7 +20,7 @@ import numpy as np
 
 __all__ = ["positive_rank_ap"]
 
-_BINS_PER_POSITIVE = 2  # table resolution; measured: 2 beats 1, 4 and 8 (the tables then stay in L2)
+_BINS_PER_POSITIVE = 2  # table resolution: the fastest tried, its tables stay in L2 (RESULTS.md "## metrics")
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -1,9 +1,9 @@
 """A benchmark's report from plain records: tables (md/csv/json), bootstrap intervals and plots.
 
 The caller (the benchmark grid in `videolt.pipeline.benchmark`) hands over one *record* per finished
-run — `{"run", "label", "backbone", "features", "aggregator", "seed", "setting", "metrics", "selection"}`,
+run — `{"run", "label", "backbone", "features", "aggregator", "seed", "method_key", "metrics", "selection"}`,
 where `selection` maps "test" and "val" to the test metrics of the checkpoint each split picked — the
-paper's reference entries with the same `setting` keys, and a `ReportSpec`; nothing here knows how
+paper's reference entries with the same `method_key`s, and a `ReportSpec`; nothing here knows how
 runs are trained. Per-run and paired bootstrap intervals come from each run's saved test scores and
 are cached by the scores' modification times, so a rebuilt report costs little.
 """

@@ -1,10 +1,10 @@
 """Paper-style tables from runs' metrics: pure builders (plain dicts in, rows out) and md/csv/json writers.
 
-A *record* is one finished run: `{"run", "label", "backbone", "features", "aggregator", "seed", "setting",
+A *record* is one finished run: `{"run", "label", "backbone", "features", "aggregator", "seed", "method_key",
 "metrics": {overall_map, ...}}`. Rows are grouped into *blocks* (one feature set and aggregator, as the
 paper's column groups) and within a block into one row per label, with the mean ± sample standard
 deviation (ddof=1) over seeds. With a single seed the standard deviation is undefined and left blank
-(`None` in JSON). Paper rows are matched on (backbone, aggregator, setting) and followed by the
+(`None` in JSON). Paper rows are matched on (backbone, aggregator, method_key) and followed by the
 difference ours − paper.
 """
 
@@ -69,7 +69,7 @@ def control_block(block: tuple[str, str, str], control: str, present: Iterable[t
 def result_rows(records: Iterable[Mapping], paper: Sequence[Mapping] = ()) -> list[dict]:
     """One row per (block, label) in first-seen order: mean ± std over seeds, then paper and Δ rows.
 
-    A paper entry holds `backbone`, `aggregator`, `setting`, the metric keys it reports and `source`.
+    A paper entry holds `backbone`, `aggregator`, `method_key`, the metric keys it reports and `source`.
     """
     groups: dict[tuple, list[Mapping]] = {}
     for r in records:
@@ -83,7 +83,7 @@ def result_rows(records: Iterable[Mapping], paper: Sequence[Mapping] = ()) -> li
             values = [r["metrics"][k] for r in runs if r["metrics"].get(k) is not None]
             row[k], row[f"{k}_std"] = mean_std(values) if values else (None, None)
         rows.append(row)
-        ref = _match(paper, backbone, aggregator, runs[0]["setting"])
+        ref = _match(paper, backbone, aggregator, runs[0]["method_key"])
         if ref is not None:
             base = {"backbone": backbone, "features": features, "aggregator": aggregator, "seeds": None, "runs": []}
             rows.append(base | {"method": f"{label} (paper)", "source": "paper", "reference": ref.get("source", ""),
@@ -221,9 +221,9 @@ def write_json(path: Path, data: object) -> None:
     atomic.write_text(path, jsonio.dumps(data, default=_json_default) + "\n")
 
 
-def _match(paper: Sequence[Mapping], backbone: str, aggregator: str, setting: str) -> Mapping | None:
+def _match(paper: Sequence[Mapping], backbone: str, aggregator: str, key: str) -> Mapping | None:
     for p in paper:
-        if p["backbone"] == backbone and p["aggregator"] == aggregator and p["setting"] == setting:
+        if p["backbone"] == backbone and p["aggregator"] == aggregator and p["method_key"] == key:
             return p
     return None
 

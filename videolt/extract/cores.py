@@ -1,22 +1,19 @@
 """How the extract stage shares the cores: decode processes, decoder threads, inference threads.
 
-Sized together from the cores this process may use and the device, by what was measured on a
-2-core VM (benchmarks/RESULTS.md "## decode" and "## extract"):
+Sized together from the cores this process may use and the device; the measurements behind each
+rule are in benchmarks/RESULTS.md ("## decode", "## extract", "## Figures once quoted in code comments"):
 
-- One FFmpeg thread per decoder is the cheapest way to decode: frame threads cost about 40 % more
-  CPU for the same video (2.0 vs 1.5 CPU-s for 150 s of 360p H.264), so decoding throughput comes
-  from processes, one thread each.
+- One FFmpeg thread per decoder: frame threads cost more CPU for the same video, so decoding
+  throughput comes from processes, one thread each.
 - On a GPU the decoders are the bottleneck (one GPU needs on the order of a hundred decoding
   cores): one decoder per core; the sink needs one torch thread.
-- On a CPU device the backbone costs far more than the decoding (ResNet-50 at 224: ~130 ms of CPU
-  a frame, against ~10 ms to decode, resize and crop one from 360p with selective decoding, ~40 ms
-  from 720p). The backbone gets every core as torch threads and a quarter of the cores decode
-  (at least one decoder): enough to stay ahead of it at 720p, few enough that decoders seldom take
-  a core from a torch thread (the other threads would wait for it at the next barrier).
+- On a CPU device the backbone costs far more than the decoding. The backbone gets every core as
+  torch threads and a quarter of the cores decode (at least one decoder): enough to stay ahead of it
+  at 720p, few enough that decoders seldom take a core from a torch thread (the other threads would
+  wait for it at the next barrier).
 - glibc gives blocks above 32 MB back to the kernel when freed, and a CPU forward pass allocates
-  many such blocks (a ResNet-50 activation at batch 150 is 480 MB): each pass faulted them in anew,
-  and the page faults took 30–45 % of the forward's CPU time. `keep_freed_memory` makes the inference
-  process keep and reuse its freed memory instead (1.8x the bare ResNet-50 forward on that VM).
+  many such blocks, so each pass faulted them in anew. `keep_freed_memory` makes the inference
+  process keep and reuse its freed memory instead.
 
 Every number is a config key (`workers`, `decoder_threads`, `torch_threads`, `decoder_nice`); the
 plan only fills in those left unset. Decoders run at normal priority unless `decoder_nice` says

@@ -16,8 +16,7 @@ inference fails is a per-video failure; a device error (`torch.AcceleratorError`
 every video it holds fails with `SinkLost`, which the executor hands to another sink.
 
 Packing changes only the batch. On the CPU a convolution's float sums can still depend on the batch
-size (oneDNN picks kernels per shape: measured, 8 + 12 frames of ResNet-50 at 32 px differ from 20
-frames in one batch by ~1e-6 relative), so one video per forward stays the CPU default and is
+size (oneDNN picks kernels per shape; benchmarks/RESULTS.md), so one video per forward stays the CPU default and is
 bit-identical to the serial sink; packed, features agree within float rounding (fp32) or the bf16
 tolerance `--verify` uses.
 """
@@ -38,14 +37,14 @@ import torch
 from videolt.errors import StageError
 from videolt.executor import SinkLost, SinkPlace
 from videolt.extract.failures import ExtractFailure
-from videolt.extract.runner import Decoded, RowResult
+from videolt.extract.decode_worker import Decoded, RowResult
 from videolt.extract.transforms import Preprocessing
 
-__all__ = ["FeatureSink", "SinkRecipe", "SinkSpec"]
+__all__ = ["FeatureSink", "FeatureSinkFactory", "SinkSpec"]
 
 log = logging.getLogger(__name__)
 
-_WRITERS = 2  # writer threads per sink: a row write (fp16 cast, finite check, chunk file) took ~20 ms
+_WRITERS = 2  # writer threads per sink: a row write (fp16 cast, finite check, chunk file) would stall the next forward
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class SinkSpec:
 
 
 @dataclass(frozen=True)
-class SinkRecipe:
+class FeatureSinkFactory:
     """Everything a sink of one run is built from: picklable, so sink processes and Ray actors build
     their own. `probe` is (path, token): a file the driver wrote that every sink must read back, so a
     sink on a node that does not mount the workdir fails before any work."""

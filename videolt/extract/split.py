@@ -16,7 +16,7 @@ import time
 from typing import Iterable, Iterator
 
 from videolt.extract.config import ExtractConfig
-from videolt.extract.runner import RowResult
+from videolt.extract.decode_worker import RowResult
 
 __all__ = ["Split"]
 

@@ -4,13 +4,13 @@ manifest as it arrives. Killed at any moment, a rerun redoes only rows whose sta
 and done rows whose data was found missing or short (`videolt.data.integrity.redo_damaged`).
 
 The executor is the caller's (`videolt.pipeline.extract` builds the one the config names); the
-work is `videolt.extract.runner`'s, the sinks `videolt.extract.sink`'s.
+work is `videolt.extract.decode_worker`'s, the sinks `videolt.extract.sink`'s.
 
 Where rows go: each sink writes its rows' feature chunks itself, whole (a chunk file is replaced
 atomically), and this process, the driver, alone sets a row's `n_frames` and `status` once the
 sink's result arrives, then records it in the manifest. A row is 600 KB: 8 GPUs at 33 videos/s
 are ~160 MB/s of chunks, which one driver process could not take in, convert and write besides
-its bookkeeping (a row write took ~20 ms here), while each sink writes its own 33 rows/s on two
+its bookkeeping (a row write is slow: benchmarks/RESULTS.md "## store"), while each sink writes its own 33 rows/s on two
 writer threads. The small shared arrays and the manifest have one writer, so no lock is needed
 across nodes (file locks on network filesystems are not to be trusted). On a Ray cluster the
 workdir must therefore be on a filesystem every sink's node mounts at the same path: the driver
@@ -44,16 +44,16 @@ from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.extract.cores import keep_freed_memory
 from videolt.extract.decoders import DECODERS, Decoder, package_version
 from videolt.extract.failures import ExtractFailure
-from videolt.extract.runner import DecodeJob, RowResult, View, decode_job
-from videolt.extract.sink import SinkRecipe, SinkSpec
+from videolt.extract.decode_worker import DecodeJob, RowResult, View, decode_job
+from videolt.extract.sink import FeatureSinkFactory, SinkSpec
 from videolt.extract.split import Split
 
-__all__ = ["run_extract"]
+__all__ = ["extract_pending"]
 
 log = logging.getLogger(__name__)
 
 
-def run_extract(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress: bool = True) -> dict:
+def extract_pending(wd: Workdir, cfg: ExtractConfig, executor: Executor, *, progress: bool = True) -> dict:
     """Extract features for every downloaded video not yet done, on `executor`; returns counts of this run."""
     devices = resolve_devices(cfg.devices, cfg.device, executor.gpus())
     device = torch.device(devices[0].split(":")[0])  # the kind: every sink of a run computes alike
@@ -105,9 +105,9 @@ def _sink_plan(cfg: ExtractConfig, specs: list[SinkSpec], devices: list[str], pr
     per_forward = max(cfg.batch_size // cfg.frames, 1) if pack else 1
     room = 2 * per_forward + 1
     amp = cfg.amp if cfg.amp is not None else gpu  # as recorded (`_provenance`), whatever a sink computes on
-    recipe = SinkRecipe(tuple(specs), batch_size=cfg.batch_size, amp=amp, compile=cfg.compile,
-                        threads=cfg.torch_threads, pack=pack, room=room, probe=probe)
-    return SinkPlan(recipe, tuple(devices), room)
+    factory = FeatureSinkFactory(tuple(specs), batch_size=cfg.batch_size, amp=amp, compile=cfg.compile,
+                                 threads=cfg.torch_threads, pack=pack, room=room, probe=probe)
+    return SinkPlan(factory, tuple(devices), room)
 
 
 @contextmanager
@@ -181,7 +181,7 @@ def _sink_specs(wd: Workdir, cfg: ExtractConfig, device: torch.device) -> tuple[
 
 def _provenance(cfg: ExtractConfig, bb_cfg: BackboneCfg, decoder: Decoder, device: torch.device) -> dict:
     """The feature set's attrs: what produced it. `preprocessing` is the backbone's Preprocessing
-    object serialised (the one the decoder and the sink apply), with the temporal side of the recipe."""
+    object serialised (the one the decoder and the sink apply), with the temporal side of the preprocessing."""
     amp = cfg.amp if cfg.amp is not None else device.type != "cpu"
     return {
         "backbone": {k: v for k, v in bb_cfg.to_dict().items() if k != "preprocessing"},

@@ -4,15 +4,19 @@ Transforms take a batch of frames as a tensor on any device, either channels-las
 [N, H, W, 3] straight from the decoder or channels-first [N, 3, H, W], and return channels-first
 [N, 3, H, W] (a tensor whose last dimension is 3 and second is not is read as channels-last).
 `Preprocessing` is the frozen, recorded description of the whole chain; its `.to_dict()` goes
-into the feature set's attributes so the features say how their inputs were made.
+into the feature set's attributes so the features say how their inputs were made. The chain is
+torchvision.transforms.v2's `Compose` and `Normalize` around three pieces of ours that v2 has
+otherwise: the short-side resize of channels-last frames, a centre crop that refuses a frame smaller
+than the crop, and the division by 255.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2.functional import InterpolationMode
 
@@ -22,8 +26,6 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "CenterCrop",
-    "Compose",
-    "Normalize",
     "Preprocessing",
     "ResizeShortSide",
     "ToFloat",
@@ -63,12 +65,15 @@ class ResizeShortSide:
         size = self.output_size(x.shape[-2], x.shape[-1])
         if size == tuple(x.shape[-2:]):
             return x
-        # A channels-last view goes straight to torch's uint8 kernels (no copy; ~8× faster than NCHW).
+        # A channels-last view goes straight to torch's uint8 kernels: no copy, and their fastest path.
         return F.resize(x, list(size), interpolation=self.interpolation, antialias=self.antialias)
 
 
 class CenterCrop:
-    """Crop the central `size`×`size` window (offsets rounded as torchvision does)."""
+    """Crop the central `size`×`size` window (offsets rounded as torchvision does).
+
+    Ours, not v2's: v2.CenterCrop pads a frame smaller than the crop where this refuses it, and its
+    dispatch costs more than the slice (benchmarks/RESULTS.md, "transforms: torchvision v2")."""
 
     def __init__(self, size: int):
         self.size = size
@@ -84,41 +89,14 @@ class CenterCrop:
 
 
 class ToFloat:
-    """uint8 [0, 255] → float32 [0, 1]."""
+    """uint8 [0, 255] → float32 [0, 1], divided by 255: v2.ToDtype(scale=True) multiplies by 1/255, which
+    differs in the last bit for about a third of the values (benchmarks/RESULTS.md)."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = channels_first(x)
         if x.dtype != torch.uint8:
             raise TypeError(f"ToFloat expects uint8 frames, got {x.dtype}")
         return x.to(torch.float32).div_(255.0)
-
-
-class Normalize:
-    """(x − mean) / std per channel, on float frames in [0, 1]."""
-
-    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = channels_first(x)
-        if not x.is_floating_point():
-            raise TypeError(f"Normalize expects float frames (use ToFloat first), got {x.dtype}")
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return torch.sub(x, mean).div_(std)  # one new tensor, not two
-
-
-class Compose:
-    """Apply transforms in order."""
-
-    def __init__(self, transforms: Sequence[Callable[[torch.Tensor], torch.Tensor]]):
-        self.transforms = list(transforms)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for transform in self.transforms:
-            x = transform(x)
-        return x
 
 
 @dataclass(frozen=True)
@@ -159,17 +137,17 @@ class Preprocessing:
         """This preprocessing with the short side and/or the crop replaced (None keeps the value)."""
         return replace(self, resize=self.resize if resize is None else resize, crop=self.crop if crop is None else crop)
 
-    def spatial(self) -> Compose:
+    def spatial(self) -> v2.Compose:
         """The uint8 part (done once per distinct preprocessing where frames are decoded): resize → crop."""
-        return Compose([ResizeShortSide(self.resize, self.interpolation, self.antialias), CenterCrop(self.crop)])
+        return v2.Compose([ResizeShortSide(self.resize, self.interpolation, self.antialias), CenterCrop(self.crop)])
 
-    def normalise(self) -> Compose:
-        """The float part (done where the network runs): uint8 → [0, 1] → (x − mean) / std."""
-        return Compose([ToFloat(), Normalize(self.mean, self.std)])
+    def normalise(self) -> v2.Compose:
+        """The float part (done where the network runs): uint8 → [0, 1] → (x − mean) / std (v2.Normalize)."""
+        return v2.Compose([ToFloat(), v2.Normalize(list(self.mean), list(self.std))])
 
-    def build(self) -> Compose:
+    def build(self) -> v2.Compose:
         """The transform: uint8 frames [N, H, W, 3] or [N, 3, H, W] → float32 [N, 3, crop, crop]."""
-        return Compose([*self.spatial().transforms, *self.normalise().transforms])
+        return v2.Compose([*self.spatial().transforms, *self.normalise().transforms])
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values, recorded as provenance."""

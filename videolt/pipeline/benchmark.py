@@ -39,8 +39,8 @@ from videolt.train import cache, preflight, rundir
 from videolt.train.aggregators import AGGREGATORS
 from videolt.train.config import TrainConfig
 from videolt.train.losses import LOSSES
-from videolt.train.methods import METHODS, create_method, method_model, resolve_method, setting_key
-from videolt.train.trainer import train_run
+from videolt.train.methods import METHODS, create_method, method_key, method_model, resolve_method
+from videolt.train.trainer import run_train
 
 __all__ = ["BenchmarkConfig", "BenchmarkError", "Cell", "ComparisonEntry", "FeatureEntry", "MethodEntry", "load_benchmark",
            "check_inputs", "paper_reference", "plan", "run_benchmark", "run_name", "run_status", "write_report"]
@@ -165,7 +165,7 @@ class Cell:
     features: str
     aggregator: str
     seed: int
-    setting: str  # canonical method settings: rows with equal settings are the same experiment
+    method_key: str  # the resolved method spec (`method_key`): rows with equal keys are the same experiment
     config: TrainConfig
 
 
@@ -192,13 +192,13 @@ def plan(config: BenchmarkConfig) -> list[Cell]:
         for agg, block in blocks:
             for m in block:
                 model_opts = {**config.model_opts.get(agg, {}), **m.model_opts}
-                setting = setting_key(resolve_method(m.method, m.options, m.loss, m.loss_opts), agg, model_opts)
+                key = method_key(resolve_method(m.method, m.options, m.loss, m.loss_opts), agg, model_opts)
                 for seed in config.seeds:
                     train = {**config.train, "features": feat.name, "model": agg, "model_opts": model_opts,
                              "method": m.method, "method_opts": dict(m.options), "loss": m.loss,
                              "loss_opts": dict(m.loss_opts), "seed": seed}
                     cells.append(Cell(run_name(m, feat.name, agg, seed), m.display, feat.backbone or feat.name,
-                                      feat.name, agg, seed, setting, from_dict(TrainConfig, train, where="train")))
+                                      feat.name, agg, seed, key, from_dict(TrainConfig, train, where="train")))
     names = [c.run for c in cells]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -298,7 +298,7 @@ def _which(runs: list[str], total: int) -> str:
 
 def _train_all(wd: Workdir, cells: list[Cell], status: dict[str, str], *, jobs: int, progress: bool) -> dict[str, str]:
     """Train `cells`; returns {run: error message} for those that failed (the others go on)."""
-    # A run that failed before its first checkpoint starts again in train_run (`rundir.start`).
+    # A run that failed before its first checkpoint starts again in run_train (`rundir.start`).
     work = [(str(wd.root), c.run, to_dict(c.config), status[c.run] == "partial") for c in cells]
     failures: dict[str, str] = {}
     if jobs <= 1:
@@ -324,7 +324,7 @@ def _train_cell(root: str, run: str, config: dict, resume: bool, *, progress: bo
     """One run in this process; a run's failure is returned as one line so the others go on, and its
     traceback goes to the workdir's log."""
     try:
-        train_run(root, run, from_dict(TrainConfig, config), resume=resume, progress=progress)
+        run_train(root, run, from_dict(TrainConfig, config), resume=resume, progress=progress)
     except Exception as e:  # noqa: BLE001 - reported per run in the result's table, raised as one error at the end
         line = describe(e)[1][0]
         log.error("run %s failed: %s", run, line)
@@ -342,8 +342,8 @@ def _sanitise(text: str, *, keep: str) -> str:
 
 
 def paper_reference() -> list[dict]:
-    """The paper's numbers (evaluate/paper_results.json), each with the `setting` key rows are matched on."""
-    return [e | {"setting": setting_key(resolve_method(e["method"], e["options"], e["loss"]), e["aggregator"],
+    """The paper's numbers (evaluate/paper_results.json), each with the `method_key` rows are matched on."""
+    return [e | {"method_key": method_key(resolve_method(e["method"], e["options"], e["loss"]), e["aggregator"],
                                         e.get("model_opts"))}
             for e in report.paper_results()]
 
@@ -372,7 +372,7 @@ def _record(wd: Workdir, cell: Cell) -> dict | None:
     if other:
         selection[other["select_on"]] = _clean(other)
     return {"run": cell.run, "label": cell.label, "backbone": cell.backbone, "features": cell.features,
-            "aggregator": cell.aggregator, "seed": cell.seed, "setting": cell.setting, "metrics": _clean(metrics),
+            "aggregator": cell.aggregator, "seed": cell.seed, "method_key": cell.method_key, "metrics": _clean(metrics),
             "selection": selection}
 
 

@@ -12,10 +12,10 @@ from videolt.data.download import DownloadConfig, download_pending
 from videolt.data.workdir import VIDEOS_LOCK, Workdir
 from videolt.pipeline.executors import stage_executor
 
-__all__ = ["download_videos"]
+__all__ = ["run_download"]
 
 
-def download_videos(workdir: Workdir, config: DownloadConfig, *, progress: bool = True,
+def run_download(workdir: Workdir, config: DownloadConfig, *, progress: bool = True,
                     wait: bool = False) -> dict[str, Any]:
     """Download the pending videos on `config.executor`, one fetch in flight per worker; returns the run's counts.
     One process downloads into a workdir at a time (`wait`: wait for the one running, else refuse)."""

@@ -96,7 +96,7 @@ class _PoolExecutor:
         yield from drive(self._pool, work, jobs, in_flight, sinks)
 
     def _sink_pool(self, workers: int) -> Callable[[], _Pool]:
-        """A picklable recipe for a pool like this executor's, of `workers`, built inside a sink process."""
+        """A picklable factory of a pool like this executor's, of `workers`, built inside a sink process."""
         return functools.partial(_pool_like, type(self), workers, getattr(self, "nice", 0))
 
     def gpus(self) -> int:

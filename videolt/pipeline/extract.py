@@ -1,8 +1,8 @@
-"""Wiring of the extract stage: the executor its config names, the stage runner, then closing it;
+"""Wiring of the extract stage: the executor its config names, the stage itself, then closing it;
 then, with `verify`, the check of a few videos against the reference path.
 
 The CLI (`videolt extract`) and `videolt run` both come through here; the stage itself is
-`videolt.extract.stage.run_extract`, the check `videolt.extract.verify`.
+`videolt.extract.stage.extract_pending`, the check `videolt.extract.verify`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from videolt.data.workdir import Workdir
 from videolt.devices import resolve_device, resolve_devices
 from videolt.extract.config import ExtractConfig, feature_set_names
 from videolt.extract.cores import sized
-from videolt.extract.stage import run_extract
+from videolt.extract.stage import extract_pending
 from videolt.extract.verify import check_verified, require_ffmpeg, verify_features
 from videolt.pipeline.executors import stage_executor
 
-__all__ = ["extract_features"]
+__all__ = ["run_extract"]
 
 
 def _local_devices(config: ExtractConfig) -> list[str]:
@@ -29,7 +29,7 @@ def _local_devices(config: ExtractConfig) -> list[str]:
     return resolve_devices(config.devices, config.device, gpus)
 
 
-def extract_features(workdir: Workdir, config: ExtractConfig, *, progress: bool = True, wait: bool = False) -> dict:
+def run_extract(workdir: Workdir, config: ExtractConfig, *, progress: bool = True, wait: bool = False) -> dict:
     """Extract the features of every downloaded video not yet done, on `config.executor`; returns the run's counts.
 
     With `config.verify` N > 0, N done videos per feature set are then recomputed on the reference path
@@ -51,7 +51,7 @@ def _extract(workdir: Workdir, config: ExtractConfig, progress: bool) -> dict:
     executor = stage_executor(config.executor, workers=config.workers, ray_address=config.ray_address,
                               nice=config.decoder_nice or 0, sinks=len(devices))
     try:
-        counts = run_extract(workdir, config, executor, progress=progress)
+        counts = extract_pending(workdir, config, executor, progress=progress)
     finally:
         executor.close()
     if config.verify:

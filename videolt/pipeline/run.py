@@ -26,8 +26,8 @@ from videolt.data.workdir import Workdir
 from videolt.errors import ConfigError
 from videolt.extract.config import ExtractConfig
 from videolt.pipeline.benchmark import BenchmarkConfig, load_benchmark, run_benchmark
-from videolt.pipeline.download import download_videos
-from videolt.pipeline.extract import extract_features
+from videolt.pipeline.download import run_download
+from videolt.pipeline.extract import run_extract
 
 __all__ = ["BenchmarkStage", "DemoStage", "RunConfig", "format_summary", "load_run_config", "run_pipeline"]
 
@@ -129,13 +129,13 @@ def _download(wd: Workdir, config: DownloadConfig, clips_dir: Path | None, progr
     with serving or contextlib.nullcontext():
         if serving is not None:
             config = dataclasses.replace(config, url_template=config.url_template.replace(PORT, str(serving.port)))
-        counts = download_videos(wd, config, progress=progress)
+        counts = run_download(wd, config, progress=progress)
     log.info("download: %d of %d fetched this run", counts["done"], counts["todo"])
     return counts
 
 
 def _extract(wd: Workdir, config: ExtractConfig, progress: bool) -> dict:
-    counts = extract_features(wd, config, progress=progress)
+    counts = run_extract(wd, config, progress=progress)
     log.info("extract: %d of %d videos this run", counts["done"], counts["videos"])
     return counts
 

@@ -5,8 +5,8 @@ results are yielded as the sinks finish them. One sink runs in this process, fed
 executor's decode pool (its own threads overlap copy, compute and writes). Several run one
 process each (`drive_sink_processes`): each sink process decodes its own jobs on its own share
 of the decode processes (`DecodingSink`), so decoded frames go from a decoder to its sink and
-never through this process (a 23 MB clip relayed through a queue cost the sender ~23 ms of CPU on
-the 2-core VM, benchmarks/RESULTS.md: at a few dozen videos a second it would bound every sink). The driver hands
+never through this process (relaying a clip through a queue costs the sender enough CPU that, at a
+few dozen videos a second, it would bound every sink: benchmarks/RESULTS.md "## extract"). The driver hands
 out jobs by room, through a queue per sink process, and a reader thread per process turns its
 answers back into futures.
 
@@ -64,11 +64,11 @@ class InlinePool:
 def drive_sink_processes(work: Callable[[Any], Any], jobs: Iterable[Any], plan: SinkPlan, workers: int,
                          pool: Callable[[int], Callable[[], _Pool]]) -> Iterator[Any]:
     """One process per device of the plan, each decoding its jobs on `workers / len(devices)` processes of
-    its own (`pool(n)` makes a picklable recipe for them; 0 workers: in the sink process) and feeding its sink."""
+    its own (`pool(n)` makes a picklable factory of them; 0 workers: in the sink process) and feeding its sink."""
     each = max(workers // len(plan.devices), 1) if workers else 0
     room = 2 * each + plan.room  # jobs one sink process holds: decoding, and in its sink
-    recipe = DecodingSinks(work, plan.factory, pool(each) if each else None)
-    yield from drive(InlinePool(), _passthrough, jobs, room * len(plan.devices), SinkPlan(recipe, plan.devices, room))
+    factory = DecodingSinks(work, plan.factory, pool(each) if each else None)
+    yield from drive(InlinePool(), _passthrough, jobs, room * len(plan.devices), SinkPlan(factory, plan.devices, room))
 
 
 def _passthrough(job: Any) -> Any:

@@ -1,6 +1,6 @@
 """Feature caches: a split's rows held compactly in memory (on the GPU, else in host RAM), read like a store.
 
-Streaming reads about 96 % of every train row from disk each epoch (a clip's 60 sorted frames span
+Streaming reads nearly all of every train row from disk each epoch (a clip's 60 sorted frames span
 most of the 150); at VideoLT's size that is 107 GB per epoch. A cache reads the rows once and
 serves every batch from memory. The train config's `cache` key picks it:
 
@@ -107,14 +107,15 @@ class FeatureCache:
         p = torch.as_tensor(pos).to(self.device, non_blocking=True)
         if frame_idx is None:
             codes = self.codes.index_select(0, p)  # [B, T, D]
-        else:  # one gather of whole frames (on the CPU, `index_select` beats advanced indexing 7x)
+        else:  # one gather of whole frames (`index_select`: on the CPU much faster than advanced indexing)
             frame_idx = torch.as_tensor(frame_idx).to(self.device, non_blocking=True)
             flat = (p[:, None] * self.frames + frame_idx).reshape(-1)
             codes = self.codes.view(-1, self.dim).index_select(0, flat).view(*frame_idx.shape, self.dim)
         return codes if self.kind == "fp16" else dequantise(codes, self.scale[p], self.zero[p])
 
     def _decode_host(self, pos: np.ndarray, frame_idx: torch.Tensor | np.ndarray | None) -> torch.Tensor:
-        """The same values as the torch path, by numpy: its `take` and conversions run 2-5x faster on the CPU."""
+        """The same values as the torch path, by numpy: its `take` and conversions are the faster on the CPU
+        (benchmarks/RESULTS.md "## cache (issue 22)")."""
         codes = self.codes.numpy()
         if frame_idx is None:
             got = codes.take(pos, axis=0)

@@ -135,8 +135,8 @@ class BatchLoader:
     """Yields `(x, y, positions)` per batch of dataset positions, in order, one read per batch.
 
     With `workers` > 0, up to 2 x `workers` batches are read ahead on threads of this process
-    rather than in DataLoader worker processes: handing a ~30 MB batch from a worker process costs
-    3-4x its raw read (benchmarks/RESULTS.md "## train"), while the reads (positioned file reads,
+    rather than in DataLoader worker processes: handing a batch over from a worker process costs
+    several times its raw read (benchmarks/RESULTS.md "## train"), while the reads (positioned file reads,
     zstd decoding, numpy gathers) release the GIL. A cache on a GPU is gathered on demand there.
     """
 

@@ -26,9 +26,9 @@ from videolt.train import rundir
 from videolt.train.config import TrainConfig, config_from_run
 from videolt.train.evaluation import evaluate_checkpoint
 from videolt.train.model import build_model, tau_normalize
-from videolt.train.trainer import train_run
+from videolt.train.trainer import run_train
 
-__all__ = ["DecoupleConfig", "crt_run", "decouple_run", "lws_run", "tau_norm_run"]
+__all__ = ["DecoupleConfig", "run_crt", "run_decouple", "run_lws", "run_tau_norm"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,13 +53,13 @@ def _source(wd: Workdir, source_run: str) -> TrainConfig:
     return config
 
 
-def decouple_run(workdir: str | Path, source_run: str, run_name: str, config: DecoupleConfig, *,
+def run_decouple(workdir: str | Path, source_run: str, run_name: str, config: DecoupleConfig, *,
                  progress: bool = True, wait: bool = False) -> dict | None:
     """The decoupling stage `config.stage` on `source_run` into the new run `run_name` (whose lock it
     holds; `wait`: wait for the process holding it). A finished stage returns its metrics again."""
     if config.stage == "tau_norm":
-        return tau_norm_run(workdir, source_run, run_name, tau=config.tau, wait=wait)
-    fn = crt_run if config.stage == "crt" else lws_run
+        return run_tau_norm(workdir, source_run, run_name, tau=config.tau, wait=wait)
+    fn = run_crt if config.stage == "crt" else run_lws
     return fn(workdir, source_run, run_name, progress=progress, wait=wait, epochs=config.epochs)
 
 
@@ -68,22 +68,22 @@ def _retrain(workdir: str | Path, source_run: str, run_name: str, mode: str, cha
     config = _source(Workdir.open(workdir), source_run)
     staged = dataclasses.replace(config, method="cbs", method_opts={}, loss="", loss_opts={},
                                  init_from=source_run, decouple=mode, **{"epochs": 10, "milestones": (), **changes})
-    return train_run(workdir, run_name, staged, progress=progress, wait=wait)
+    return run_train(workdir, run_name, staged, progress=progress, wait=wait)
 
 
-def crt_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, wait: bool = False,
+def run_crt(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, wait: bool = False,
             **changes: Any) -> dict | None:
     """Classifier re-training; `changes` override config fields (default 10 epochs, no lr decay)."""
     return _retrain(workdir, source_run, run_name, "crt", changes, progress, wait)
 
 
-def lws_run(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, wait: bool = False,
+def run_lws(workdir: str | Path, source_run: str, run_name: str, *, progress: bool = True, wait: bool = False,
             **changes: Any) -> dict | None:
     """Learnable per-class logit scales; `changes` override config fields (default 10 epochs, no lr decay)."""
     return _retrain(workdir, source_run, run_name, "lws", changes, progress, wait)
 
 
-def tau_norm_run(workdir: str | Path, source_run: str, run_name: str, *, tau: float = 1.0,
+def run_tau_norm(workdir: str | Path, source_run: str, run_name: str, *, tau: float = 1.0,
                  wait: bool = False) -> dict:
     """τ-normalise the source run's best classifier into a new run and evaluate it on the test split."""
     wd = Workdir.open(workdir)

@@ -34,7 +34,7 @@ from videolt.train.datasets import BatchLoader, FrameSource, TestClips, chunks, 
 from videolt.train.model import build_model
 from videolt.train.preflight import GROUP_FIX
 
-__all__ = ["EvaluateConfig", "RESCALING_NOTE", "evaluate_checkpoint", "evaluate_run", "predict"]
+__all__ = ["EvaluateConfig", "RESCALING_NOTE", "evaluate_checkpoint", "predict", "run_evaluate"]
 
 # Decoupling stages that only rescale each class's logits by a positive factor: the ranking of the
 # videos within a class, hence every AP, is that of the source run.
@@ -129,7 +129,7 @@ class EvaluateConfig:
     group_tail: int | None = field(None, "tail classes have at most this many train videos (default: the run's own)")
 
 
-def evaluate_run(workdir: str | Path, run_name: str, config: EvaluateConfig = EvaluateConfig(), *,
+def run_evaluate(workdir: str | Path, run_name: str, config: EvaluateConfig = EvaluateConfig(), *,
                  wait: bool = False) -> dict:
     """`videolt evaluate`: score the run's checkpoint on a split and return the metrics
     (keys overall_map ... acc5, epoch, split); warns when a class group is empty under the thresholds.

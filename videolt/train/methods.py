@@ -1,12 +1,17 @@
 """Long-tail methods as data: which loss, sampler and batch mix a training run uses (and, for a method
 built around its own aggregator such as MOVE, which aggregator).
 
-A method is a frozen `MethodSpec` filed in `METHODS`. `create_method(name, **opts)` returns it with
-options overridden: an option key is one of the loss's options (`gamma`, `beta`, `reduction`, ...)
-or one of the batch mix's (`eta`, `beta_rule`, `warmup_epochs` for FrameStack; their defaults live
-in the mix's class); anything else is a `ConfigError`. `resolve_method` is the one place where a
-run's method, method options, loss override and loss options become the recipe that is trained;
-training and the benchmark's matching of paper rows both use it, through `setting_key`.
+Words (one meaning each; docs/architecture.md's glossary): a *method* is a name in `METHODS`; its
+*spec* is the frozen `MethodSpec` filed there, and a *resolved* spec is what `resolve_method` makes of
+a run's method, method options, loss override and loss options: the spec a run trains. A *recipe* is
+training settings (`RECIPE`, `method_recipe`), a *setting* one config key, and the *method key*
+(`method_key`) a resolved spec as canonical JSON.
+
+`create_method(name, **opts)` returns a spec with options overridden: an option key is one of the
+loss's options (`gamma`, `beta`, `reduction`, ...) or one of the batch mix's (`eta`, `beta_rule`,
+`warmup_epochs` for FrameStack; their defaults live in the mix's class); anything else is a
+`ConfigError`. `resolve_method` is the one place a spec is resolved; training and the benchmark's
+matching of paper rows both use it, the latter through `method_key`.
 
 A method's `model` names the aggregator it needs ("" = any): `--method move` trains MOVE's
 aggregator. `TrainConfig` fills that in when no aggregator is asked for and refuses another one
@@ -34,8 +39,8 @@ from videolt.train.aggregators import AGGREGATORS
 from videolt.train.losses import LOSSES
 from videolt.train.mixes import BATCH_MIXES
 
-__all__ = ["METHODS", "RECIPE", "MethodSpec", "create_method", "method_model", "method_recipe", "resolve_method",
-           "setting_key"]
+__all__ = ["METHODS", "RECIPE", "MethodSpec", "create_method", "method_key", "method_model", "method_recipe",
+           "resolve_method"]
 
 # A loss's generator seed is the run's seed, not a setting of the method.
 _RUNTIME_LOSS_OPTS = ("seed",)
@@ -143,7 +148,7 @@ def create_method(name: str, **opts: Any) -> MethodSpec:
 
 def resolve_method(method: str, method_opts: Mapping[str, Any] | None = None, loss: str = "",
                    loss_opts: Mapping[str, Any] | None = None) -> MethodSpec:
-    """The recipe a run trains: the method with its options, its loss replaced by `loss` when given
+    """The resolved spec a run trains: the method with its options, its loss replaced by `loss` when given
     (the method's own loss options are then dropped), `loss_opts` over them, and the resampling
     methods' class-sum reduction kept under a replaced loss."""
     spec = create_method(method, **dict(method_opts or {}))
@@ -167,12 +172,12 @@ def method_model(method: str, model: str) -> str:
     return model or own or "nonlinear"
 
 
-def setting_key(spec: MethodSpec, model: str = "", model_opts: Mapping[str, Any] | None = None) -> str:
-    """A resolved recipe as canonical JSON, every default filled in: runs (and paper rows) with equal
+def method_key(spec: MethodSpec, model: str = "", model_opts: Mapping[str, Any] | None = None) -> str:
+    """A resolved spec as canonical JSON, every default filled in: runs (and paper rows) with equal
     keys are the same experiment however their options were spelt.
 
     `model_opts` of aggregator `model` count only where they differ from its defaults (rows are
-    matched on the aggregator's name separately); a method's own aggregator is part of its recipe.
+    matched on the aggregator's name separately); a method's own aggregator is part of its spec.
     """
     loss_opts = {**LOSSES.options(spec.loss), **spec.loss_opts}
     for key in _RUNTIME_LOSS_OPTS:

@@ -89,12 +89,12 @@ def check_run(wd: Workdir, config: TrainConfig, *, group_fix: str = GROUP_FIX, l
             found.warnings.append(f"split {split}: {len(listed) - have:,} of {len(listed):,} videos have no features "
                                   f"in {config.features!r} and are left out")
     try:
-        recipe = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
+        spec = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
         with torch.device("meta"):  # shapes and options only: no memory, no initialisation (MOVE's takes seconds)
             build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple,
                         class_counts=labels.counts, seed=config.seed)
-        create_loss(recipe.loss, labels.counts, train_videos=len(labels.splits["train"]), **recipe.loss_opts)
-        create_batch_mix(recipe.batch_mix, labels.counts, config.seed, **recipe.mix_opts)
+        create_loss(spec.loss, labels.counts, train_videos=len(labels.splits["train"]), **spec.loss_opts)
+        create_batch_mix(spec.batch_mix, labels.counts, config.seed, **spec.mix_opts)
     except VideoltError as e:
         found.errors.append(str(e))
     if config.init_from and not (best := checkpoint_path(wd.run_dir(config.init_from), "best")).is_file():

@@ -26,6 +26,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ from videolt.train.mixes import BatchMix, Gather, create_batch_mix
 from videolt.train.model import Decoupled, autocast, build_model, resolve_amp
 from videolt.train.samplers import create_sampler, sample_mask
 
-__all__ = ["DistEnv", "rank_loss_weight", "train_run"]
+__all__ = ["DistEnv", "rank_loss_weight", "run_train"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class _Run:
     labels: LabelSet
     store: FeatureStore
     sources: dict[str, FrameSource]  # split -> its cache, or the store (streaming)
-    recipe: MethodSpec
+    spec: MethodSpec  # the resolved method (`resolve_method`)
     train_rows: np.ndarray
     train_labels: list[tuple[int, ...]]
     train_targets: np.ndarray  # [N, C] multi-hot of the train list
@@ -114,9 +115,9 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
         other = _other_split(config.select_on)
         if any(_has_features(manifest.videos([other]), store)):
             selection[other] = split_rows(manifest.videos([other]), store)
-    recipe = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
-    loss_opts = dict(recipe.loss_opts)
-    if "seed" in LOSSES.options(recipe.loss):
+    spec = resolve_method(config.method, config.method_opts, config.loss, config.loss_opts)
+    loss_opts = dict(spec.loss_opts)
+    if "seed" in LOSSES.options(spec.loss):
         loss_opts.setdefault("seed", config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.model, store.dim, labels.num_classes, config.model_opts, config.decouple,
@@ -138,13 +139,13 @@ def _setup(wd: Workdir, config: TrainConfig, env: DistEnv) -> _Run:
     return _Run(
         config=config, env=env, device=device, amp_dtype=amp_dtype, labels=labels, store=store,
         sources=_sources(config, env, store, model, device, amp_dtype, labels.num_classes, train_rows, selection),
-        recipe=recipe, train_rows=train_rows, train_labels=train_labels,
+        spec=spec, train_rows=train_rows, train_labels=train_labels,
         train_targets=multi_hot(train_labels, labels.num_classes),
         selection={split: (rows, multi_hot(row_labels, labels.num_classes)) for split, (rows, row_labels)
                    in selection.items()}, model=model, net=net,
-        loss=create_loss(recipe.loss, labels.counts, train_videos=len(labels.splits["train"]), **loss_opts).to(device),
-        sampler=create_sampler(recipe.sampler, train_labels, labels.num_classes, config.seed),
-        mix=create_batch_mix(recipe.batch_mix, labels.counts, config.seed, **recipe.mix_opts),
+        loss=create_loss(spec.loss, labels.counts, train_videos=len(labels.splits["train"]), **loss_opts).to(device),
+        sampler=create_sampler(spec.sampler, train_labels, labels.num_classes, config.seed),
+        mix=create_batch_mix(spec.batch_mix, labels.counts, config.seed, **spec.mix_opts),
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
@@ -282,7 +283,7 @@ def _provenance(run: _Run) -> dict:
     return {"feature_set": {"name": run.config.features, "path": str(run.store.path), "attrs": run.store.attrs},
             "train_videos": int(len(run.train_rows)),
             "selection_videos": {split: int(len(rows)) for split, (rows, _) in run.selection.items()},
-            "recipe": to_dict(run.recipe),
+            "recipe": to_dict(run.spec),  # the resolved spec, under its historical key
             "versions": {"videolt": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
             "device": str(run.device), "world_size": run.env.world,
@@ -290,7 +291,7 @@ def _provenance(run: _Run) -> dict:
             "tf32": run.device.type == "cuda" and run.config.tf32, "evaluation_precision": "float32"}
 
 
-def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume: bool = False,
+def run_train(workdir: str | Path, run_name: str, config: TrainConfig, *, resume: bool = False,
               progress: bool = True, wait: bool = False) -> dict | None:
     """Train `run_name` on `workdir`'s feature set and return the selected checkpoint's test metrics.
 
@@ -300,12 +301,33 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
     one process holds the run at a time (`wait`: wait for the one holding it, else refuse).
     """
     env = DistEnv.from_env()
+    with _process_group(config, env):
+        return _hold_and_train(Workdir.open(workdir), run_name, config, env, resume=resume, progress=progress,
+                               wait=wait)
+
+
+@contextlib.contextmanager
+def _process_group(config: TrainConfig, env: DistEnv) -> Iterator[None]:
+    """Under torchrun: the process group (joined here unless the caller did), left after a last barrier
+    once the run returned (an exception propagates without them)."""
     owns_group = env.world > 1 and not dist.is_initialized()
     if owns_group:
         dist.init_process_group("nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
         if torch.cuda.is_available() and config.device != "cpu":
             torch.cuda.set_device(env.local_rank)
-    wd = Workdir.open(workdir)
+    yield
+    if env.world > 1:
+        # The last collective holds no tensor Python has seen: gloo's workers release a finished
+        # collective's tensors after waking its caller, and a release that needs the GIL while the
+        # interpreter is shutting down aborts the process (as broadcast_object_list here did; benchmarks/RESULTS.md).
+        dist.barrier()
+    if owns_group:
+        dist.destroy_process_group()
+
+
+def _hold_and_train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, resume: bool, progress: bool,
+                    wait: bool) -> dict | None:
+    """Take up the run folder under its lock (rank 0), check the inputs, and train or resume."""
     run_dir = wd.run_dir(run_name)
     writer = env.rank == 0
     # Only rank 0 holds the run's lock: the other ranks are its workers.
@@ -313,20 +335,11 @@ def train_run(workdir: str | Path, run_name: str, config: TrainConfig, *, resume
         how = rundir.start(run_dir, to_dict(config), resume=resume, writer=writer)
         if isinstance(how, dict):  # finished with this config: nothing to do twice
             log.info("%s: finished already; its metrics are in %s", run_name, runfiles.metrics_path(run_dir))
-            result = how if writer else None
-        else:
-            features = wd.features_path(config.features)
-            require_consistent(wd, FeatureStore.open(features) if features.exists() else None)
-            _preflight(wd, config, env)
-            result = _train(wd, run_name, config, env, resume=how == "resume", progress=progress)
-    if env.world > 1:
-        # The last collective holds no tensor Python has seen: gloo's workers release a finished
-        # collective's tensors after waking its caller, and a release that needs the GIL while the
-        # interpreter is shutting down aborts the process (broadcast_object_list here did, in 3 of ~126 runs).
-        dist.barrier()
-    if owns_group:
-        dist.destroy_process_group()
-    return result
+            return how if writer else None
+        features = wd.features_path(config.features)
+        require_consistent(wd, FeatureStore.open(features) if features.exists() else None)
+        _preflight(wd, config, env)
+        return _train(wd, run_name, config, env, resume=how == "resume", progress=progress)
 
 
 def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, resume: bool,
@@ -339,10 +352,7 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
     start, log_rows = 0, []
     best = {split: {"overall_map": -1.0, "epoch": -1} for split in run.selection}
     if resume:
-        state = rundir.load_checkpoint(last)
-        _restore(run, state)
-        start, best, log_rows = state["epoch"] + 1, state["best"], state["log"]
-        log.info("resuming %s after epoch %d", run_name, state["epoch"])
+        start, best, log_rows = _resume(run, last, run_name)
     if writer:  # on resume too: runtime fields (epochs, workers, ...) may have changed
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_json(runfiles.config_path(run_dir), {"config": to_dict(config), "provenance": _provenance(run)})
@@ -353,25 +363,47 @@ def _train(wd: Workdir, run_name: str, config: TrainConfig, env: DistEnv, *, res
         loss, seen = _train_epoch(run, epoch, progress and writer)
         seconds = time.perf_counter() - tic
         final = epoch == config.epochs - 1
-        scores: dict[str, dict] = {}
-        if writer and ((epoch + 1) % config.eval_every == 0 or final):
-            for split in run.selection:  # the selection split, and the other one when it has features
-                scores[split] = _evaluate(run, split)
-                if scores[split]["overall_map"] > best[split]["overall_map"]:
-                    best[split] = {"overall_map": scores[split]["overall_map"], "epoch": epoch}
-                    which = "best" if split == config.select_on else f"best_{split}"
-                    rundir.save_checkpoint(rundir.checkpoint_path(run_dir, which), _state(run, epoch, best, log_rows))
-            log.info("epoch %d: %s", epoch, "; ".join(f"{split} mAP {scores[split]['overall_map']:.4f} (best "
-                                                      f"{b['overall_map']:.4f} at {b['epoch']})" for split, b in best.items()))
-        if writer:
-            main = scores.get(config.select_on, {})
-            log_rows.append([epoch, f"{loss:.6f}", f"{lr:.3g}", f"{seconds:.2f}", f"{seen * env.world / seconds:.1f}",
-                             *[f"{main[k]:.6f}" if main else "" for k in metrics.METRIC_KEYS],
-                             *[f"{scores[s]['overall_map']:.6f}" if s in scores else "" for s in list(run.selection)[1:]]])
-            rundir.write_csv(runfiles.train_log_path(run_dir), header, log_rows)
-            if (epoch + 1) % config.checkpoint_every == 0 or final:
-                rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
+        if not writer:
+            continue
+        scores = _evaluate_epoch(run, run_dir, epoch, best, log_rows) if (
+            (epoch + 1) % config.eval_every == 0 or final) else {}
+        log_rows.append(_log_row(run, epoch, loss, lr, seconds, seen, scores))
+        rundir.write_csv(runfiles.train_log_path(run_dir), header, log_rows)
+        if (epoch + 1) % config.checkpoint_every == 0 or final:
+            rundir.save_checkpoint(last, _state(run, epoch, best, log_rows))
     return evaluate_checkpoint(wd, run_name, split="test", checkpoint="best", sources=run.sources) if writer else None
+
+
+def _resume(run: _Run, last: Path, run_name: str) -> tuple[int, dict, list]:
+    """Restore `last.pt` into the run; (first epoch to train, best so far, log rows so far)."""
+    state = rundir.load_checkpoint(last)
+    _restore(run, state)
+    log.info("resuming %s after epoch %d", run_name, state["epoch"])
+    return state["epoch"] + 1, state["best"], state["log"]
+
+
+def _evaluate_epoch(run: _Run, run_dir: Path, epoch: int, best: dict, log_rows: list) -> dict[str, dict]:
+    """Evaluate on the selection split (and the other one when it has features), save each split's new
+    best checkpoint (`best` updated in place) and log the bests; returns each split's metrics."""
+    scores: dict[str, dict] = {}
+    for split in run.selection:
+        scores[split] = _evaluate(run, split)
+        if scores[split]["overall_map"] > best[split]["overall_map"]:
+            best[split] = {"overall_map": scores[split]["overall_map"], "epoch": epoch}
+            which = "best" if split == run.config.select_on else f"best_{split}"
+            rundir.save_checkpoint(rundir.checkpoint_path(run_dir, which), _state(run, epoch, best, log_rows))
+    log.info("epoch %d: %s", epoch, "; ".join(f"{split} mAP {scores[split]['overall_map']:.4f} (best "
+                                              f"{b['overall_map']:.4f} at {b['epoch']})" for split, b in best.items()))
+    return scores
+
+
+def _log_row(run: _Run, epoch: int, loss: float, lr: float, seconds: float, seen: int,
+             scores: dict[str, dict]) -> list:
+    """One row of train_log.csv (`LOG_HEADER`, then the other split's mAP); metrics empty when not evaluated."""
+    main = scores.get(run.config.select_on, {})
+    return [epoch, f"{loss:.6f}", f"{lr:.3g}", f"{seconds:.2f}", f"{seen * run.env.world / seconds:.1f}",
+            *[f"{main[k]:.6f}" if main else "" for k in metrics.METRIC_KEYS],
+            *[f"{scores[s]['overall_map']:.6f}" if s in scores else "" for s in list(run.selection)[1:]]]
 
 
 def _preflight(wd: Workdir, config: TrainConfig, env: DistEnv) -> None:

@@ -294,6 +294,29 @@ def download_pending(workdir: Workdir, config: DownloadConfig, executor: Executo
     finished and recorded.
     """
     selected = select_pending(workdir, config)
+    _prepare(workdir, config, selected)
+    tmp_root = workdir.videos_dir / PARTIAL_DIR / process_dir_name()
+    tally = _Tally(len(selected), progress)
+    pacing = _Pacing.from_config(config)
+    try:
+        with workdir.manifest() as m:
+            queue = _Queue()
+            for row, attempts in selected:
+                if adopt_existing(m, workdir, row):
+                    tally.count("done")
+                else:
+                    queue.new.append(FetchJob(row.index, row.video_id, attempts, str(workdir.videos_dir),
+                                              str(tmp_root), config, ydl_factory))
+            _drain(queue, m, workdir, config, executor, pacing, tally)
+    finally:
+        tally.close()
+        shutil.rmtree(tmp_root, ignore_errors=True)  # after the executor finished every fetch it started
+    return summary(len(selected), tally.counts, tally.examples)
+
+
+def _prepare(workdir: Workdir, config: DownloadConfig, selected: list[tuple[VideoRow, int]]) -> None:
+    """Before the first fetch: refuse a run that could fetch nothing (warnings logged), and remove the
+    temp folders of killed runs."""
     if config.preflight:
         checks = preflight(workdir, config, pending=sum(v.id_valid for v, _ in selected))
         tooling.refuse(checks)
@@ -302,50 +325,61 @@ def download_pending(workdir: Workdir, config: DownloadConfig, executor: Executo
                 log.warning("%s", check.line())
     for d in remove_stale_partials(workdir.videos_dir):
         log.info("removed %s, left by a killed run", d)
-    tmp_root = workdir.videos_dir / PARTIAL_DIR / process_dir_name()
-    tally: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-    reach = Reachability(config)
-    bar = tqdm(total=len(selected), desc="download", unit="video", file=sys.stderr, disable=not progress)
 
-    def count(key: str, message: str | None = None) -> None:
-        tally[key] += 1
+
+class _Tally:
+    """The settled videos of a run by outcome, the last message of each failure class, and the progress bar."""
+
+    def __init__(self, total: int, progress: bool):
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+        self._bar = tqdm(total=total, desc="download", unit="video", file=sys.stderr, disable=not progress)
+
+    def count(self, key: str, message: str | None = None) -> None:
+        self.counts[key] += 1
         if message:
-            examples[key] = message
-        bar.set_postfix(tally, refresh=False)
-        bar.update(1)
+            self.examples[key] = message
+        self._bar.set_postfix(self.counts, refresh=False)
+        self._bar.update(1)
 
-    bucket = TokenBucket(config.rate_per_hour, config.burst, jitter=config.jitter_s)
-    breaker = CircuitBreaker(config.pause_s, factor=config.pause_factor, max_trips=config.max_trips,
-                             max_pause_s=config.max_pause_s)
-    bot_checks = Streak()
-    try:
-        with workdir.manifest() as m:
-            queue = _Queue()
-            for row, attempts in selected:
-                if adopt_existing(m, workdir, row):
-                    count("done")
+    def close(self) -> None:
+        self._bar.close()
+
+
+@dataclass(frozen=True)
+class _Pacing:
+    """What one run keeps in this process whatever executor fetches: the rate, the pauses, the streaks."""
+
+    bucket: TokenBucket
+    breaker: CircuitBreaker
+    bot_checks: Streak
+    reach: Reachability
+
+    @classmethod
+    def from_config(cls, config: DownloadConfig) -> _Pacing:
+        return cls(TokenBucket(config.rate_per_hour, config.burst, jitter=config.jitter_s),
+                   CircuitBreaker(config.pause_s, factor=config.pause_factor, max_trips=config.max_trips,
+                                  max_pause_s=config.max_pause_s),
+                   Streak(), Reachability(config))
+
+
+def _drain(queue: _Queue, m: Manifest, workdir: Workdir, config: DownloadConfig, executor: Executor,
+           pacing: _Pacing, tally: _Tally) -> None:
+    """Hand out the queue's jobs as pacing allows and settle each result as it ends, until nothing is left."""
+    while queue:
+        if not queue.new:
+            pacing.reach.before_waiting()
+        queue.sleep_until_due()
+        paced = _paced(queue, workdir, config, pacing.bucket, pacing.breaker)
+        with closing(executor.run(fetch_job, paced)) as results:
+            for job, result in results:
+                retry_in = settle(m, workdir, job.index, result, job.attempts, config, pacing.breaker,
+                                  pacing.bot_checks)
+                pacing.reach.observe(result)
+                if retry_in is None:
+                    tally.count(outcome(result), result.message)
                 else:
-                    queue.new.append(FetchJob(row.index, row.video_id, attempts, str(workdir.videos_dir),
-                                              str(tmp_root), config, ydl_factory))
-            while queue:
-                if not queue.new:
-                    reach.before_waiting()
-                queue.sleep_until_due()
-                paced = _paced(queue, workdir, config, bucket, breaker)
-                with closing(executor.run(fetch_job, paced)) as results:
-                    for job, result in results:
-                        retry_in = settle(m, workdir, job.index, result, job.attempts, config, breaker, bot_checks)
-                        reach.observe(result)
-                        if retry_in is None:
-                            count(outcome(result), result.message)
-                        else:
-                            queue.retry(dataclasses.replace(job, attempts=attempts_after(result, job.attempts)),
-                                        retry_in)
-    finally:
-        bar.close()
-        shutil.rmtree(tmp_root, ignore_errors=True)  # after the executor finished every fetch it started
-    return summary(len(selected), tally, examples)
+                    queue.retry(dataclasses.replace(job, attempts=attempts_after(result, job.attempts)), retry_in)
 
 
 class _Queue:

@@ -8,7 +8,7 @@ unscaled converters interpolate nothing), but up to ~100 grey levels off at edge
 sources, whose chroma swscale must interpolate. So every frame goes through an FFmpeg filter graph
 holding the CLI's filters (buffer → `scale=flags=bicubic` → `format=rgb24` → sink): the CLI's bytes
 on 8-, 10- and 12-bit sources alike, and on one thread no slower than the reformatter
-(`benchmarks/decode.py --convert`: 0.8–0.9× its CPU time on 8-bit frames).
+(`benchmarks/decode.py --convert`; benchmarks/RESULTS.md "## decode").
 """
 
 from __future__ import annotations

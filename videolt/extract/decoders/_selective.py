@@ -4,7 +4,7 @@ At 1 fps from a 25–30 fps source, one frame in 25–30 is shown at a tick; in 
 about half of the others are never referenced either (`nal_ref_idc == 0`). libavcodec discards such
 frames before decoding them when `skip_frame` is "NONREF", and it honours the setting per packet
 (with frame threading too: each submitted packet carries the value the caller set). So: read every
-packet's timestamp in a demux-only pass (about 1 % of a decode), compute which frames some tick
+packet's timestamp in a demux-only pass (cheap next to decoding), compute which frames some tick
 will show, then decode with "NONREF" for every other packet and the default for those. A reference
 frame is decoded either way; a discarded frame is, by definition, used by no other frame, so no
 decoded pixel changes, and the shown frames are exactly the ones a full decode shows.

@@ -4,8 +4,8 @@ The stream is decoded once, front to back, keeping only the current candidate fr
 to RGB only the frames it keeps (converting every frame would cost as much as decoding), with the
 CLI's own conversion (`_rgb.py`: byte for byte on 10-bit sources too). With
 `selective` (the default), H.264 frames that no tick shows and no frame references are discarded
-before decoding (`_selective.py`: exact, about 0.7x the decode time of a full pass on streaming
-H.264 with B-frames); other codecs, and streams whose timestamps give no safe plan, are decoded in
+before decoding (`_selective.py`: exact, and faster than a full pass on H.264 with B-frames:
+benchmarks/RESULTS.md "## decode"); other codecs, and streams whose timestamps give no safe plan, are decoded in
 full, and the report says which path ran and why. Rotation
 metadata is applied as ffmpeg's autorotate does. A stream that ends more than a second before the
 duration its header declares counts as `corrupt` (a cut download: demuxers report it as a normal
@@ -65,83 +65,112 @@ def decode_pyav(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOp
 
 def _decode(path: Path, fps: Fraction, deadline: Deadline, options: DecodeOptions, report: DecodeReport,
             *, selective: bool) -> Iterator[tuple[float, np.ndarray]]:
+    with _open(path) as container:
+        stream = _video_stream(container, path, options.threads)
+        plan = _plan(path, container, stream, fps, report) if selective else None
+        report.selective = plan is not None
+        yield from _sample(path, container, stream, plan, fps, deadline, report)
+
+
+def _open(path: Path) -> av.container.InputContainer:
     import av
 
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        return av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise DecodeError(ExtractFailure.UNREADABLE, path, f"cannot open ({exc})") from exc
-    with container:
-        if not container.streams.video:
-            raise DecodeError(ExtractFailure.NO_VIDEO_STREAM, path, "the file has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = options.threads
-        time_base = stream.time_base
-        start = stream.start_time
-        plan = None
-        if selective:
-            planned = plan_selection(path, container.format.name, stream.index, stream.codec_context.name, start,
-                                     time_base, fps)
-            if isinstance(planned, Plan):
-                plan, report.frames = planned, len(planned.frames)
-            else:
-                report.fallback = planned
-        report.selective = plan is not None
-        default_duration = 1 / stream.average_rate if stream.average_rate else None
-        tick, unit = tick_units(fps, time_base)  # integer tick arithmetic: ~0.5 % of a 360p decode
-        to_rgb = RgbConverter()  # one per video: the ffmpeg CLI's conversion (10-bit sources included)
 
-        candidate: av.VideoFrame | None = None
-        cand_d = 0
-        cand_rgb: np.ndarray | None = None
-        prev_d: int | None = None
-        k = 0
-        n_read = 0
-        try:
-            for frame in _frames(container, stream, plan):
-                deadline.check()
-                n_read += 1
-                if plan is not None:
-                    plan.check(frame.pts, None if candidate is None else candidate.pts)
-                if frame.pts is None:
-                    continue  # no timestamp: it cannot be placed on the timeline
-                if start is None:
-                    start = frame.pts
-                d = frame.pts - start
-                if candidate is not None:
-                    while k * tick < d * unit:  # ticks before this frame show the candidate
-                        if cand_rgb is None:
-                            cand_rgb = _to_rgb(candidate, to_rgb)
-                        yield float(k / fps), cand_rgb
-                        k += 1
-                    prev_d = cand_d
-                else:
-                    k = max(k, first_tick(d, tick, unit))  # no frame is shown before the first one
-                candidate, cand_d, cand_rgb = frame, d, None
-        except av.FFmpegError as exc:
-            raise DecodeError(ExtractFailure.CORRUPT, path, f"decoder error after {n_read} frames ({exc})") from exc
-        finally:
-            report.decoded = n_read
-        if plan is not None:
-            plan.check_end(None if candidate is None else candidate.pts)
-        if candidate is None:
-            raise DecodeError(ExtractFailure.EMPTY, path, f"no decodable frame ({n_read} read)")
-        cand_t = cand_d * time_base
-        prev_t = None if prev_d is None else prev_d * time_base
-        end = cand_t + _last_duration(candidate, time_base, default_duration, cand_t, prev_t)
-        declared = _declared_end(container, stream)
-        if declared is not None:
-            ends = (end, end + max(Fraction(0), start * time_base)) if declared[1] else (end,)
-            if max(ends) + _TRUNCATION_SLACK < declared[0]:
-                raise DecodeError(ExtractFailure.CORRUPT, path, f"stream ends at {float(end):.2f} s of "
-                                  f"{declared[0]:.2f} s declared after {n_read} frames")
-        while k / fps < end:
+
+def _video_stream(container: av.container.InputContainer, path: Path, threads: int) -> av.VideoStream:
+    """The first video stream, set to decode on `threads` threads."""
+    if not container.streams.video:
+        raise DecodeError(ExtractFailure.NO_VIDEO_STREAM, path, "the file has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.thread_count = threads
+    return stream
+
+
+def _plan(path: Path, container: av.container.InputContainer, stream: av.VideoStream, fps: Fraction,
+          report: DecodeReport) -> Plan | None:
+    """The selective plan, or None (the reason in `report.fallback`) when decoding must be full."""
+    planned = plan_selection(path, container.format.name, stream.index, stream.codec_context.name, stream.start_time,
+                             stream.time_base, fps)
+    if isinstance(planned, Plan):
+        report.frames = len(planned.frames)
+        return planned
+    report.fallback = planned
+    return None
+
+
+def _sample(path: Path, container: av.container.InputContainer, stream: av.VideoStream, plan: Plan | None,
+            fps: Fraction, deadline: Deadline, report: DecodeReport) -> Iterator[tuple[float, np.ndarray]]:
+    """The 1-fps frames: tick k shows the last frame that starts at or before k / fps, up to the stream's end."""
+    import av
+
+    time_base = stream.time_base
+    start = stream.start_time
+    default_duration = 1 / stream.average_rate if stream.average_rate else None
+    tick, unit = tick_units(fps, time_base)  # integer tick arithmetic, cheaper than Fractions
+    to_rgb = RgbConverter()  # one per video: the ffmpeg CLI's conversion (10-bit sources included)
+
+    candidate: av.VideoFrame | None = None
+    cand_d = 0
+    cand_rgb: np.ndarray | None = None
+    prev_d: int | None = None
+    k = 0
+    n_read = 0
+    try:
+        for frame in _frames(container, stream, plan):
             deadline.check()
-            if cand_rgb is None:
-                cand_rgb = _to_rgb(candidate, to_rgb)
-            yield float(k / fps), cand_rgb
-            k += 1
+            n_read += 1
+            if plan is not None:
+                plan.check(frame.pts, None if candidate is None else candidate.pts)
+            if frame.pts is None:
+                continue  # no timestamp: it cannot be placed on the timeline
+            if start is None:
+                start = frame.pts
+            d = frame.pts - start
+            if candidate is not None:
+                while k * tick < d * unit:  # ticks before this frame show the candidate
+                    if cand_rgb is None:
+                        cand_rgb = _to_rgb(candidate, to_rgb)
+                    yield float(k / fps), cand_rgb
+                    k += 1
+                prev_d = cand_d
+            else:
+                k = max(k, first_tick(d, tick, unit))  # no frame is shown before the first one
+            candidate, cand_d, cand_rgb = frame, d, None
+    except av.FFmpegError as exc:
+        raise DecodeError(ExtractFailure.CORRUPT, path, f"decoder error after {n_read} frames ({exc})") from exc
+    finally:
+        report.decoded = n_read
+    if plan is not None:
+        plan.check_end(None if candidate is None else candidate.pts)
+    if candidate is None:
+        raise DecodeError(ExtractFailure.EMPTY, path, f"no decodable frame ({n_read} read)")
+    cand_t = cand_d * time_base
+    prev_t = None if prev_d is None else prev_d * time_base
+    end = cand_t + _last_duration(candidate, time_base, default_duration, cand_t, prev_t)
+    _check_complete(path, container, stream, end, start, n_read)
+    while k / fps < end:
+        deadline.check()
+        if cand_rgb is None:
+            cand_rgb = _to_rgb(candidate, to_rgb)
+        yield float(k / fps), cand_rgb
+        k += 1
+
+
+def _check_complete(path: Path, container: av.container.InputContainer, stream: av.VideoStream, end: Fraction,
+                    start: int, n_read: int) -> None:
+    """A `corrupt` DecodeError if the stream ends (`end`, from its first frame) more than `_TRUNCATION_SLACK`
+    before the end its header declares."""
+    declared = _declared_end(container, stream)
+    if declared is not None:
+        ends = (end, end + max(Fraction(0), start * stream.time_base)) if declared[1] else (end,)
+        if max(ends) + _TRUNCATION_SLACK < declared[0]:
+            raise DecodeError(ExtractFailure.CORRUPT, path, f"stream ends at {float(end):.2f} s of "
+                              f"{declared[0]:.2f} s declared after {n_read} frames")
 
 
 def _frames(container: av.container.InputContainer, stream: av.VideoStream,

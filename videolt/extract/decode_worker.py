@@ -123,8 +123,7 @@ def _torch_threads(n: int) -> Iterator[None]:
     """Run torch ops on `n` intra-op threads, then restore the previous count.
 
     A decode job is one worker per core: torch's default of one thread per core made the small
-    per-frame resize and copy wait on each other (a 256×256 channels-last copy took 1–7 ms on two
-    threads of a loaded 2-core box against 0.25 ms on one).
+    per-frame resize and copy wait on each other (benchmarks/RESULTS.md).
     """
     before = torch.get_num_threads()
     torch.set_num_threads(n)
