@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from videolt.config import from_dict, parse_overrides  # noqa: E402
+from videolt.data import runfiles  # noqa: E402
 from videolt.data.workdir import Workdir  # noqa: E402
 from videolt.train import cache  # noqa: E402
 from videolt.train.config import TrainConfig  # noqa: E402
@@ -49,9 +50,9 @@ def make_set(root: Path) -> tuple[Path, dict]:
 
 def run(wd: Path, name: str, config: TrainConfig) -> dict:
     run_dir = Workdir.open(wd).run_dir(name)
-    if (run_dir / "metrics.json").is_file():
-        return json.loads((run_dir / "metrics.json").read_text())
-    return run_train(wd, name, config, resume=(run_dir / "last.pt").is_file(), progress=False)
+    if runfiles.metrics_path(run_dir).is_file():
+        return json.loads(runfiles.metrics_path(run_dir).read_text())
+    return run_train(wd, name, config, resume=runfiles.checkpoint_path(run_dir, "last").is_file(), progress=False)
 
 
 def main() -> None:

@@ -59,6 +59,8 @@ from _common import PYTHON, add_source_args, best_test, checkout, import_from, m
 from _move import E2E, E2E_SET, MOVE, SMOKE, SMOKE_SET, load_theirs, lt_meters, sized_classes, their_args
 from _move_checks import components, lockstep, sampling
 
+from videolt.data import runfiles  # noqa: E402  (after _common puts the repository on sys.path)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,7 +110,7 @@ def e2e(work: Path, args: argparse.Namespace) -> None:
                                check=True, stdout=f, stderr=f)
             print(f"theirs seed {seed}: {time.time() - tic:.0f} s", file=sys.stderr)
         run = f"move_lr{args.lr:g}_s{seed}"
-        if args.only != "theirs" and not (Path(made["workdir"]) / "runs" / run / "metrics.json").is_file():
+        if args.only != "theirs" and not runfiles.metrics_path(Path(made["workdir"]) / "runs" / run).is_file():
             tic = time.time()
             run_dir = Path(made["workdir"]) / "runs" / run
             if run_dir.exists():  # a run killed before it finished: start it again
@@ -172,8 +174,8 @@ def collect(mapmeter: object, made: dict, out: Path, seeds: list[int], lr: float
         run_dir = Path(made["workdir"]) / "runs" / f"move_lr{lr:g}_s{seed}"
         if theirs:
             rows["theirs"][seed] = theirs
-        if (run_dir / "metrics.json").is_file():
-            rows["ours"][seed] = {**json.loads((run_dir / "metrics.json").read_text()), "epoch": _best_epoch(run_dir)}
+        if runfiles.metrics_path(run_dir).is_file():
+            rows["ours"][seed] = {**json.loads(runfiles.metrics_path(run_dir).read_text()), "epoch": _best_epoch(run_dir)}
     print(f"lr {lr:g}; set {E2E_SET}; head > {made['head']}, tail <= {made['tail']}\n")
     print_runs(rows, seeds)
     _their_map_on_ours(mapmeter, made, [s for s in seeds if s in rows["ours"]], lr)
@@ -194,11 +196,11 @@ def _their_map_on_ours(mapmeter: object, made: dict, seeds: list[int], lr: float
     by_index = {v.index: v.labels for v in wd.manifest().videos(["test"])}
     for seed in seeds:
         run_dir = Path(made["workdir"]) / "runs" / f"move_lr{lr:g}_s{seed}"
-        scores, rows = np.load(run_dir / "scores_test.npy"), np.load(run_dir / "rows_test.npy")
+        scores, rows = np.load(runfiles.scores_path(run_dir)), np.load(runfiles.rows_path(run_dir))
         meter = mapmeter.mAPMeter()
         meter.add(torch.from_numpy(scores), torch.from_numpy(multi_hot([by_index[r] for r in rows],
                                                                         scores.shape[1])).long())
-        ours = json.loads((run_dir / "metrics.json").read_text())["overall_map"]
+        ours = json.loads(runfiles.metrics_path(run_dir).read_text())["overall_map"]
         print(f"their mAPMeter on our seed-{seed} test scores: {float(meter.avg()):.6f} (ours {ours:.6f})")
 
 

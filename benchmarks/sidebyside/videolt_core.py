@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,8 @@ from _common import (
     print_runs,
     run_videolt,
 )
+
+from videolt.data import runfiles  # noqa: E402  (after _common puts the repository on sys.path)
 
 VIDEOLT = Reference(
     repo="17Skye17/VideoLT", commit="1732d5cfd067cf5d40736bd9ef68c64e4080590e", subdir="",
@@ -266,11 +269,9 @@ def e2e(work: Path, args: argparse.Namespace) -> None:
             print(f"theirs seed {seed}: {time.time() - tic:.0f} s", file=sys.stderr)
         run = f"{args.method}_s{seed}"
         run_dir = Path(made["workdir"]) / "runs" / run
-        if args.only != "theirs" and not (run_dir / "metrics.json").is_file():
+        if args.only != "theirs" and not runfiles.metrics_path(run_dir).is_file():
             tic = time.time()
             if run_dir.exists():
-                import shutil
-
                 shutil.rmtree(run_dir)
             run_videolt(*_ours_args(made, run, seed, args.method), log=out / f"ours_s{seed}.log")
             print(f"ours seed {seed}: {time.time() - tic:.0f} s", file=sys.stderr)
@@ -329,9 +330,9 @@ def collect(made: dict, out: Path, method: str, seeds: list[int]) -> None:
         if theirs:
             rows["theirs"][seed] = theirs
         run_dir = Path(made["workdir"]) / "runs" / f"{method}_s{seed}"
-        if (run_dir / "metrics.json").is_file():
+        if runfiles.metrics_path(run_dir).is_file():
             epoch = int(rundir.load_checkpoint(rundir.checkpoint_path(run_dir, "best"))["epoch"]) + 1
-            rows["ours"][seed] = {**json.loads((run_dir / "metrics.json").read_text()), "epoch": epoch}
+            rows["ours"][seed] = {**json.loads(runfiles.metrics_path(run_dir).read_text()), "epoch": epoch}
     print(f"{method}; set {E2E_SET}; head > {made['head']}, tail <= {made['tail']}; recipe {E2E}\n")
     print_runs(rows, seeds)
 
