@@ -52,7 +52,7 @@ from videolt.data.store import FeatureStore
 from videolt.data.workdir import Workdir
 from videolt.extract.backbones import create_backbone
 from videolt.extract.config import ExtractConfig
-from videolt.extract.cores import available_cores, keep_freed_memory
+from videolt.extract.cores import available_cores, keep_freed_memory, one_malloc_arena
 from videolt.extract.decode_worker import Decoded, DecodeJob, View, decode_job
 from videolt.extract.sink import FeatureSink, SinkSpec
 from videolt.pipeline.executors import create_executor
@@ -348,6 +348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.only:
+        one_malloc_arena()  # as the `videolt` command does before it extracts
         print(json.dumps(MEASUREMENTS[args.only](args)))
         return
     argv = [a for a in sys.argv[1:]]

@@ -55,3 +55,39 @@ def test_keep_freed_memory_applies_on_glibc():
         assert keep_freed_memory() in (True, False)  # False only where libc is not glibc (no mallopt)
     finally:
         keep_freed_memory(False)
+
+
+_FAULTS = """
+import resource, sys, threading
+import numpy as np
+from videolt.extract.cores import keep_freed_memory, one_malloc_arena
+if sys.argv[1] == "one":
+    one_malloc_arena()
+keep_freed_memory()
+out = []
+
+def passes():  # what a sink's forward thread does: the same large buffers allocated and freed, pass after pass
+    for k in range(6):
+        if k == 1:
+            out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+        a = np.ones(96 << 20, dtype=np.uint8)  # 96 MiB, as a 150-frame float batch: larger than a thread heap (64 MiB)
+        del a
+    out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+t = threading.Thread(target=passes)
+t.start()
+t.join()
+print(out[1] - out[0])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas")
+def test_one_arena_keeps_a_threads_freed_pages():
+    """Without one arena, a thread's own arena gives its freed heap back and faults it in on every pass."""
+    import subprocess
+
+    faults = {how: int(subprocess.run([sys.executable, "-c", _FAULTS, how], capture_output=True, text=True,
+                                      check=True).stdout) for how in ("one", "own")}
+    passes = 5 * (96 << 20) // (2 << 20)  # pages faulted in by 5 passes, at the most (2 MiB huge pages)
+    assert faults["own"] >= passes, faults  # the thread's arena maps each pass's buffer anew
+    assert faults["one"] * 20 < faults["own"], faults  # one arena: the passes after the first reuse its pages

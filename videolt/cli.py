@@ -22,6 +22,7 @@ from videolt.errors import VideoltError
 
 log = logging.getLogger("videolt")
 
+_EXTRACTING = {"extract", "run", "demo"}  # commands whose process may run a feature sink
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
@@ -693,6 +694,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in _EXTRACTING:  # still one thread: the sink's forward thread shares the main arena
+        from videolt.extract.cores import one_malloc_arena
+
+        one_malloc_arena()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:

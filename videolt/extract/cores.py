@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from videolt.extract.config import ExtractConfig
 
-__all__ = ["CorePlan", "available_cores", "keep_freed_memory", "plan_cores", "sized"]
+__all__ = ["CorePlan", "available_cores", "keep_freed_memory", "one_malloc_arena", "plan_cores", "sized"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ CPU_DECODERS_PER_CORE = 0.25
 # glibc mallopt parameters (malloc.h) and their defaults.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 _DEFAULT_TRIM_THRESHOLD = 128 * 1024
 _DEFAULT_MMAP_MAX = 65536
 
@@ -100,6 +101,23 @@ def sized(cfg: ExtractConfig, device_type: str, *, cores: int | None = None, sin
     decoder_threads = plan.decoder_threads if cfg.executor != "ray" or cfg.decoder_threads is not None else 1
     return dataclasses.replace(cfg, workers=workers, decoder_threads=decoder_threads,
                                torch_threads=plan.torch_threads, decoder_nice=plan.decoder_nice)
+
+
+def one_malloc_arena() -> bool:
+    """Make every thread of this process allocate from glibc's main arena; True if applied.
+
+    Call it before the process starts a thread (glibc gives a thread that allocates its own arena
+    once there is contention). A sink runs its forward pass on a thread, and a thread's arena maps
+    and trims its heaps whatever `keep_freed_memory` says, so the pass would fault its pages in anew:
+    half the frames/s on the CPU (benchmarks/RESULTS.md, "The whole stage against its parts").
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(mallopt(_M_ARENA_MAX, 1))
 
 
 def keep_freed_memory(keep: bool = True) -> bool:

@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection, wait as wait_connections
 from typing import Any, Callable, Iterable, Iterator
 
 from videolt.errors import StageError, VideoltError
+from videolt.extract.cores import one_malloc_arena
 from videolt.executor import Sink, SinkLost, SinkPlace, SinkPlan, SinksLost
 
 __all__ = ["DecodingSink", "InlinePool", "ProcessSink", "drive", "drive_sink_processes", "start_sinks"]
@@ -360,6 +361,7 @@ def _serve(factory: Callable[[SinkPlace], Sink], place: SinkPlace, inbox: Any, r
     """A sink process: build the sink, answer every partial through `results`, exit with the driver
     (`driver_alive` reads end-of-file once the driver is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the driver decides
+    one_malloc_arena()  # before the sink's threads (videolt.extract.cores)
     lock = threading.Lock()
 
     def send(message: tuple) -> None:
