@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -158,9 +159,19 @@ def print_runs(rows: dict[str, dict[int, dict]], seeds: list[int]) -> None:
                   f"{welch_p(a, b):.2f} |")
 
 
-def best_test(tests: list[tuple[str, ...]], groups: list[tuple[str, ...]]) -> dict:
-    """The best of their `Test Epoch` lines (epoch, Acc@1 %, Acc@5 %, mAP), with its group mAPs (the line their
-    validate printed before it: overall, head, medium, tail)."""
+TEST_LINE = re.compile(r"Test Epoch (\d+): Acc@1: ([\d.]+) \| Acc@5: ([\d.]+) \| mAP: ([\d.]+)")  # both codes print it
+
+
+def best_logged_test(log: Path, groups_line: re.Pattern, evaluations: int) -> dict | None:
+    """The best of their `Test Epoch` lines in `log` (epoch, Acc@1 %, Acc@5 %, mAP) with its group mAPs (the
+    `groups_line` their validate printed before it: overall, head, medium, tail); None until the run logged
+    all its `evaluations`."""
+    if not log.is_file():
+        return None
+    text = log.read_text()
+    tests, groups = TEST_LINE.findall(text), groups_line.findall(text)
+    if len(tests) < evaluations or len(groups) != len(tests):
+        return None
     best = max(range(len(tests)), key=lambda i: (float(tests[i][3]), -i))
     epoch, acc1, acc5, overall = tests[best]
     _, head, medium, tail = groups[best]

@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import PYTHON, add_source_args, best_test, checkout, import_from, make_set, print_runs, run_videolt
+from _common import PYTHON, add_source_args, best_logged_test, checkout, import_from, make_set, print_runs, run_videolt
 from _move import E2E, E2E_SET, MOVE, SMOKE, SMOKE_SET, load_theirs, lt_meters, sized_classes, their_args
 from _move_checks import components, lockstep, sampling
 
@@ -150,20 +150,12 @@ def run_theirs_main(work: Path, args: argparse.Namespace) -> None:
     move_module.main()
 
 
-_TEST = re.compile(r"Test Epoch (\d+): Acc@1: ([\d.]+) \| Acc@5: ([\d.]+) \| mAP: ([\d.]+)")
 _GROUPS = re.compile(r"Overall, Head, Medium, Tail mAP, Acc@1, 5 = ([\d.]+) ([\d.naN]+) ([\d.naN]+) ([\d.naN]+)")
 
 
 def _theirs_metrics(out: Path) -> dict | None:
     """The best `Test Epoch` of their log (MOVE.py:172-191 keeps the best mAP), with its group mAPs."""
-    log = out.parent / f"{out.name}.log"
-    if not log.is_file():
-        return None
-    text = log.read_text()
-    tests, groups = _TEST.findall(text), _GROUPS.findall(text)
-    if len(tests) < E2E["epochs"] // E2E["eval_every"] or len(groups) != len(tests):
-        return None
-    return best_test(tests, groups)
+    return best_logged_test(out.parent / f"{out.name}.log", _GROUPS, E2E["epochs"] // E2E["eval_every"])
 
 
 def collect(mapmeter: object, made: dict, out: Path, seeds: list[int], lr: float) -> None:

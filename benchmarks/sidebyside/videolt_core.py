@@ -45,7 +45,7 @@ from _common import (
     PYTHON,
     Reference,
     add_source_args,
-    best_test,
+    best_logged_test,
     checkout,
     import_from,
     install_cpu_shim,
@@ -306,19 +306,12 @@ def run_theirs_main(work: Path, args: argparse.Namespace) -> None:
     module.main()
 
 
-_TEST = re.compile(r"Test Epoch (\d+): Acc@1: ([\d.]+) \| Acc@5: ([\d.]+) \| mAP: ([\d.]+)")
 _GROUPS = re.compile(r"Overall mAP = ([\d.]+) \| Head = ([\d.naN]+) \| Medium = ([\d.naN]+) \| Tail = ([\d.naN]+)")
 
 
 def _theirs_metrics(log: Path) -> dict | None:
     """The best `Test Epoch` of their log (base_main.py:149-153 keeps the best mAP), with its group mAPs."""
-    if not log.is_file():
-        return None
-    text = log.read_text()
-    tests, groups = _TEST.findall(text), _GROUPS.findall(text)
-    if len(tests) < E2E["epochs"] // E2E["eval_every"] or len(groups) != len(tests):
-        return None
-    return best_test(tests, groups)
+    return best_logged_test(log, _GROUPS, E2E["epochs"] // E2E["eval_every"])
 
 
 def collect(made: dict, out: Path, method: str, seeds: list[int]) -> None:
