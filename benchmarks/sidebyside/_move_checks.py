@@ -36,21 +36,28 @@ from _move import (
 )
 
 
+def _their_setup(work: Path) -> tuple[dict, object, object, object, list[str], torch.Tensor]:
+    """Their modules, MOVE.py, its sampling probabilities and smoothing for COUNTS (60 frames), and the
+    checks' labels as their comma-separated strings and as a multi-hot matrix."""
+    their = load_theirs(work)
+    (move_module,) = import_from(work, "MOVE")
+    with tempfile.TemporaryDirectory() as tmp:
+        prob, smooth = sampling_prob_and_smooth(move_module, Path(tmp), COUNTS, frames=60, lb=3.0, calib_bias=0.5)
+    labels = [",".join(map(str, row)) for row in LABELS]
+    y = torch.zeros(len(LABELS), len(COUNTS))
+    for i, row in enumerate(LABELS):
+        y[i, row] = 1.0
+    return their, move_module, prob, smooth, labels, y
+
+
 def components(work: Path, args: argparse.Namespace) -> None:
     from videolt.train.aggregators import create_aggregator
     from videolt.train.losses import create_loss
     from videolt.train.mixes.vicinity import VicinityDraws, calibration_factors, vicinity_expand
 
-    their = load_theirs(work)
-    (move_module,) = import_from(work, "MOVE")
+    their, move_module, prob, smooth, labels, y = _their_setup(work)
     models, augment = their["models"], their["Augment"]
     d, c, b, t = 2048, len(COUNTS), len(LABELS), 60
-    with tempfile.TemporaryDirectory() as tmp:
-        prob, smooth = sampling_prob_and_smooth(move_module, Path(tmp), COUNTS, frames=t, lb=3.0, calib_bias=0.5)
-    labels = [",".join(map(str, row)) for row in LABELS]
-    y = torch.zeros(b, c)
-    for i, row in enumerate(LABELS):
-        y[i, row] = 1.0
     rows: list[tuple[str, str]] = []
 
     torch.manual_seed(1)
@@ -194,15 +201,8 @@ def sampling(work: Path, args: argparse.Namespace) -> None:
     from videolt.train.aggregators._frame_sampling import DRAW_ROLES, RandomFrameDraws
     from videolt.train.mixes.vicinity import VicinityExpansion
 
-    their = load_theirs(work)
-    (move_module,) = import_from(work, "MOVE")
+    their, move_module, prob, _, labels, y = _their_setup(work)
     d, c, b, t = 8, len(COUNTS), len(LABELS), 60  # the draws do not depend on the feature size
-    with tempfile.TemporaryDirectory() as tmp:
-        prob, _ = sampling_prob_and_smooth(move_module, Path(tmp), COUNTS, frames=t, lb=3.0, calib_bias=0.5)
-    labels = [",".join(map(str, row)) for row in LABELS]
-    y = torch.zeros(b, c)
-    for i, row in enumerate(LABELS):
-        y[i, row] = 1.0
     mods = their_modules(their, d, c)
     recorder = RecordedRandom()
     their["models"].random = recorder
